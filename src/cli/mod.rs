@@ -1,0 +1,3 @@
+//! The `apsched` command line: `serve`, `migrate`, `preview`.
+
+pub mod preview;

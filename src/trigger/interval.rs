@@ -1,0 +1,35 @@
+//! `interval`. (Skeleton: the trigger-engine work fills this in.)
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::TriggerError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalSpec {
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntervalTrigger {
+    pub timezone: Tz,
+    pub jitter: Option<f64>,
+}
+
+impl IntervalSpec {
+    pub fn resolve(self, _default_tz: Tz, _now: DateTime<Utc>) -> Result<Self, TriggerError> {
+        Ok(self)
+    }
+    pub fn compile(&self, _default_tz: Tz) -> Result<IntervalTrigger, TriggerError> {
+        Err(TriggerError::new("type", "interval is not built yet"))
+    }
+}
+
+impl IntervalTrigger {
+    pub fn next_fire_time(&self, _previous: Option<DateTime<Utc>>, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        None
+    }
+}
