@@ -1,0 +1,191 @@
+//! A job's action: one webhook call. `HttpAction` is what clients send and what the ledger snapshots for each
+//! fire; `http` makes the call.
+
+pub mod http;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How long a delivery may take when the action does not say.
+pub const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
+/// A webhook that takes longer than this is a mistake, not a job; keeps a stuck target from holding a worker.
+pub const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
+/// Bounds that keep one job's headers from bloating every delivery and every stored row.
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+/// What a masked header value is shown as.
+pub const MASK: &str = "********";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionType {
+    #[default]
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Head,
+    #[default]
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::Options => reqwest::Method::OPTIONS,
+        }
+    }
+}
+
+/// A webhook call (DESIGN.md "Jobs").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAction {
+    #[serde(rename = "type", default)]
+    pub action_type: ActionType,
+    #[serde(default)]
+    pub method: Method,
+    /// Absolute `http` or `https` URL.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// A text body; exclusive with `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// A JSON body, sent with `content-type: application/json`; exclusive with `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub json: Option<serde_json::Value>,
+    /// Seconds before the call is abandoned (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+}
+
+impl HttpAction {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    /// Check what serde cannot: the URL, header names and values, exclusive bodies, bounds.
+    /// The error is (field inside the action, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        if self.url.len() > MAX_URL_BYTES {
+            return fail("url", format!("is longer than {MAX_URL_BYTES} bytes"));
+        }
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(url) => {
+                return fail(
+                    "url",
+                    format!("{:?} must be an absolute http or https URL (scheme {:?})", self.url, url.scheme()),
+                );
+            }
+            Err(err) => return fail("url", format!("{:?} is not an absolute http or https URL: {err}", self.url)),
+        }
+        if self.headers.len() > MAX_HEADERS {
+            return fail("headers", format!("{} headers; at most {MAX_HEADERS}", self.headers.len()));
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return fail("headers", format!("{name:?} is not a valid header name"));
+            }
+            if name.len() + value.len() > MAX_HEADER_BYTES {
+                return fail("headers", format!("{name:?} is longer than {MAX_HEADER_BYTES} bytes"));
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return fail("headers", format!("the value of {name:?} is not a valid header value"));
+            }
+        }
+        if self.body.is_some() && self.json.is_some() {
+            return fail("json", "give either `body` or `json`, not both".to_string());
+        }
+        if let Some(timeout) = self.timeout_seconds
+            && !(timeout > 0.0 && timeout <= MAX_TIMEOUT_SECONDS)
+        {
+            return fail("timeout_seconds", format!("{timeout} is out of range (0, {MAX_TIMEOUT_SECONDS}]"));
+        }
+        Ok(())
+    }
+
+    /// The action as shown to clients: secret-looking header values masked.
+    pub fn masked(&self) -> HttpAction {
+        let mut shown = self.clone();
+        for (name, value) in shown.headers.iter_mut() {
+            if is_secret_header(name) {
+                *value = MASK.to_string();
+            }
+        }
+        shown
+    }
+}
+
+/// DESIGN.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
+/// `secret`, `key`, `password` or `signature`, case-insensitive.
+pub fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "key", "password", "signature"].iter().any(|word| name.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(url: &str) -> HttpAction {
+        serde_json::from_value(serde_json::json!({ "url": url })).unwrap()
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(action("http://127.0.0.1:9/hook").validate().is_ok());
+        assert!(action("https://example.internal/x?y=1").validate().is_ok());
+        assert_eq!(action("example.com/hook").validate().unwrap_err().0, "url");
+        assert_eq!(action("ftp://example.com/").validate().unwrap_err().0, "url");
+        assert_eq!(action("file:///etc/passwd").validate().unwrap_err().0, "url");
+    }
+
+    #[test]
+    fn secret_headers_are_masked_and_others_kept() {
+        let mut a = action("http://127.0.0.1/");
+        for name in ["Authorization", "X-Api-Key", "x-auth-token", "Cookie", "X-Trace"] {
+            a.headers.insert(name.to_string(), "v".to_string());
+        }
+        let shown = a.masked();
+        assert_eq!(shown.headers["Authorization"], MASK);
+        assert_eq!(shown.headers["X-Api-Key"], MASK);
+        assert_eq!(shown.headers["x-auth-token"], MASK);
+        assert_eq!(shown.headers["Cookie"], MASK);
+        assert_eq!(shown.headers["X-Trace"], "v");
+    }
+
+    #[test]
+    fn bad_headers_and_bodies_are_rejected() {
+        let mut a = action("http://127.0.0.1/");
+        a.headers.insert("bad header".into(), "v".into());
+        assert_eq!(a.validate().unwrap_err().0, "headers");
+        let mut b = action("http://127.0.0.1/");
+        b.body = Some("x".into());
+        b.json = Some(serde_json::json!({}));
+        assert_eq!(b.validate().unwrap_err().0, "json");
+        let mut c = action("http://127.0.0.1/");
+        c.timeout_seconds = Some(0.0);
+        assert_eq!(c.validate().unwrap_err().0, "timeout_seconds");
+    }
+}

@@ -1,0 +1,184 @@
+//! The job and run models shared by the API, the scheduler and the stores.
+//!
+//! A `Job` is stored with its *resolved* trigger spec (see `trigger::TriggerSpec::resolve`), so every replica and
+//! every restart compiles the same schedule. A `Run` is one row of the run ledger (DESIGN.md "The run ledger"):
+//! one per (job id, scheduled fire time), carrying a snapshot of the action so a fire can be delivered again after
+//! a crash even if its job is gone.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::action::HttpAction;
+use crate::trigger::{Trigger, TriggerError, TriggerSpec};
+
+/// DESIGN.md: ids are 1–200 characters of `[A-Za-z0-9._:-]`.
+pub const MAX_ID_LENGTH: usize = 200;
+/// A name is for people; longer than this is a mistake.
+pub const MAX_NAME_LENGTH: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub name: Option<String>,
+    pub trigger: TriggerSpec,
+    pub action: HttpAction,
+    pub coalesce: bool,
+    pub max_instances: u32,
+    /// Seconds a fire may be late and still run; `None`: always run.
+    pub misfire_grace_time: Option<u32>,
+    pub executor: String,
+    pub jobstore: String,
+    /// `None` when paused (or finished and about to be removed).
+    pub next_run_time: Option<DateTime<Utc>>,
+    pub paused: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// Compile the stored trigger. The spec was validated when saved, so this fails only if the zone database or
+    /// the rules changed under a stored job.
+    pub fn compiled_trigger(&self, default_tz: Tz) -> Result<Trigger, TriggerError> {
+        self.trigger.compile(default_tz)
+    }
+}
+
+/// Check a job id against DESIGN.md's rule.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.chars().count() > MAX_ID_LENGTH {
+        return Err(format!("must be 1–{MAX_ID_LENGTH} characters, got {}", id.chars().count()));
+    }
+    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))) {
+        return Err(format!("{bad:?} is not allowed; use A-Z, a-z, 0-9, '.', '_', ':' and '-'"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Claimed, waiting for a delivery worker.
+    Pending,
+    /// Being delivered.
+    Running,
+    Succeeded,
+    Failed,
+    /// Later than misfire_grace_time: not delivered.
+    Missed,
+    /// max_instances reached: not delivered.
+    Skipped,
+    /// Folded into a later fire by `coalesce`.
+    Coalesced,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Missed,
+        RunStatus::Skipped,
+        RunStatus::Coalesced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Missed => "missed",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Coalesced => "coalesced",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Pending and running fires are the job's live instances (max_instances) and are redelivered after a crash.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+/// One row of the run ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Unique to (job, scheduled fire time); sent as `idempotency-key`.
+    pub idempotency_key: String,
+    pub job_id: String,
+    pub scheduled_time: DateTime<Utc>,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub http_status: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    /// The job's action when the fire was claimed.
+    pub action: HttpAction,
+    pub executor: String,
+    /// The trigger's zone, so times are shown as the job shows them even after the job is gone.
+    pub timezone: String,
+    /// An unfinished run whose lease has expired is taken over and delivered again.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Run {
+    /// A new ledger row for a fire of `job` at `scheduled_time`.
+    pub fn new(job: &Job, scheduled_time: DateTime<Utc>, status: RunStatus, now: DateTime<Utc>, timezone: Tz) -> Run {
+        Run {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            job_id: job.id.clone(),
+            scheduled_time,
+            status,
+            attempts: 0,
+            started_at: None,
+            finished_at: if status.is_unfinished() { None } else { Some(now) },
+            http_status: None,
+            duration_ms: None,
+            error: None,
+            response_excerpt: None,
+            action: job.action.clone(),
+            executor: job.executor.clone(),
+            timezone: timezone.name().to_string(),
+            lease_expires_at: None,
+            created_at: now,
+        }
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone.parse().unwrap_or(Tz::UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_design_rule() {
+        assert!(validate_id("nightly-report.v2:eu_1").is_ok());
+        assert!(validate_id("").is_err());
+        assert!(validate_id(&"a".repeat(MAX_ID_LENGTH)).is_ok());
+        assert!(validate_id(&"a".repeat(MAX_ID_LENGTH + 1)).is_err());
+        assert!(validate_id("a b").is_err());
+        assert!(validate_id("a/b").is_err());
+        assert!(validate_id("é").is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RunStatus::parse("done"), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! The memory store: jobs and the ledger in process memory, lost on exit (APScheduler's MemoryJobStore).
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use super::{FirePlan, JobQuery, JobStore, Planner, RunQuery, StoreError, StoreResult, job_order_key};
+use crate::job::{Job, Run};
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<String, Job>,
+    /// Ledger keyed by (job id, scheduled time), as the SQL stores' unique index.
+    runs: BTreeMap<(String, DateTime<Utc>), Run>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+fn active_runs(runs: &BTreeMap<(String, DateTime<Utc>), Run>, job_id: &str) -> u32 {
+    let from = (job_id.to_string(), DateTime::<Utc>::MIN_UTC);
+    runs.range(from..).take_while(|((id, _), _)| id == job_id).filter(|(_, run)| run.status.is_unfinished()).count()
+        as u32
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        let mut job = job.clone();
+        if let Some(existing) = state.jobs.get(&job.id) {
+            if !replace_existing {
+                return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
+            }
+            job.created_at = existing.created_at;
+        }
+        state.jobs.insert(job.id.clone(), job);
+        Ok(())
+    }
+
+    async fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        match state.jobs.get_mut(&job.id) {
+            Some(stored) => {
+                *stored = job.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        Ok(self.state.lock().await.jobs.get(id).cloned())
+    }
+
+    async fn remove_job(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.state.lock().await.jobs.remove(id).is_some())
+    }
+
+    async fn remove_all_jobs(&self) -> StoreResult<u64> {
+        let mut state = self.state.lock().await;
+        let removed = state.jobs.len() as u64;
+        state.jobs.clear();
+        Ok(removed)
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
+        let state = self.state.lock().await;
+        let mut jobs: Vec<&Job> = state
+            .jobs
+            .values()
+            .filter(|job| query.paused.is_none_or(|paused| job.paused == paused))
+            .filter(|job| query.after.as_ref().is_none_or(|cursor| cursor.precedes(job)))
+            .collect();
+        jobs.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+        Ok(jobs.into_iter().take(query.limit).cloned().collect())
+    }
+
+    async fn count_jobs(&self) -> StoreResult<u64> {
+        Ok(self.state.lock().await.jobs.len() as u64)
+    }
+
+    async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let state = self.state.lock().await;
+        Ok(state.jobs.values().filter(|job| !job.paused).filter_map(|job| job.next_run_time).min())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        planner: &dyn Planner,
+    ) -> StoreResult<Vec<Run>> {
+        let mut state = self.state.lock().await;
+        let mut due: Vec<Job> = state
+            .jobs
+            .values()
+            .filter(|job| !job.paused && job.next_run_time.is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+        due.truncate(limit);
+        let mut to_deliver = Vec::new();
+        for job in due {
+            let FirePlan { runs, next_run_time } = planner.plan(&job, active_runs(&state.runs, &job.id), now);
+            for mut run in runs {
+                let key = (run.job_id.clone(), run.scheduled_time);
+                if state.runs.contains_key(&key) {
+                    continue;
+                }
+                if run.status.is_unfinished() {
+                    run.lease_expires_at = Some(lease_until);
+                    to_deliver.push(run.clone());
+                }
+                state.runs.insert(key, run);
+            }
+            match next_run_time {
+                Some(next) => {
+                    if let Some(stored) = state.jobs.get_mut(&job.id) {
+                        stored.next_run_time = Some(next);
+                    }
+                }
+                None => {
+                    state.jobs.remove(&job.id);
+                }
+            }
+        }
+        Ok(to_deliver)
+    }
+
+    async fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        let key = (run.job_id.clone(), run.scheduled_time);
+        if state.runs.contains_key(&key) {
+            return Err(StoreError::Conflict(format!("a run of {:?} at {} exists", run.job_id, run.scheduled_time)));
+        }
+        state.runs.insert(key, run.clone());
+        Ok(())
+    }
+
+    async fn update_run(&self, run: &Run) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        match state.runs.get_mut(&(run.job_id.clone(), run.scheduled_time)) {
+            Some(stored) if stored.idempotency_key == run.idempotency_key => {
+                *stored = run.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
+        let mut state = self.state.lock().await;
+        let mut taken = Vec::new();
+        for run in state.runs.values_mut() {
+            if run.status.is_unfinished() && run.lease_expires_at.is_none_or(|lease| lease < now) {
+                run.lease_expires_at = Some(lease_until);
+                taken.push(run.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        for run in state.runs.values_mut() {
+            if run.status.is_unfinished() && idempotency_keys.contains(&run.idempotency_key) {
+                run.lease_expires_at = Some(lease_until);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {
+        let state = self.state.lock().await;
+        let from = (job_id.to_string(), DateTime::<Utc>::MIN_UTC);
+        let mut runs: Vec<&Run> = state
+            .runs
+            .range(from..)
+            .take_while(|((id, _), _)| id == job_id)
+            .map(|(_, run)| run)
+            .filter(|run| query.status.is_none_or(|status| run.status == status))
+            .filter(|run| {
+                query.after.as_ref().is_none_or(|cursor| {
+                    (run.scheduled_time, run.idempotency_key.as_str())
+                        < (cursor.scheduled_time, cursor.idempotency_key.as_str())
+                })
+            })
+            .collect();
+        runs.sort_by_key(|run| std::cmp::Reverse(run.scheduled_time));
+        Ok(runs.into_iter().take(query.limit).cloned().collect())
+    }
+}

@@ -1,0 +1,141 @@
+//! Job stores: where jobs and the run ledger live. `memory` for tests and throwaway schedules, `sqlite` the
+//! embedded default, `postgres` for production and replicas.
+//!
+//! No SQL and no `sqlx::Error` above this module: stores speak `StoreError`. The scheduler's rules (misfire,
+//! coalesce, max_instances, the next run time) are a `Planner` the store calls *inside* its claim transaction, so
+//! that claiming a fire, recording it in the ledger and advancing the job are one atomic step on every store.
+
+pub mod memory;
+pub mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod contract;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::job::{Job, Run, RunStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store cannot be reached or failed; the caller retries later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be read back (corruption or an incompatible schema).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Position in the job list, which is ordered by (next_run_time, id) with paused jobs (no next run time) last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCursor {
+    pub next_run_time: Option<DateTime<Utc>>,
+    pub id: String,
+}
+
+impl JobCursor {
+    pub fn of(job: &Job) -> JobCursor {
+        JobCursor { next_run_time: job.next_run_time, id: job.id.clone() }
+    }
+
+    /// True when `job` comes strictly after this cursor in list order.
+    pub fn precedes(&self, job: &Job) -> bool {
+        job_order_key(job) > (self.next_run_time.is_none(), self.next_run_time, self.id.as_str())
+    }
+}
+
+/// The list order: jobs with a next run time first, by that time, then by id.
+pub fn job_order_key(job: &Job) -> (bool, Option<DateTime<Utc>>, &str) {
+    (job.next_run_time.is_none(), job.next_run_time, job.id.as_str())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub paused: Option<bool>,
+    /// Only jobs strictly after this position.
+    pub after: Option<JobCursor>,
+    pub limit: usize,
+}
+
+/// Position in a job's run history, which is ordered newest scheduled time first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub scheduled_time: DateTime<Utc>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    /// Only runs strictly after (older than) this position.
+    pub after: Option<RunCursor>,
+    pub limit: usize,
+}
+
+/// What to do with one due job, decided by the scheduler inside the store's claim transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirePlan {
+    /// Ledger rows to insert: `pending` ones are delivered, the others (missed, skipped, coalesced) only recorded.
+    pub runs: Vec<Run>,
+    /// The job's new next run time; `None`: the trigger has finished and the job is removed.
+    pub next_run_time: Option<DateTime<Utc>>,
+}
+
+/// The scheduler's rules for a due job. `active_runs` is how many of the job's fires are pending or running
+/// (for max_instances).
+pub trait Planner: Send + Sync {
+    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan;
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Check the store answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Insert a job. If a job with its id exists: `Conflict` unless `replace_existing`, in which case it is
+    /// replaced (its created_at kept).
+    async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()>;
+    /// Overwrite an existing job; `NotFound` if it is gone.
+    async fn update_job(&self, job: &Job) -> StoreResult<()>;
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
+    /// `true` if it existed. Its runs stay in the ledger (history) until pruned.
+    async fn remove_job(&self, id: &str) -> StoreResult<bool>;
+    /// Remove every job; the number removed.
+    async fn remove_all_jobs(&self) -> StoreResult<u64>;
+    /// Jobs in list order (see `job_order_key`), filtered, at most `limit`.
+    async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>>;
+    async fn count_jobs(&self) -> StoreResult<u64>;
+    /// The earliest next_run_time of an unpaused job: when the scheduler must next wake for this store.
+    async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// In one transaction: take up to `limit` unpaused jobs whose next_run_time <= now, earliest first; for each,
+    /// ask `planner`, insert its runs (a run whose (job id, scheduled time) is already in the ledger is left out:
+    /// that fire was claimed before), give the `pending` ones a lease until `lease_until`, and set the job's
+    /// next_run_time, or remove the job when the plan's is `None`. Returns the pending runs to deliver.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        planner: &dyn Planner,
+    ) -> StoreResult<Vec<Run>>;
+
+    /// Insert one run (run-now): `Conflict` if its (job id, scheduled time) is taken.
+    async fn insert_run(&self, run: &Run) -> StoreResult<()>;
+    /// Save a run's progress (status, attempts, outcome, lease), found by idempotency key.
+    async fn update_run(&self, run: &Run) -> StoreResult<()>;
+    /// Unfinished runs (pending or running) whose lease has expired before `now` (or that have none), re-leased
+    /// until `lease_until` in the same transaction so only one taker gets each. At start-up every unfinished run
+    /// of a single-process store has an expired lease.
+    async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>>;
+    /// Extend the leases of runs being delivered.
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()>;
+    /// A job's runs, newest scheduled time first; also after the job was removed.
+    async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>>;
+}

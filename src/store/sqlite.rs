@@ -1,0 +1,1 @@
+//! The SQLite store (embedded default). Being written: see the store work branch.
