@@ -1,5 +1,51 @@
+//! apsched: APScheduler's model (triggers, job stores, executors, one scheduler) as an HTTP service whose jobs
+//! call webhooks. `run` is the one entry point of production and tests alike.
+
 pub mod action;
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod executor;
 pub mod job;
+pub mod scheduler;
 pub mod store;
 pub mod trigger;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use scheduler::Scheduler;
+use scheduler::clock::{Clock, SystemClock};
+
+/// How long a SIGTERM'd server waits for deliveries in flight before it exits anyway (they stay unfinished in
+/// the ledger and are delivered again at the next start).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serve the API on `listener` and run the scheduler until `shutdown` is cancelled (by a signal, or by
+/// `POST /v1/scheduler/shutdown`). Returns once the server has stopped.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let scheduler = Scheduler::new(config, clock).await?;
+    let scheduler_task = scheduler.spawn();
+    let app = api::app(api::AppState { scheduler: scheduler.clone(), server_shutdown: shutdown.clone() });
+    tracing::info!(listen = %listener.local_addr()?, "apsched serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    // Stop firing and give deliveries in flight a bounded time to finish.
+    if tokio::time::timeout(SHUTDOWN_GRACE, scheduler.shutdown(true)).await.is_err() {
+        tracing::warn!("deliveries still running after the shutdown grace; they will be delivered again at start");
+    }
+    scheduler_task.abort();
+    Ok(())
+}

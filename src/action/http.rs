@@ -1,1 +1,127 @@
+//! The webhook call: one HTTP request per attempt, with apsched's delivery headers. Any 2xx is success.
 
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::HttpAction;
+
+/// DESIGN.md: a run keeps the first 1 KiB of the response body.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+/// Errors are stored and shown; a bound keeps a pathological message from bloating the ledger.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// The headers every delivery carries besides the action's own.
+pub struct DeliveryHeaders<'a> {
+    pub job_id: &'a str,
+    /// RFC 3339 in the job's zone.
+    pub scheduled_time: &'a str,
+    pub idempotency_key: &'a str,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub succeeded: bool,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub duration: Duration,
+}
+
+/// The client all deliveries share: one connection pool, no redirects (a redirect could lead a webhook to a
+/// target its job was never allowed to name).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("apsched/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with static settings builds")
+}
+
+/// Make one attempt of the call.
+pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &DeliveryHeaders<'_>) -> Attempt {
+    let started = Instant::now();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &action.headers {
+        // Validated when the job was saved; a header that no longer parses is left out rather than failing.
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+    for (name, value) in [
+        ("apsched-job-id", delivery.job_id),
+        ("apsched-scheduled-time", delivery.scheduled_time),
+        ("idempotency-key", delivery.idempotency_key),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    let mut request = client.request(action.method.as_reqwest(), &action.url).timeout(action.timeout());
+    if let Some(json) = &action.json {
+        headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+        request = request.body(serde_json::to_vec(json).unwrap_or_default());
+    } else if let Some(body) = &action.body {
+        request = request.body(body.clone());
+    }
+    let result = request.headers(headers).send().await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            return Attempt {
+                succeeded: false,
+                http_status: None,
+                error: Some(describe(&err)),
+                response_excerpt: None,
+                duration: started.elapsed(),
+            };
+        }
+    };
+    let status = response.status();
+    let mut excerpt = Vec::new();
+    let mut error = None;
+    // Read only as much of the body as the ledger keeps; the rest is dropped with the connection.
+    while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(err) => {
+                error = Some(describe(&err));
+                break;
+            }
+        }
+    }
+    excerpt.truncate(RESPONSE_EXCERPT_BYTES);
+    let succeeded = status.is_success() && error.is_none();
+    if !status.is_success() {
+        error = Some(format!("HTTP {}", status.as_u16()));
+    }
+    Attempt {
+        succeeded,
+        http_status: Some(status.as_u16()),
+        error,
+        response_excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+        duration: started.elapsed(),
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
+    // reqwest's Display of a nested error omits the cause; the source chain says what actually happened.
+    let mut message = format!("{kind}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message.chars().take(MAX_ERROR_CHARS).collect()
+}

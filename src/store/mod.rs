@@ -139,3 +139,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// A job's runs, newest scheduled time first; also after the job was removed.
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>>;
 }
+
+/// Open a configured store (running its migrations).
+pub async fn open(name: &str, config: &crate::config::JobStoreConfig) -> anyhow::Result<std::sync::Arc<dyn JobStore>> {
+    use crate::config::StoreType;
+    Ok(match config.resolved_type() {
+        StoreType::Memory => std::sync::Arc::new(memory::MemoryStore::new()),
+        StoreType::Sqlite => {
+            let url = config.url.as_deref().unwrap_or(crate::config::DEFAULT_SQLITE_URL);
+            std::sync::Arc::new(
+                sqlite::SqliteStore::connect(url)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("job store {name:?} ({url}): {err}"))?,
+            )
+        }
+        StoreType::Postgres => anyhow::bail!("job store {name:?}: the postgres store is not built yet"),
+    })
+}

@@ -1,0 +1,151 @@
+//! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
+//! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
+
+pub mod health;
+pub mod jobs;
+pub mod scheduler;
+pub mod triggers;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::scheduler::Scheduler;
+
+/// DESIGN.md: a body over 1 MiB is 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub scheduler: Arc<Scheduler>,
+    /// Cancelled to stop the HTTP server (after `POST /v1/scheduler/shutdown` has answered).
+    pub server_shutdown: CancellationToken,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "apsched",
+        description = "APScheduler's model as an HTTP service: jobs with triggers whose action is a webhook call."
+    ),
+    tags(
+        (name = "jobs", description = "Add, inspect, change and remove jobs"),
+        (name = "triggers", description = "Preview fire times"),
+        (name = "scheduler", description = "Scheduler state and control"),
+        (name = "health", description = "Liveness and readiness")
+    )
+)]
+struct ApiDoc;
+
+/// Every API route with its OpenAPI operation; one source, so routes and spec cannot drift.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::add_job, jobs::list_jobs, jobs::remove_all_jobs))
+        .routes(routes!(jobs::get_job, jobs::modify_job, jobs::remove_job))
+        .routes(routes!(jobs::pause_job))
+        .routes(routes!(jobs::resume_job))
+        .routes(routes!(jobs::run_job))
+        .routes(routes!(jobs::list_runs))
+        .routes(routes!(triggers::preview))
+        .routes(routes!(scheduler::get_scheduler))
+        .routes(routes!(scheduler::pause_scheduler))
+        .routes(routes!(scheduler::resume_scheduler))
+        .routes(routes!(scheduler::shutdown_scheduler))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
+pub fn app(state: AppState) -> Router {
+    let (router, spec) = api_routes().split_for_parts();
+    router
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// A JSON body: malformed JSON is 400, a body of the wrong shape 422 naming the field, too large 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        parse_json(&read_body(request, state).await?).map(ApiJson)
+    }
+}
+
+/// Like `ApiJson`, but an empty body means `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = read_body(request, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_json(&body).map(OptionalJson)
+    }
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Parse JSON with the path of the offending field in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::BadRequest(format!("malformed JSON: {inner}")),
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_string() } else { path };
+                ApiError::invalid(field, inner.to_string())
+            }
+        }
+    })?;
+    Ok(value)
+}
+
+/// A query string: a parameter of the wrong type or unknown is 400 naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))
+    }
+}

@@ -1,0 +1,86 @@
+//! `/v1/scheduler`: state, configuration (read-only) and control.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{AppState, OptionalJson};
+use crate::config::{JobDefaults, StoreType};
+use crate::error::{Problem, Result};
+use crate::executor::PoolStatus;
+use crate::scheduler::SchedulerState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchedulerOut {
+    pub state: SchedulerState,
+    pub timezone: String,
+    pub jobstores: BTreeMap<String, JobStoreOut>,
+    pub executors: BTreeMap<String, PoolStatus>,
+    pub job_defaults: JobDefaults,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStoreOut {
+    #[serde(rename = "type")]
+    pub store_type: StoreType,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownIn {
+    /// Wait for running deliveries before answering (default true).
+    pub wait: Option<bool>,
+}
+
+fn describe(state: &AppState) -> SchedulerOut {
+    let scheduler = &state.scheduler;
+    SchedulerOut {
+        state: scheduler.state(),
+        timezone: scheduler.config.timezone.clone(),
+        jobstores: scheduler
+            .config
+            .jobstores
+            .iter()
+            .map(|(name, config)| (name.clone(), JobStoreOut { store_type: config.resolved_type() }))
+            .collect(),
+        executors: scheduler.executors.status(),
+        job_defaults: scheduler.config.job_defaults.clone(),
+    }
+}
+
+/// The scheduler's state and configuration
+#[utoipa::path(get, path = "/v1/scheduler", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+pub async fn get_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
+    Json(describe(&state))
+}
+
+/// Pause firing for all jobs; the API keeps serving
+#[utoipa::path(post, path = "/v1/scheduler/pause", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+pub async fn pause_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
+    state.scheduler.pause();
+    Json(describe(&state))
+}
+
+/// Resume firing
+#[utoipa::path(post, path = "/v1/scheduler/resume", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
+    state.scheduler.resume();
+    Json(describe(&state))
+}
+
+/// Stop firing, optionally wait for running deliveries, answer, then exit
+#[utoipa::path(post, path = "/v1/scheduler/shutdown", tag = "scheduler", request_body(content = Option<ShutdownIn>),
+    responses((status = 200, body = SchedulerOut), (status = 400, body = Problem), (status = 422, body = Problem)))]
+pub async fn shutdown_scheduler(
+    State(state): State<AppState>,
+    OptionalJson(input): OptionalJson<ShutdownIn>,
+) -> Result<Json<SchedulerOut>> {
+    state.scheduler.shutdown(input.wait.unwrap_or(true)).await;
+    let answer = describe(&state);
+    // Graceful shutdown lets this response finish before the server stops.
+    state.server_shutdown.cancel();
+    Ok(Json(answer))
+}

@@ -1,0 +1,121 @@
+//! Executors: named delivery pools (APScheduler's executors). A pool bounds how many webhook calls run at once;
+//! the rest wait in its queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
+
+use crate::config::ExecutorConfig;
+
+pub struct Pool {
+    max_workers: usize,
+    permits: Arc<Semaphore>,
+    running: AtomicUsize,
+    queued: AtomicUsize,
+}
+
+/// A worker slot: counted as running until dropped.
+pub struct Slot<'a> {
+    pool: &'a Pool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.pool.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pool {
+    pub fn new(max_workers: usize) -> Pool {
+        Pool {
+            max_workers,
+            permits: Arc::new(Semaphore::new(max_workers)),
+            running: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Wait for a free worker.
+    pub async fn slot(&self) -> Slot<'_> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        // The semaphore is never closed, so acquiring only fails if that changes; then run unbounded rather
+        // than lose the fire.
+        let permit = self.permits.clone().acquire_owned().await;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(_) => Arc::new(Semaphore::new(1)).try_acquire_owned().expect("a fresh semaphore has a permit"),
+        };
+        Slot { pool: self, _permit: permit }
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        PoolStatus {
+            max_workers: self.max_workers,
+            running: self.running.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct PoolStatus {
+    pub max_workers: usize,
+    pub running: usize,
+    pub queued: usize,
+}
+
+pub struct Executors {
+    pools: BTreeMap<String, Pool>,
+}
+
+impl Executors {
+    pub fn new(config: &BTreeMap<String, ExecutorConfig>) -> Executors {
+        Executors { pools: config.iter().map(|(name, c)| (name.clone(), Pool::new(c.max_workers))).collect() }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.pools.contains_key(name)
+    }
+
+    /// The named pool; a run whose executor was removed from configuration goes to `default`.
+    pub fn pool(&self, name: &str) -> &Pool {
+        self.pools.get(name).or_else(|| self.pools.get("default")).expect("configuration guarantees a default executor")
+    }
+
+    pub fn status(&self) -> BTreeMap<String, PoolStatus> {
+        self.pools.iter().map(|(name, pool)| (name.clone(), pool.status())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pool_bounds_running_workers_and_counts_the_queue() {
+        let pool = Arc::new(Pool::new(2));
+        let a = pool.slot().await;
+        let _b = pool.slot().await;
+        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 2, queued: 0 });
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let _c = pool.slot().await;
+            })
+        };
+        while pool.status().queued == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.status().queued, 1);
+        drop(a);
+        waiting.await.unwrap();
+        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 1, queued: 0 });
+    }
+}
