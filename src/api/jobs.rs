@@ -260,8 +260,8 @@ async fn save(state: &AppState, job: &Job) -> Result<()> {
 
 /// Add a job
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobIn,
-    responses((status = 201, body = JobOut), (status = 400, body = Problem), (status = 409, body = Problem),
-        (status = 413, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = JobOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn add_job(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<JobIn>,
@@ -339,7 +339,7 @@ pub async fn add_job(
 
 /// List jobs, by next run time
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobsQuery),
-    responses((status = 200, body = JobList), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = JobList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListJobsQuery>,
@@ -367,7 +367,7 @@ pub async fn list_jobs(
 
 /// Get a job
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let (_, job) = find(&state, &id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
@@ -375,8 +375,8 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// Modify a job; a new trigger reschedules it
 #[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)), request_body = JobPatch,
-    responses((status = 200, body = JobOut), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 200, body = JobOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn modify_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -435,7 +435,7 @@ pub async fn modify_job(
 
 /// Remove a job
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     for (_, store) in state.scheduler.stores() {
         if store.remove_job(&id).await? {
@@ -448,7 +448,7 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Remove all jobs (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
-    responses((status = 200, body = Removed), (status = 422, body = Problem)))]
+    responses((status = 200, body = Removed), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
@@ -470,7 +470,7 @@ pub async fn remove_all_jobs(
 
 /// Pause a job: its next run time becomes null
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let (_, mut job) = find(&state, &id).await?;
     if !job.paused {
@@ -484,7 +484,7 @@ pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) ->
 
 /// Resume a job: its next run time is recomputed from now
 #[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let (store_name, mut job) = find(&state, &id).await?;
     let now = state.scheduler.now();
@@ -508,7 +508,7 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Run a job once now, outside its schedule
 #[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 202, body = RunOut), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, body = RunOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
     let (store_name, job) = find(&state, &id).await?;
     let scheduler = &state.scheduler;
@@ -524,7 +524,7 @@ pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// A job's run history, newest first
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path), ListRunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,

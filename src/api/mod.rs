@@ -127,12 +127,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             | serde_json::error::Category::Eof
             | serde_json::error::Category::Io => ApiError::BadRequest(format!("malformed JSON: {inner}")),
             serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_string() } else { path };
-                ApiError::invalid(field, inner.to_string())
+                ApiError::invalid(field_of(&path, &inner.to_string()), inner.to_string())
             }
         }
     })?;
     Ok(value)
+}
+
+/// The field a data error is about: serde's path, plus the field a "missing/unknown field `x`" message names.
+fn field_of(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => "body".to_string(),
+        (path, Some(name)) if path.rsplit('.').next() != Some(name) => format!("{path}.{name}"),
+        (path, _) => path.to_string(),
+    }
 }
 
 /// A query string: a parameter of the wrong type or unknown is 400 naming it.

@@ -73,7 +73,7 @@ pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOu
 
 /// Stop firing, optionally wait for running deliveries, answer, then exit
 #[utoipa::path(post, path = "/v1/scheduler/shutdown", tag = "scheduler", request_body(content = Option<ShutdownIn>),
-    responses((status = 200, body = SchedulerOut), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = SchedulerOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn shutdown_scheduler(
     State(state): State<AppState>,
     OptionalJson(input): OptionalJson<ShutdownIn>,

@@ -31,7 +31,7 @@ pub struct PreviewOut {
 
 /// Preview a trigger's next fire times
 #[utoipa::path(post, path = "/v1/triggers/preview", tag = "triggers", request_body = PreviewIn,
-    responses((status = 200, body = PreviewOut), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = PreviewOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn preview(State(state): State<AppState>, ApiJson(input): ApiJson<PreviewIn>) -> Result<Json<PreviewOut>> {
     let count = input.count.unwrap_or(DEFAULT_PREVIEW_COUNT);
     if !(1..=trigger::MAX_PREVIEW_COUNT).contains(&count) {
