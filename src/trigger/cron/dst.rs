@@ -89,17 +89,19 @@ fn occurrence(tz: Tz, wall: NaiveDateTime, pass: Pass) -> DateTime<Utc> {
 /// the two occurrences finds it.
 fn fold_walls(tz: Tz, first: DateTime<Utc>, second: DateTime<Utc>) -> (NaiveDateTime, NaiveDateTime) {
     let offset_before = offset_seconds(tz, first);
-    let (mut low, mut high) = (first, second);
+    let at = |seconds: i64| DateTime::from_timestamp(seconds, 0).unwrap_or(first);
+    // Whole seconds: transitions fall on them, and a half-second bound would let 03:00 pass for "before 03:00".
+    let (mut low, mut high) = (first.timestamp(), second.timestamp());
     // Invariant: offset(low) is the old offset, offset(high) the new one.
-    while high - low > ONE_SECOND {
+    while high - low > 1 {
         let middle = low + (high - low) / 2;
-        if offset_seconds(tz, middle) == offset_before {
+        if offset_seconds(tz, at(middle)) == offset_before {
             low = middle;
         } else {
             high = middle;
         }
     }
-    (wall_time(tz, high), wall_time(tz, low) + ONE_SECOND)
+    (wall_time(tz, at(high)), wall_time(tz, at(low)) + ONE_SECOND)
 }
 
 /// Whether `instant` is the first instant after a forward jump that skipped a matching wall time: the one kind of

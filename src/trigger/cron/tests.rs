@@ -489,3 +489,237 @@ mod crontab_strings {
         }
     }
 }
+
+/// DESIGN.md's DST rule: a skipped wall time fires once, just after the gap; in a repeated stretch a fixed-time job
+/// fires at the first occurrence only, any other job in both passes.
+mod dst_rule {
+    use super::*;
+
+    fn zoned(mut fields: Value, zone: &str) -> Value {
+        fields["timezone"] = json!(zone);
+        fields
+    }
+
+    #[test]
+    fn berlin_gap() {
+        let zone = "Europe/Berlin";
+        let now = "2026-03-28T12:00:00Z";
+        assert_eq!(
+            fires(zoned(json!({"hour": 2, "minute": 30}), zone), now, 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+        );
+        // Four skipped matches, one fire.
+        assert_eq!(
+            fires(zoned(json!({"hour": 2, "minute": "*/15"}), zone), now, 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]
+        );
+        // 03:00 matches itself and stands in for 02:00–02:45: still one fire.
+        assert_eq!(
+            fires(zoned(json!({"minute": "*/15"}), zone), "2026-03-29T00:40:00Z", 3),
+            ["2026-03-29T01:45:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:15:00+02:00"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"minute": 5}), zone), "2026-03-29T00:00:00Z", 3),
+            ["2026-03-29T01:05:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:05:00+02:00"]
+        );
+    }
+
+    #[test]
+    fn berlin_fold_fixed_time_fires_once() {
+        let zone = "Europe/Berlin";
+        let job = zoned(json!({"hour": 2, "minute": 30}), zone);
+        assert_eq!(
+            fires(job.clone(), "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+        );
+        // From inside the first pass, before and after the match.
+        assert_eq!(fires(job.clone(), "2026-10-25T00:10:00Z", 1), ["2026-10-25T02:30:00+02:00"]);
+        assert_eq!(fires(job.clone(), "2026-10-25T00:40:00Z", 1), ["2026-10-26T02:30:00+01:00"]);
+        // From inside the second pass: the second occurrence is not a fire.
+        assert_eq!(fires(job, "2026-10-25T01:10:00Z", 1), ["2026-10-26T02:30:00+01:00"]);
+        assert_eq!(
+            fires(zoned(json!({"hour": 2}), zone), "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T02:00:00+02:00", "2026-10-26T02:00:00+01:00"]
+        );
+    }
+
+    #[test]
+    fn berlin_fold_other_jobs_fire_in_both_passes() {
+        let zone = "Europe/Berlin";
+        let job = zoned(json!({"minute": "*/30"}), zone);
+        assert_eq!(
+            fires(job.clone(), "2026-10-24T23:00:00Z", 7),
+            [
+                "2026-10-25T01:00:00+02:00",
+                "2026-10-25T01:30:00+02:00",
+                "2026-10-25T02:00:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-25T02:00:00+01:00",
+                "2026-10-25T02:30:00+01:00",
+                "2026-10-25T03:00:00+01:00"
+            ]
+        );
+        // Starting inside the first pass must still reach the second pass, whose wall times lie behind the start's.
+        assert_eq!(
+            fires(job.clone(), "2026-10-25T00:10:00Z", 3),
+            ["2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00"]
+        );
+        assert_eq!(
+            fires(job.clone(), "2026-10-25T00:45:00Z", 2),
+            ["2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00"]
+        );
+        assert_eq!(fires(job, "2026-10-25T01:10:00Z", 2), ["2026-10-25T02:30:00+01:00", "2026-10-25T03:00:00+01:00"]);
+        assert_eq!(
+            fires(zoned(json!({"hour": 2, "minute": "0,30"}), zone), "2026-10-24T12:00:00Z", 5),
+            [
+                "2026-10-25T02:00:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-25T02:00:00+01:00",
+                "2026-10-25T02:30:00+01:00",
+                "2026-10-26T02:00:00+01:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn new_york() {
+        let zone = "America/New_York";
+        assert_eq!(
+            fires(zoned(json!({"hour": 2, "minute": 30}), zone), "2026-03-07T12:00:00Z", 2),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"hour": 1, "minute": 30}), zone), "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"hour": 1, "minute": "*/20"}), zone), "2026-10-31T12:00:00Z", 7),
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:20:00-04:00",
+                "2026-11-01T01:40:00-04:00",
+                "2026-11-01T01:00:00-05:00",
+                "2026-11-01T01:20:00-05:00",
+                "2026-11-01T01:40:00-05:00",
+                "2026-11-02T01:00:00-05:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn lord_howe_half_hour_shifts() {
+        let zone = "Australia/Lord_Howe";
+        assert_eq!(
+            fires(zoned(json!({"hour": 2, "minute": 15}), zone), "2026-10-03T00:00:00Z", 2),
+            ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"minute": "*/10"}), zone), "2026-10-03T15:00:00Z", 5),
+            [
+                "2026-10-04T01:30:00+10:30",
+                "2026-10-04T01:40:00+10:30",
+                "2026-10-04T01:50:00+10:30",
+                "2026-10-04T02:30:00+11:00",
+                "2026-10-04T02:40:00+11:00"
+            ]
+        );
+        // 01:30–02:00 repeats on 2026-04-05.
+        assert_eq!(
+            fires(zoned(json!({"hour": 1, "minute": 45}), zone), "2026-04-04T12:00:00Z", 2),
+            ["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"minute": "*/15"}), zone), "2026-04-04T14:00:00Z", 7),
+            [
+                "2026-04-05T01:00:00+11:00",
+                "2026-04-05T01:15:00+11:00",
+                "2026-04-05T01:30:00+11:00",
+                "2026-04-05T01:45:00+11:00",
+                "2026-04-05T01:30:00+10:30",
+                "2026-04-05T01:45:00+10:30",
+                "2026-04-05T02:00:00+10:30"
+            ]
+        );
+    }
+
+    #[test]
+    fn santiago_transitions_at_midnight() {
+        let zone = "America/Santiago";
+        // 2026-09-06 begins at 01:00: a midnight job fires then, once.
+        assert_eq!(
+            fires(zoned(json!({"hour": 0}), zone), "2026-09-05T00:00:00Z", 3),
+            ["2026-09-05T00:00:00-04:00", "2026-09-06T01:00:00-03:00", "2026-09-07T00:00:00-03:00"]
+        );
+        assert_eq!(fires(zoned(json!({"month": 9, "day": 6}), zone), NOW, 1), ["2026-09-06T01:00:00-03:00"]);
+        // 23:00–24:00 repeats on 2026-04-04.
+        assert_eq!(
+            fires(zoned(json!({"hour": 23, "minute": 30}), zone), "2026-04-04T12:00:00Z", 2),
+            ["2026-04-04T23:30:00-03:00", "2026-04-05T23:30:00-04:00"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"hour": 23, "minute": "0,30"}), zone), "2026-04-04T12:00:00Z", 5),
+            [
+                "2026-04-04T23:00:00-03:00",
+                "2026-04-04T23:30:00-03:00",
+                "2026-04-04T23:00:00-04:00",
+                "2026-04-04T23:30:00-04:00",
+                "2026-04-05T23:00:00-04:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn chatham_quarter_hour_offsets() {
+        let zone = "Pacific/Chatham";
+        // 02:45–03:45 is skipped on 2026-09-27 and repeated on 2026-04-05.
+        assert_eq!(
+            fires(zoned(json!({"hour": 3, "minute": 0}), zone), "2026-09-26T00:00:00Z", 2),
+            ["2026-09-27T03:45:00+13:45", "2026-09-28T03:00:00+13:45"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"hour": 3, "minute": 0}), zone), "2026-04-04T00:00:00Z", 2),
+            ["2026-04-05T03:00:00+13:45", "2026-04-06T03:00:00+12:45"]
+        );
+        assert_eq!(
+            fires(zoned(json!({"hour": 3, "minute": "0,30"}), zone), "2026-04-04T00:00:00Z", 5),
+            [
+                "2026-04-05T03:00:00+13:45",
+                "2026-04-05T03:30:00+13:45",
+                "2026-04-05T03:00:00+12:45",
+                "2026-04-05T03:30:00+12:45",
+                "2026-04-06T03:00:00+12:45"
+            ]
+        );
+    }
+
+    #[test]
+    fn crontab_strings_follow_the_same_rule() {
+        let zone = "Europe/Berlin";
+        assert_eq!(
+            fires(json!({"crontab": "30 2 * * *", "timezone": zone}), "2026-03-28T12:00:00Z", 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+        );
+        // croner alone would skip this day: the gap swallows every match of a non-fixed job.
+        assert_eq!(
+            fires(json!({"crontab": "*/15 2 * * *", "timezone": zone}), "2026-03-28T12:00:00Z", 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]
+        );
+        assert_eq!(
+            fires(json!({"crontab": "30 2 * * *", "timezone": zone}), "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+        );
+        assert_eq!(
+            fires(json!({"crontab": "*/30 2 * * *", "timezone": zone}), "2026-10-25T00:10:00Z", 3),
+            ["2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00"]
+        );
+    }
+
+    #[test]
+    fn a_gap_fire_does_not_match_but_stands_in_for_a_skipped_time() {
+        let trigger = compile(json!({"hour": 2, "minute": 30, "timezone": "Europe/Berlin"}));
+        let fire = trigger.next_fire_time(None, instant("2026-03-28T12:00:00Z")).unwrap();
+        assert!(!trigger.matches(fire));
+        assert!(dst::is_gap_fire(trigger.timezone, &trigger.schedule, fire));
+        assert!(!dst::is_gap_fire(trigger.timezone, &trigger.schedule, instant("2026-03-30T00:30:00Z")));
+    }
+}
