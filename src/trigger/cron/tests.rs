@@ -723,3 +723,35 @@ mod dst_rule {
         assert!(!dst::is_gap_fire(trigger.timezone, &trigger.schedule, instant("2026-03-30T00:30:00Z")));
     }
 }
+
+/// Fire times of 600 random expressions as APScheduler 3.11.3 computes them (`testdata/aps_fixtures.py`), away
+/// from DST transitions, where both must agree exactly.
+#[test]
+fn agrees_with_apscheduler() {
+    let fixtures: Value = serde_json::from_str(include_str!("testdata/aps_fixtures.json")).unwrap();
+    let cases = fixtures["cases"].as_array().unwrap();
+    assert!(cases.len() >= 500);
+    let mut compared = 0;
+    for case in cases {
+        let mut fields = case["fields"].clone();
+        for key in ["timezone", "start_date", "end_date"] {
+            if let Some(value) = case.get(key) {
+                fields[key] = value.clone();
+            }
+        }
+        let trigger = spec(fields.clone()).compile(Tz::UTC).unwrap_or_else(|err| panic!("{fields}: {err}"));
+        let now = instant(case["now"].as_str().unwrap());
+        let expected: Vec<DateTime<Utc>> =
+            case["fires"].as_array().unwrap().iter().map(|t| instant(t.as_str().unwrap())).collect();
+        let mut actual = Vec::new();
+        let mut previous = None;
+        while actual.len() < expected.len().max(1) {
+            let Some(next) = trigger.next_fire_time(previous, now) else { break };
+            actual.push(next);
+            previous = Some(next);
+        }
+        assert_eq!(actual, expected, "{fields} from {now}");
+        compared += expected.len();
+    }
+    assert!(compared > 4000, "compared {compared} fire times");
+}
