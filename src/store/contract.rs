@@ -1,1 +1,707 @@
-//! The store contract suite, run against every store.
+//! The store contract suite: one behaviour test per rule of the `JobStore` docs, run against every store so the
+//! memory store (the reference) and the database stores cannot drift apart.
+//!
+//! Each case is a plain async function over `&dyn JobStore`; `store_contract_tests!(module, fixture)` expands them
+//! all into `#[tokio::test]`s against a fresh store per case. Adding a store is one more invocation at the end.
+//! Times are microsecond-precise, the precision every store keeps.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use super::memory::MemoryStore;
+use super::sqlite::SqliteStore;
+use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, RunCursor, RunQuery, StoreError, job_order_key};
+use crate::job::{Job, Run, RunStatus};
+
+/// A store for one test, with whatever must live as long as it (a temporary directory, a scratch schema).
+pub(crate) struct Fixture {
+    store: Box<dyn JobStore>,
+    _keep_alive: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Fixture {
+    pub(crate) fn new(store: impl JobStore) -> Fixture {
+        Fixture { store: Box::new(store), _keep_alive: None }
+    }
+
+    pub(crate) fn keeping(mut self, resource: impl std::any::Any + Send) -> Fixture {
+        self._keep_alive = Some(Box::new(resource));
+        self
+    }
+
+    pub(crate) fn store(&self) -> &dyn JobStore {
+        self.store.as_ref()
+    }
+}
+
+pub(crate) async fn memory_fixture() -> Fixture {
+    Fixture::new(MemoryStore::new())
+}
+
+pub(crate) async fn sqlite_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("apsched.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open a fresh SQLite file");
+    Fixture::new(store).keeping(dir)
+}
+
+/// Expands every contract case into a `#[tokio::test]` in a module `$module`, each against a fresh store from
+/// `$fixture` (an expression, resolved inside `$module`, whose value is a future of a `Fixture`).
+macro_rules! store_contract_tests {
+    ($module:ident, $fixture:expr) => {
+        store_contract_tests!(@cases $module, $fixture, [
+            job_round_trips_every_field,
+            add_conflicts_unless_replace_existing_which_keeps_created_at,
+            update_overwrites_and_a_missing_job_is_not_found,
+            remove_and_remove_all_report_what_they_removed,
+            list_orders_by_next_run_time_then_id_paused_last,
+            list_filters_by_paused,
+            keyset_pagination_visits_every_job_once,
+            earliest_next_run_time_ignores_paused_jobs,
+            claim_takes_only_due_unpaused_jobs_earliest_first,
+            claim_respects_the_limit,
+            claim_tells_the_planner_the_jobs_active_runs,
+            claim_removes_a_job_whose_plan_has_no_next_run_time,
+            claim_records_finished_runs_but_returns_only_pending_ones,
+            claim_never_inserts_a_fire_twice,
+            insert_run_conflicts_on_a_taken_fire,
+            update_run_round_trips_every_field,
+            take_expired_runs_releases_only_expired_unfinished_runs,
+            extend_leases_moves_only_the_named_unfinished_runs,
+            list_runs_newest_first_filtered_and_paginated,
+        ]);
+    };
+    (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = $fixture.await;
+                    $crate::store::contract::$case(fixture.store()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Base of the test clock; the odd microseconds catch a store that keeps only milliseconds or seconds.
+pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Duration::microseconds(123_457) + Duration::seconds(seconds)
+}
+
+/// A job with every field set to something a store could lose.
+pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
+    Job {
+        id: id.to_string(),
+        name: Some(format!("job {id}")),
+        trigger: serde_json::from_value(json!({"type": "date", "run_date": "2026-12-01T10:00:00Z"})).unwrap(),
+        action: serde_json::from_value(json!({"url": format!("http://127.0.0.1:9/{id}")})).unwrap(),
+        coalesce: true,
+        max_instances: 1,
+        misfire_grace_time: Some(60),
+        executor: "default".to_string(),
+        jobstore: "default".to_string(),
+        next_run_time,
+        paused: false,
+        created_at: at(-3600),
+        updated_at: at(-1800),
+    }
+}
+
+pub(crate) fn paused_job(id: &str) -> Job {
+    Job { paused: true, ..job(id, None) }
+}
+
+/// A ledger row with a key derived from its fire, so tests can name it.
+pub(crate) fn run(job_id: &str, scheduled_time: DateTime<Utc>, status: RunStatus) -> Run {
+    Run {
+        idempotency_key: format!("{job_id}@{}", scheduled_time.timestamp_micros()),
+        job_id: job_id.to_string(),
+        scheduled_time,
+        status,
+        attempts: 0,
+        started_at: None,
+        finished_at: if status.is_unfinished() { None } else { Some(scheduled_time + Duration::seconds(1)) },
+        http_status: None,
+        duration_ms: None,
+        error: None,
+        response_excerpt: None,
+        action: serde_json::from_value(json!({"url": format!("http://127.0.0.1:9/{job_id}")})).unwrap(),
+        executor: "default".to_string(),
+        timezone: "UTC".to_string(),
+        lease_expires_at: None,
+        created_at: scheduled_time,
+    }
+}
+
+fn leased(mut run: Run, until: DateTime<Utc>) -> Run {
+    run.lease_expires_at = Some(until);
+    run
+}
+
+/// One pending run at the job's next run time; the next one `step` later.
+pub(crate) struct Advance {
+    pub(crate) step: Duration,
+}
+
+impl Planner for Advance {
+    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        let scheduled = job.next_run_time.expect("a due job has a next run time");
+        FirePlan {
+            runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
+            next_run_time: Some(scheduled + self.step),
+        }
+    }
+}
+
+fn every_minute() -> Advance {
+    Advance { step: Duration::seconds(60) }
+}
+
+/// The trigger has ended: one last pending run, then the job goes.
+struct LastFire;
+
+impl Planner for LastFire {
+    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        let scheduled = job.next_run_time.expect("a due job has a next run time");
+        FirePlan { runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)], next_run_time: None }
+    }
+}
+
+/// Leaves the job's next run time where it is, so the next claim plans the same fire again (as a second
+/// scheduler that read the job before the first advanced it would).
+struct SameFireAgain;
+
+impl Planner for SameFireAgain {
+    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        let scheduled = job.next_run_time.expect("a due job has a next run time");
+        FirePlan {
+            runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
+            next_run_time: Some(scheduled),
+        }
+    }
+}
+
+/// A backlog: two earlier fires recorded as missed and coalesced, the latest delivered.
+struct Backlog;
+
+impl Planner for Backlog {
+    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        let scheduled = job.next_run_time.expect("a due job has a next run time");
+        FirePlan {
+            runs: vec![
+                Run::new(job, scheduled - Duration::seconds(120), RunStatus::Missed, now, Tz::UTC),
+                Run::new(job, scheduled - Duration::seconds(60), RunStatus::Coalesced, now, Tz::UTC),
+                Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC),
+            ],
+            next_run_time: Some(scheduled + Duration::seconds(60)),
+        }
+    }
+}
+
+/// Remembers the `active_runs` it was told for each job.
+#[derive(Default)]
+struct RecordActiveRuns {
+    seen: Mutex<Vec<(String, u32)>>,
+}
+
+impl Planner for RecordActiveRuns {
+    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        self.seen.lock().unwrap().push((job.id.clone(), active_runs));
+        every_minute().plan(job, active_runs, now)
+    }
+}
+
+fn ids(jobs: &[Job]) -> Vec<&str> {
+    jobs.iter().map(|job| job.id.as_str()).collect()
+}
+
+fn keys(runs: &[Run]) -> Vec<&str> {
+    runs.iter().map(|run| run.idempotency_key.as_str()).collect()
+}
+
+fn all_jobs() -> JobQuery {
+    JobQuery { paused: None, after: None, limit: 1000 }
+}
+
+fn all_runs() -> RunQuery {
+    RunQuery { status: None, after: None, limit: 1000 }
+}
+
+async fn add_all(store: &dyn JobStore, jobs: &[Job]) {
+    for job in jobs {
+        store.add_job(job, false).await.unwrap();
+    }
+}
+
+async fn the_run(store: &dyn JobStore, job_id: &str, idempotency_key: &str) -> Run {
+    let runs = store.list_runs(job_id, &all_runs()).await.unwrap();
+    runs.into_iter().find(|run| run.idempotency_key == idempotency_key).expect("run in the ledger")
+}
+
+pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
+    let mut full = job("full", Some(at(90)));
+    full.trigger = serde_json::from_value(json!({"type": "date", "run_date": "2026-12-01T10:00:00+01:00",
+        "timezone": "Europe/Berlin"}))
+    .unwrap();
+    full.action = serde_json::from_value(json!({
+        "type": "http", "method": "PUT", "url": "https://reports.internal/run?x=1",
+        "headers": {"Authorization": "Bearer s3cret", "X-Trace": "ü-ñ"},
+        "json": {"kind": "nightly", "n": [1, 2.5, null], "nested": {"ok": true}},
+        "timeout_seconds": 12.5
+    }))
+    .unwrap();
+    full.coalesce = false;
+    full.max_instances = 7;
+    full.misfire_grace_time = Some(3600);
+    full.executor = "slow".to_string();
+    full.jobstore = "archive".to_string();
+    full.created_at = Utc.with_ymd_and_hms(1969, 7, 20, 20, 17, 40).unwrap() + Duration::microseconds(1);
+    full.updated_at = at(-1);
+
+    let mut sparse = paused_job("sparse");
+    sparse.name = None;
+    sparse.misfire_grace_time = None;
+    sparse.action =
+        serde_json::from_value(json!({"method": "GET", "url": "http://127.0.0.1:9/", "body": "plain"})).unwrap();
+
+    add_all(store, &[full.clone(), sparse.clone()]).await;
+    assert_eq!(store.get_job("full").await.unwrap(), Some(full));
+    assert_eq!(store.get_job("sparse").await.unwrap(), Some(sparse));
+    assert_eq!(store.get_job("absent").await.unwrap(), None);
+}
+
+pub(crate) async fn add_conflicts_unless_replace_existing_which_keeps_created_at(store: &dyn JobStore) {
+    let original = job("a", Some(at(10)));
+    store.add_job(&original, false).await.unwrap();
+
+    let mut replacement = job("a", Some(at(20)));
+    replacement.name = Some("replaced".to_string());
+    replacement.max_instances = 3;
+    replacement.created_at = at(5);
+    replacement.updated_at = at(6);
+    assert!(matches!(store.add_job(&replacement, false).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_job("a").await.unwrap(), Some(original.clone()));
+
+    store.add_job(&replacement, true).await.unwrap();
+    let expected = Job { created_at: original.created_at, ..replacement.clone() };
+    assert_eq!(store.get_job("a").await.unwrap(), Some(expected));
+
+    // replace_existing on a new id is a plain add.
+    store.add_job(&job("b", None), true).await.unwrap();
+    assert_eq!(store.get_job("b").await.unwrap(), Some(job("b", None)));
+    assert_eq!(store.count_jobs().await.unwrap(), 2);
+}
+
+pub(crate) async fn update_overwrites_and_a_missing_job_is_not_found(store: &dyn JobStore) {
+    store.add_job(&job("a", Some(at(10))), false).await.unwrap();
+    let mut changed = job("a", None);
+    changed.paused = true;
+    changed.name = None;
+    changed.misfire_grace_time = None;
+    changed.updated_at = at(11);
+    store.update_job(&changed).await.unwrap();
+    assert_eq!(store.get_job("a").await.unwrap(), Some(changed));
+
+    assert!(matches!(store.update_job(&job("ghost", Some(at(1)))).await, Err(StoreError::NotFound)));
+    assert_eq!(store.get_job("ghost").await.unwrap(), None);
+}
+
+pub(crate) async fn remove_and_remove_all_report_what_they_removed(store: &dyn JobStore) {
+    store.ping().await.unwrap();
+    add_all(store, &[job("a", Some(at(1))), job("b", Some(at(2))), paused_job("c")]).await;
+    assert_eq!(store.count_jobs().await.unwrap(), 3);
+
+    assert!(store.remove_job("a").await.unwrap());
+    assert!(!store.remove_job("a").await.unwrap());
+    assert_eq!(store.get_job("a").await.unwrap(), None);
+    assert_eq!(store.count_jobs().await.unwrap(), 2);
+
+    assert_eq!(store.remove_all_jobs().await.unwrap(), 2);
+    assert_eq!(store.count_jobs().await.unwrap(), 0);
+    assert!(store.list_jobs(&all_jobs()).await.unwrap().is_empty());
+    assert_eq!(store.remove_all_jobs().await.unwrap(), 0);
+}
+
+/// Ties on next_run_time, ids that sort differently by byte and by letter, a time before the epoch, unpaused
+/// and paused jobs without a next run time. In list order.
+fn jobs_in_list_order() -> Vec<Job> {
+    let before_epoch = Utc.with_ymd_and_hms(1960, 1, 1, 0, 0, 0).unwrap() + Duration::microseconds(7);
+    vec![
+        job("old", Some(before_epoch)),
+        job("B", Some(at(0))),
+        job("a", Some(at(0))),
+        job("a.1", Some(at(0))),
+        job("b", Some(at(0))),
+        job("z", Some(at(0) + Duration::microseconds(1))),
+        job("c", Some(at(60))),
+        job("d", Some(at(60))),
+        job("e", Some(at(3600))),
+        job("finished", None),
+        paused_job("p-A"),
+        paused_job("p-a"),
+        paused_job("p-b"),
+    ]
+}
+
+fn shuffled(mut jobs: Vec<Job>) -> Vec<Job> {
+    // A fixed interleaving, so insertion order is neither list order nor its reverse.
+    let mut reordered = Vec::new();
+    while !jobs.is_empty() {
+        reordered.push(jobs.remove(jobs.len() / 2));
+    }
+    reordered
+}
+
+pub(crate) async fn list_orders_by_next_run_time_then_id_paused_last(store: &dyn JobStore) {
+    let expected = jobs_in_list_order();
+    let mut sorted = expected.clone();
+    sorted.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+    assert_eq!(ids(&sorted), ids(&expected), "the fixture itself follows job_order_key");
+
+    add_all(store, &shuffled(expected.clone())).await;
+    assert_eq!(store.list_jobs(&all_jobs()).await.unwrap(), expected);
+    let first_three = store.list_jobs(&JobQuery { limit: 3, ..all_jobs() }).await.unwrap();
+    assert_eq!(ids(&first_three), ids(&expected[..3]));
+    assert!(store.list_jobs(&JobQuery { limit: 0, ..all_jobs() }).await.unwrap().is_empty());
+}
+
+pub(crate) async fn list_filters_by_paused(store: &dyn JobStore) {
+    add_all(store, &shuffled(jobs_in_list_order())).await;
+    let paused = store.list_jobs(&JobQuery { paused: Some(true), ..all_jobs() }).await.unwrap();
+    assert_eq!(ids(&paused), ["p-A", "p-a", "p-b"]);
+    let running = store.list_jobs(&JobQuery { paused: Some(false), ..all_jobs() }).await.unwrap();
+    assert_eq!(ids(&running), ["old", "B", "a", "a.1", "b", "z", "c", "d", "e", "finished"]);
+}
+
+async fn walk_job_pages(store: &dyn JobStore, paused: Option<bool>, page_size: usize, total: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_jobs(&JobQuery { paused, after: after.clone(), limit: page_size }).await.unwrap();
+        assert!(page.len() <= page_size);
+        seen.extend(page.iter().map(|job| job.id.clone()));
+        assert!(seen.len() <= total, "pages of {page_size} repeat jobs: {seen:?}");
+        match page.last() {
+            Some(last) if page.len() == page_size => after = Some(JobCursor::of(last)),
+            _ => return seen,
+        }
+    }
+}
+
+pub(crate) async fn keyset_pagination_visits_every_job_once(store: &dyn JobStore) {
+    let expected = jobs_in_list_order();
+    add_all(store, &shuffled(expected.clone())).await;
+    let expected_ids: Vec<String> = expected.iter().map(|job| job.id.clone()).collect();
+    for page_size in [1, 2, 3, 4, 5, expected.len(), expected.len() + 1] {
+        assert_eq!(walk_job_pages(store, None, page_size, expected.len()).await, expected_ids, "page size {page_size}");
+    }
+    for page_size in [1, 2, 4] {
+        let unpaused: Vec<String> = expected.iter().filter(|job| !job.paused).map(|job| job.id.clone()).collect();
+        assert_eq!(walk_job_pages(store, Some(false), page_size, expected.len()).await, unpaused);
+        assert_eq!(walk_job_pages(store, Some(true), page_size, expected.len()).await, ["p-A", "p-a", "p-b"]);
+    }
+    // A cursor at a position no job holds still splits the list there.
+    let between = JobCursor { next_run_time: Some(at(0)), id: "a.0".to_string() };
+    let rest = store.list_jobs(&JobQuery { after: Some(between), ..all_jobs() }).await.unwrap();
+    assert_eq!(ids(&rest)[..2], ["a.1", "b"]);
+    let among_paused = JobCursor { next_run_time: None, id: "p-A".to_string() };
+    let rest = store.list_jobs(&JobQuery { after: Some(among_paused), ..all_jobs() }).await.unwrap();
+    assert_eq!(ids(&rest), ["p-a", "p-b"]);
+}
+
+pub(crate) async fn earliest_next_run_time_ignores_paused_jobs(store: &dyn JobStore) {
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), None);
+    store.add_job(&paused_job("p"), false).await.unwrap();
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), None);
+
+    // A paused job that still carries a next run time must not wake the scheduler either.
+    let paused_with_time = Job { paused: true, ..job("q", Some(at(-100))) };
+    add_all(store, &[paused_with_time, job("later", Some(at(50))), job("sooner", Some(at(20)))]).await;
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(20)));
+    store.remove_job("sooner").await.unwrap();
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(50)));
+}
+
+pub(crate) async fn claim_takes_only_due_unpaused_jobs_earliest_first(store: &dyn JobStore) {
+    let paused_with_time = Job { paused: true, ..job("paused", Some(at(-30))) };
+    add_all(
+        store,
+        &[job("due-late", Some(at(0))), job("due-early", Some(at(-10))), job("future", Some(at(1))), paused_with_time],
+    )
+    .await;
+    let now = at(0);
+    let lease_until = at(30);
+    let claimed = store.claim_due(now, 10, lease_until, &every_minute()).await.unwrap();
+
+    let fires: Vec<(&str, DateTime<Utc>)> =
+        claimed.iter().map(|run| (run.job_id.as_str(), run.scheduled_time)).collect();
+    assert_eq!(fires, [("due-early", at(-10)), ("due-late", at(0))]);
+    for run in &claimed {
+        assert_eq!(run.status, RunStatus::Pending);
+        assert_eq!(run.lease_expires_at, Some(lease_until));
+        assert_eq!(the_run(store, &run.job_id, &run.idempotency_key).await, *run, "the ledger holds what was returned");
+    }
+    assert_eq!(store.get_job("due-early").await.unwrap().unwrap().next_run_time, Some(at(50)));
+    assert_eq!(store.get_job("due-late").await.unwrap().unwrap().next_run_time, Some(at(60)));
+    assert_eq!(store.get_job("future").await.unwrap().unwrap().next_run_time, Some(at(1)));
+    assert_eq!(store.get_job("paused").await.unwrap().unwrap().next_run_time, Some(at(-30)));
+    assert!(store.list_runs("future", &all_runs()).await.unwrap().is_empty());
+    assert!(store.list_runs("paused", &all_runs()).await.unwrap().is_empty());
+
+    // Advanced past now: nothing is due any more.
+    assert!(store.claim_due(now, 10, lease_until, &every_minute()).await.unwrap().is_empty());
+}
+
+pub(crate) async fn claim_respects_the_limit(store: &dyn JobStore) {
+    add_all(store, &[job("c", Some(at(-1))), job("a", Some(at(-3))), job("b", Some(at(-2)))]).await;
+    let hourly = Advance { step: Duration::hours(1) };
+    let first = store.claim_due(at(0), 2, at(30), &hourly).await.unwrap();
+    assert_eq!(first.iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(store.get_job("c").await.unwrap().unwrap().next_run_time, Some(at(-1)), "c was not claimed");
+    let second = store.claim_due(at(0), 2, at(30), &hourly).await.unwrap();
+    assert_eq!(second.iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(), ["c"]);
+    assert!(store.claim_due(at(0), 0, at(30), &hourly).await.unwrap().is_empty());
+}
+
+pub(crate) async fn claim_tells_the_planner_the_jobs_active_runs(store: &dyn JobStore) {
+    add_all(store, &[job("busy", Some(at(0))), job("idle", Some(at(0)))]).await;
+    for (offset, status) in [
+        (-50, RunStatus::Pending),
+        (-40, RunStatus::Running),
+        (-30, RunStatus::Running),
+        (-20, RunStatus::Succeeded),
+        (-10, RunStatus::Failed),
+        (-5, RunStatus::Missed),
+        (-4, RunStatus::Skipped),
+        (-3, RunStatus::Coalesced),
+    ] {
+        store.insert_run(&run("busy", at(offset), status)).await.unwrap();
+    }
+    store.insert_run(&run("idle", at(-50), RunStatus::Succeeded)).await.unwrap();
+    // Another job's live runs are not this job's instances.
+    store.insert_run(&run("elsewhere", at(-50), RunStatus::Running)).await.unwrap();
+
+    let planner = RecordActiveRuns::default();
+    store.claim_due(at(0), 10, at(30), &planner).await.unwrap();
+    let mut seen = planner.seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, [("busy".to_string(), 3), ("idle".to_string(), 0)]);
+}
+
+pub(crate) async fn claim_removes_a_job_whose_plan_has_no_next_run_time(store: &dyn JobStore) {
+    add_all(store, &[job("once", Some(at(-1))), job("other", Some(at(100)))]).await;
+    let claimed = store.claim_due(at(0), 10, at(30), &LastFire).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].scheduled_time, at(-1));
+    assert_eq!(store.get_job("once").await.unwrap(), None);
+    assert_eq!(store.count_jobs().await.unwrap(), 1);
+    assert_eq!(store.list_runs("once", &all_runs()).await.unwrap(), claimed, "its last fire is still delivered");
+}
+
+pub(crate) async fn claim_records_finished_runs_but_returns_only_pending_ones(store: &dyn JobStore) {
+    store.add_job(&job("behind", Some(at(0))), false).await.unwrap();
+    let claimed = store.claim_due(at(0), 10, at(30), &Backlog).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].status, claimed[0].scheduled_time), (RunStatus::Pending, at(0)));
+
+    let ledger = store.list_runs("behind", &all_runs()).await.unwrap();
+    let rows: Vec<(RunStatus, DateTime<Utc>, Option<DateTime<Utc>>)> =
+        ledger.iter().map(|run| (run.status, run.scheduled_time, run.lease_expires_at)).collect();
+    assert_eq!(
+        rows,
+        [
+            (RunStatus::Pending, at(0), Some(at(30))),
+            (RunStatus::Coalesced, at(-60), None),
+            (RunStatus::Missed, at(-120), None),
+        ]
+    );
+    assert_eq!(store.get_job("behind").await.unwrap().unwrap().next_run_time, Some(at(60)));
+}
+
+pub(crate) async fn claim_never_inserts_a_fire_twice(store: &dyn JobStore) {
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    let first = store.claim_due(at(0), 10, at(30), &SameFireAgain).await.unwrap();
+    assert_eq!(first.len(), 1);
+
+    // The job is still due at the same time; the planner makes a new row (new key) for the same fire.
+    let second = store.claim_due(at(1), 10, at(31), &SameFireAgain).await.unwrap();
+    assert!(second.is_empty(), "a fire already in the ledger is not delivered again: {second:?}");
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), first, "the first claim's row is untouched");
+
+    // Only the taken fire is left out: the same plan's other rows still go in.
+    let third = store.claim_due(at(1), 10, at(31), &Backlog).await.unwrap();
+    assert!(third.is_empty());
+    let statuses: Vec<RunStatus> = store.list_runs("j", &all_runs()).await.unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [RunStatus::Pending, RunStatus::Coalesced, RunStatus::Missed]);
+}
+
+pub(crate) async fn insert_run_conflicts_on_a_taken_fire(store: &dyn JobStore) {
+    let original = run("j", at(0), RunStatus::Pending);
+    store.insert_run(&original).await.unwrap();
+    let same_fire = Run { idempotency_key: "another-key".to_string(), ..run("j", at(0), RunStatus::Pending) };
+    assert!(matches!(store.insert_run(&same_fire).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), [original]);
+
+    // The same time for another job, or another time for this one, is another fire.
+    store.insert_run(&run("k", at(0), RunStatus::Pending)).await.unwrap();
+    store.insert_run(&run("j", at(0) + Duration::microseconds(1), RunStatus::Pending)).await.unwrap();
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn update_run_round_trips_every_field(store: &dyn JobStore) {
+    let pending = leased(run("j", at(0), RunStatus::Pending), at(30));
+    store.insert_run(&pending).await.unwrap();
+
+    let running = Run { status: RunStatus::Running, attempts: 1, started_at: Some(at(1)), ..pending.clone() };
+    store.update_run(&running).await.unwrap();
+    assert_eq!(the_run(store, "j", &pending.idempotency_key).await, running);
+
+    let mut failed = running.clone();
+    failed.status = RunStatus::Failed;
+    failed.attempts = 5;
+    failed.finished_at = Some(at(9));
+    failed.http_status = Some(503);
+    failed.duration_ms = Some(8_765);
+    failed.error = Some("HTTP 503 after 5 attempts".to_string());
+    failed.response_excerpt = Some("{\"error\": \"busy\"} ü".to_string());
+    failed.action = serde_json::from_value(json!({"url": "http://127.0.0.1:9/x", "headers": {"X-Key": "k"}})).unwrap();
+    failed.executor = "slow".to_string();
+    failed.timezone = "Europe/Berlin".to_string();
+    failed.lease_expires_at = None;
+    store.update_run(&failed).await.unwrap();
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), [failed]);
+
+    let unknown = Run { idempotency_key: "nobody".to_string(), ..running };
+    assert!(matches!(store.update_run(&unknown).await, Err(StoreError::NotFound)));
+}
+
+pub(crate) async fn take_expired_runs_releases_only_expired_unfinished_runs(store: &dyn JobStore) {
+    let now = at(0);
+    let never_leased = run("j", at(-60), RunStatus::Pending);
+    let expired = leased(run("j", at(-50), RunStatus::Running), now - Duration::microseconds(1));
+    let still_held = leased(run("j", at(-40), RunStatus::Pending), at(10));
+    let expiring_now = leased(run("j", at(-30), RunStatus::Running), now);
+    let finished = [
+        run("j", at(-20), RunStatus::Succeeded),
+        leased(run("j", at(-10), RunStatus::Failed), at(-5)),
+        run("j", at(-9), RunStatus::Missed),
+        run("j", at(-8), RunStatus::Skipped),
+        run("j", at(-7), RunStatus::Coalesced),
+    ];
+    for row in [&never_leased, &expired, &still_held, &expiring_now].into_iter().chain(&finished) {
+        store.insert_run(row).await.unwrap();
+    }
+
+    let lease_until = at(30);
+    let mut taken = store.take_expired_runs(now, lease_until).await.unwrap();
+    taken.sort_by_key(|run| run.scheduled_time);
+    assert_eq!(taken, [leased(never_leased.clone(), lease_until), leased(expired.clone(), lease_until)]);
+    for run in &taken {
+        assert_eq!(the_run(store, "j", &run.idempotency_key).await.lease_expires_at, Some(lease_until));
+    }
+    assert_eq!(the_run(store, "j", &still_held.idempotency_key).await, still_held);
+    assert_eq!(the_run(store, "j", &finished[1].idempotency_key).await, finished[1]);
+
+    assert!(store.take_expired_runs(now, lease_until).await.unwrap().is_empty(), "each run has one taker");
+
+    // When the taker's own leases lapse, everything unfinished is taken over again.
+    let later = at(31);
+    let mut retaken: Vec<String> =
+        store.take_expired_runs(later, at(60)).await.unwrap().into_iter().map(|run| run.idempotency_key).collect();
+    retaken.sort();
+    let mut expected: Vec<String> =
+        [&never_leased, &expired, &still_held, &expiring_now].iter().map(|run| run.idempotency_key.clone()).collect();
+    expected.sort();
+    assert_eq!(retaken, expected);
+}
+
+pub(crate) async fn extend_leases_moves_only_the_named_unfinished_runs(store: &dyn JobStore) {
+    let first_lease = at(30);
+    let pending = leased(run("j", at(-3), RunStatus::Pending), first_lease);
+    let running = leased(run("j", at(-2), RunStatus::Running), first_lease);
+    let unnamed = leased(run("j", at(-1), RunStatus::Running), first_lease);
+    let done = run("j", at(0), RunStatus::Succeeded);
+    for row in [&pending, &running, &unnamed, &done] {
+        store.insert_run(row).await.unwrap();
+    }
+
+    let extended = at(60);
+    let named = [&pending, &running, &done].map(|run| run.idempotency_key.clone());
+    let names = [named.as_slice(), &["no-such-run".to_string()]].concat();
+    store.extend_leases(&names, extended).await.unwrap();
+    store.extend_leases(&[], extended).await.unwrap();
+
+    assert_eq!(the_run(store, "j", &pending.idempotency_key).await.lease_expires_at, Some(extended));
+    assert_eq!(the_run(store, "j", &running.idempotency_key).await.lease_expires_at, Some(extended));
+    assert_eq!(the_run(store, "j", &unnamed.idempotency_key).await.lease_expires_at, Some(first_lease));
+    assert_eq!(the_run(store, "j", &done.idempotency_key).await, done, "a finished run holds no lease");
+}
+
+async fn walk_run_pages(store: &dyn JobStore, status: Option<RunStatus>, page_size: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_runs("j", &RunQuery { status, after: after.clone(), limit: page_size }).await.unwrap();
+        assert!(page.len() <= page_size);
+        seen.extend(page.iter().map(|run| run.idempotency_key.clone()));
+        assert!(seen.len() <= 100, "pages of {page_size} repeat runs: {seen:?}");
+        match page.last() {
+            Some(last) if page.len() == page_size => {
+                after = Some(RunCursor {
+                    scheduled_time: last.scheduled_time,
+                    idempotency_key: last.idempotency_key.clone(),
+                })
+            }
+            _ => return seen,
+        }
+    }
+}
+
+pub(crate) async fn list_runs_newest_first_filtered_and_paginated(store: &dyn JobStore) {
+    store.add_job(&job("j", Some(at(100))), false).await.unwrap();
+    let statuses = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Succeeded,
+        RunStatus::Missed,
+        RunStatus::Succeeded,
+        RunStatus::Running,
+        RunStatus::Pending,
+    ];
+    let mut inserted = Vec::new();
+    // Inserted out of time order, so the store must sort.
+    for (index, status) in statuses.into_iter().enumerate().rev() {
+        let row = run("j", at(index as i64 * 10), status);
+        store.insert_run(&row).await.unwrap();
+        store.insert_run(&run("other", at(index as i64 * 10), status)).await.unwrap();
+        inserted.push(row);
+    }
+    inserted.sort_by_key(|run| std::cmp::Reverse(run.scheduled_time));
+
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), inserted);
+    let newest_two = store.list_runs("j", &RunQuery { limit: 2, ..all_runs() }).await.unwrap();
+    assert_eq!(keys(&newest_two), keys(&inserted[..2]));
+
+    let succeeded = store.list_runs("j", &RunQuery { status: Some(RunStatus::Succeeded), ..all_runs() }).await.unwrap();
+    assert_eq!(succeeded.iter().map(|run| run.scheduled_time).collect::<Vec<_>>(), [at(40), at(20), at(0)]);
+
+    let all_keys: Vec<String> = inserted.iter().map(|run| run.idempotency_key.clone()).collect();
+    let succeeded_keys: Vec<String> = succeeded.iter().map(|run| run.idempotency_key.clone()).collect();
+    for page_size in [1, 2, 3, 7, 8] {
+        assert_eq!(walk_run_pages(store, None, page_size).await, all_keys, "page size {page_size}");
+        assert_eq!(walk_run_pages(store, Some(RunStatus::Succeeded), page_size).await, succeeded_keys);
+    }
+
+    store.remove_job("j").await.unwrap();
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), inserted, "history outlives the job");
+    assert!(store.list_runs("never-existed", &all_runs()).await.unwrap().is_empty());
+}
+
+store_contract_tests!(memory, memory_fixture());
+store_contract_tests!(sqlite, sqlite_fixture());

@@ -1,10 +1,526 @@
-//! The SQLite store (embedded default). Placeholder until the store branch lands.
-use super::{StoreError, StoreResult};
+//! The SQLite store, the embedded default: jobs and the run ledger in one file (schema in `migrations/sqlite/`),
+//! in typed columns a person can read with the sqlite3 CLI; a job's trigger and action are JSON text.
+//!
+//! Times are INTEGER microseconds since the Unix epoch: they sort as times do and round-trip `DateTime<Utc>`
+//! exactly at microsecond precision. Anything finer than a microsecond is truncated when written.
+//!
+//! Transactions that read before they write (`claim_due`) start with `BEGIN IMMEDIATE`, taking SQLite's single
+//! write lock up front: claimers on the same file then queue on the busy timeout instead of failing on a stale
+//! read snapshot, and the ledger's UNIQUE (job_id, scheduled_time) catches whatever slips past.
 
-pub struct SqliteStore;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
+
+use super::{FirePlan, JobQuery, JobStore, Planner, RunQuery, StoreError, StoreResult};
+use crate::job::{Job, Run, RunStatus};
+
+/// SQLite has one writer at a time; a few more connections let WAL readers (the API's lists) proceed while the
+/// scheduler claims.
+const MAX_CONNECTIONS: u32 = 4;
+/// How long a writer waits for another before the store reports `Unavailable`; a claim holds the lock for
+/// milliseconds, so reaching this means the file is stuck, not busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The list order's key, verbatim as in the `jobs_list_order` index so SQLite uses it: i64::MAX µs, later than any
+/// time chrono represents, puts jobs without a next run time last.
+const LIST_ORDER_KEY: &str = "IFNULL(next_run_time, 9223372036854775807)";
+const NO_NEXT_RUN_TIME_KEY: i64 = i64::MAX;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
 
 impl SqliteStore {
-    pub async fn connect(_url: &str) -> StoreResult<super::memory::MemoryStore> {
-        Err(StoreError::Unavailable("the sqlite store is not built yet".into()))
+    /// Open (creating the file if missing) and migrate. `url`: `sqlite://./apsched.db`, `sqlite::memory:`.
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        let options: SqliteConnectOptions = url
+            .parse::<SqliteConnectOptions>()
+            .map_err(|err| StoreError::Unavailable(format!("bad SQLite url {url:?}: {err}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses at most the last commits on power loss, never consistency.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = if is_in_memory(url) {
+            // An in-memory database lives as long as its last connection, and its connections share a cache with
+            // table locks that the busy timeout does not cover: keep exactly one connection, forever.
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        }
+        .connect_with(options)
+        .await
+        .map_err(store_error)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Bring the schema up to date; `connect` already does, so a fresh file just works.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(err) => store_error(err),
+            // A schema this build does not know (a newer apsched, or edited migrations).
+            other => StoreError::Corrupt(format!("SQLite schema: {other}")),
+        })
+    }
+
+    /// Close the pool, waiting for connections to finish (the WAL is checkpointed when the last one closes).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Everything but a constraint violation means the store could not do the work now; the caller retries.
+fn store_error(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+fn time_from_micros(value: i64, column: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column}: {value} µs is not a representable time")))
+}
+
+fn optional_time(value: Option<i64>, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    value.map(|v| time_from_micros(v, column)).transpose()
+}
+
+fn narrow<T: TryFrom<i64>>(value: i64, column: &str) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column}: {value} is out of range")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(format!("cannot encode {what}: {err}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: String,
+    name: Option<String>,
+    trigger: String,
+    action: String,
+    coalesce: bool,
+    max_instances: i64,
+    misfire_grace_time: Option<i64>,
+    executor: String,
+    jobstore: String,
+    next_run_time: Option<i64>,
+    paused: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> StoreResult<Job> {
+        let what = |column: &str| format!("job {:?} {column}", row.id);
+        Ok(Job {
+            trigger: from_json(&row.trigger, &what("trigger"))?,
+            action: from_json(&row.action, &what("action"))?,
+            max_instances: narrow(row.max_instances, &what("max_instances"))?,
+            misfire_grace_time: row
+                .misfire_grace_time
+                .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
+                .transpose()?,
+            next_run_time: optional_time(row.next_run_time, &what("next_run_time"))?,
+            created_at: time_from_micros(row.created_at, &what("created_at"))?,
+            updated_at: time_from_micros(row.updated_at, &what("updated_at"))?,
+            name: row.name,
+            coalesce: row.coalesce,
+            executor: row.executor,
+            jobstore: row.jobstore,
+            paused: row.paused,
+            id: row.id,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RunRow {
+    idempotency_key: String,
+    job_id: String,
+    scheduled_time: i64,
+    status: String,
+    attempts: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    http_status: Option<i64>,
+    duration_ms: Option<i64>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+    action: String,
+    executor: String,
+    timezone: String,
+    lease_expires_at: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = StoreError;
+
+    fn try_from(row: RunRow) -> StoreResult<Run> {
+        let what = |column: &str| format!("run {:?} {column}", row.idempotency_key);
+        Ok(Run {
+            scheduled_time: time_from_micros(row.scheduled_time, &what("scheduled_time"))?,
+            status: RunStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("status"), row.status)))?,
+            attempts: narrow(row.attempts, &what("attempts"))?,
+            started_at: optional_time(row.started_at, &what("started_at"))?,
+            finished_at: optional_time(row.finished_at, &what("finished_at"))?,
+            http_status: row.http_status.map(|status| narrow(status, &what("http_status"))).transpose()?,
+            duration_ms: row.duration_ms.map(|ms| narrow(ms, &what("duration_ms"))).transpose()?,
+            action: from_json(&row.action, &what("action"))?,
+            lease_expires_at: optional_time(row.lease_expires_at, &what("lease_expires_at"))?,
+            created_at: time_from_micros(row.created_at, &what("created_at"))?,
+            idempotency_key: row.idempotency_key,
+            job_id: row.job_id,
+            error: row.error,
+            response_excerpt: row.response_excerpt,
+            executor: row.executor,
+            timezone: row.timezone,
+        })
+    }
+}
+
+fn jobs_from_rows(rows: Vec<JobRow>) -> StoreResult<Vec<Job>> {
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+fn runs_from_rows(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
+    rows.into_iter().map(Run::try_from).collect()
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+
+/// Binds every column of `jobs` in the order of `insert_job_sql!`'s placeholders.
+fn bind_job<'q>(query: SqliteQuery<'q>, job: &Job) -> StoreResult<SqliteQuery<'q>> {
+    Ok(query
+        .bind(job.id.clone())
+        .bind(job.name.clone())
+        .bind(to_json(&job.trigger, "trigger")?)
+        .bind(to_json(&job.action, "action")?)
+        .bind(job.coalesce)
+        .bind(i64::from(job.max_instances))
+        .bind(job.misfire_grace_time.map(i64::from))
+        .bind(job.executor.clone())
+        .bind(job.jobstore.clone())
+        .bind(job.next_run_time.map(micros))
+        .bind(job.paused)
+        .bind(micros(job.created_at))
+        .bind(micros(job.updated_at)))
+}
+
+macro_rules! insert_job_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, ",
+            "jobstore, next_run_time, paused, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            $tail
+        )
+    };
+}
+
+/// Binds every column of `runs` in the order of `insert_run_sql!`'s placeholders.
+fn bind_run<'q>(query: SqliteQuery<'q>, run: &Run) -> StoreResult<SqliteQuery<'q>> {
+    Ok(query
+        .bind(run.idempotency_key.clone())
+        .bind(run.job_id.clone())
+        .bind(micros(run.scheduled_time))
+        .bind(run.status.as_str())
+        .bind(i64::from(run.attempts))
+        .bind(run.started_at.map(micros))
+        .bind(run.finished_at.map(micros))
+        .bind(run.http_status.map(i64::from))
+        // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
+        .bind(run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+        .bind(run.error.clone())
+        .bind(run.response_excerpt.clone())
+        .bind(to_json(&run.action, "run action")?)
+        .bind(run.executor.clone())
+        .bind(run.timezone.clone())
+        .bind(run.lease_expires_at.map(micros))
+        .bind(micros(run.created_at)))
+}
+
+macro_rules! insert_run_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, ",
+            "http_status, duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, ",
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            $tail
+        )
+    };
+}
+
+/// Insert `run` unless its fire is already in the ledger; whether it was inserted.
+async fn insert_run_unless_taken(executor: impl SqliteExecutor<'_>, run: &Run) -> StoreResult<bool> {
+    let query = bind_run(sqlx::query(insert_run_sql!(" ON CONFLICT (job_id, scheduled_time) DO NOTHING")), run)?;
+    let result = query.execute(executor).await.map_err(store_error)?;
+    Ok(result.rows_affected() == 1)
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
+        let sql = if replace_existing {
+            // Every column but created_at, which the replaced job keeps.
+            insert_job_sql!(
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name, trigger = excluded.trigger, \
+                 action = excluded.action, coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
+                 misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, \
+                 jobstore = excluded.jobstore, next_run_time = excluded.next_run_time, paused = excluded.paused, \
+                 updated_at = excluded.updated_at"
+            )
+        } else {
+            insert_job_sql!("")
+        };
+        match bind_job(sqlx::query(sql), job)?.execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!("job {:?} exists", job.id))),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    async fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let query = sqlx::query(
+            "UPDATE jobs SET id = ?, name = ?, trigger = ?, action = ?, coalesce = ?, max_instances = ?, \
+             misfire_grace_time = ?, executor = ?, jobstore = ?, next_run_time = ?, paused = ?, created_at = ?, \
+             updated_at = ? WHERE id = ?",
+        );
+        let result = bind_job(query, job)?.bind(job.id.clone()).execute(&self.pool).await.map_err(store_error)?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        let row: Option<JobRow> = sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn remove_job(&self, id: &str) -> StoreResult<bool> {
+        let result =
+            sqlx::query("DELETE FROM jobs WHERE id = ?").bind(id).execute(&self.pool).await.map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn remove_all_jobs(&self) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM jobs").execute(&self.pool).await.map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
+        let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE 1 = 1");
+        if let Some(paused) = query.paused {
+            sql.push(" AND paused = ").push_bind(paused);
+        }
+        if let Some(cursor) = &query.after {
+            let key = cursor.next_run_time.map(micros).unwrap_or(NO_NEXT_RUN_TIME_KEY);
+            sql.push(format_args!(" AND ({LIST_ORDER_KEY}, id) > (")).push_bind(key);
+            sql.push(", ").push_bind(cursor.id.clone()).push(")");
+        }
+        sql.push(format_args!(" ORDER BY {LIST_ORDER_KEY}, id LIMIT ")).push_bind(limit_of(query.limit));
+        let rows: Vec<JobRow> = sql.build_query_as().fetch_all(&self.pool).await.map_err(store_error)?;
+        jobs_from_rows(rows)
+    }
+
+    async fn count_jobs(&self) -> StoreResult<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(store_error)?;
+        narrow(count, "job count")
+    }
+
+    async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let earliest: Option<i64> = sqlx::query_scalar(
+            "SELECT next_run_time FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
+             ORDER BY next_run_time LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        optional_time(earliest, "next_run_time")
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        planner: &dyn Planner,
+    ) -> StoreResult<Vec<Run>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+        let due: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL AND next_run_time <= ? \
+             ORDER BY next_run_time, id LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(limit_of(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let mut to_deliver = Vec::new();
+        for row in due {
+            let id = row.id.clone();
+            let job = match Job::try_from(row) {
+                Ok(job) => job,
+                Err(err) => {
+                    // A row that cannot be read can never be planned; left due, it would hold the head of every
+                    // claim and wake the scheduler in a loop. Park it (no next run time) and leave it for a person.
+                    tracing::error!(job_id = %id, error = %err, "unreadable job parked: next_run_time cleared");
+                    sqlx::query("UPDATE jobs SET next_run_time = NULL WHERE id = ?")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                    continue;
+                }
+            };
+            let active_runs: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE job_id = ? AND status IN ('pending', 'running')")
+                    .bind(&job.id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            let FirePlan { runs, next_run_time } =
+                planner.plan(&job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
+            for mut run in runs {
+                if run.status.is_unfinished() {
+                    run.lease_expires_at = Some(lease_until);
+                }
+                if insert_run_unless_taken(&mut *tx, &run).await? && run.status.is_unfinished() {
+                    to_deliver.push(run);
+                }
+            }
+            let query = match next_run_time {
+                Some(next) => sqlx::query("UPDATE jobs SET next_run_time = ? WHERE id = ?").bind(micros(next)),
+                None => sqlx::query("DELETE FROM jobs WHERE id = ?"),
+            };
+            query.bind(&job.id).execute(&mut *tx).await.map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(to_deliver)
+    }
+
+    async fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        match bind_run(sqlx::query(insert_run_sql!("")), run)?.execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+                "a run of {:?} at {} (or key {:?}) exists",
+                run.job_id, run.scheduled_time, run.idempotency_key
+            ))),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    async fn update_run(&self, run: &Run) -> StoreResult<()> {
+        // The whole row, found by its key and its fire (as the memory store does); the identity columns are
+        // written back unchanged so `bind_run`'s order serves both statements.
+        let query = sqlx::query(
+            "UPDATE runs SET idempotency_key = ?, job_id = ?, scheduled_time = ?, status = ?, attempts = ?, \
+             started_at = ?, finished_at = ?, http_status = ?, duration_ms = ?, error = ?, response_excerpt = ?, \
+             action = ?, executor = ?, timezone = ?, lease_expires_at = ?, created_at = ? \
+             WHERE idempotency_key = ? AND job_id = ? AND scheduled_time = ?",
+        );
+        let result = bind_run(query, run)?
+            .bind(run.idempotency_key.clone())
+            .bind(run.job_id.clone())
+            .bind(micros(run.scheduled_time))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
+        // One statement is one transaction: two takers cannot both re-lease a run.
+        let rows: Vec<RunRow> = sqlx::query_as(
+            "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
+             AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *",
+        )
+        .bind(micros(lease_until))
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let mut runs = runs_from_rows(rows)?;
+        // RETURNING has no order; hand them back oldest fire first, as they are due.
+        runs.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
+        Ok(runs)
+    }
+
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()> {
+        if idempotency_keys.is_empty() {
+            return Ok(());
+        }
+        // The keys travel as one JSON array, so any number of them is one statement with two parameters.
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
+             AND idempotency_key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(micros(lease_until))
+        .bind(to_json(&idempotency_keys, "idempotency keys")?)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {
+        let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE job_id = ");
+        sql.push_bind(job_id.to_string());
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(cursor) = &query.after {
+            sql.push(" AND (scheduled_time, idempotency_key) < (").push_bind(micros(cursor.scheduled_time));
+            sql.push(", ").push_bind(cursor.idempotency_key.clone()).push(")");
+        }
+        // A job has one run per scheduled time, so the time alone orders its history.
+        sql.push(" ORDER BY scheduled_time DESC LIMIT ").push_bind(limit_of(query.limit));
+        let rows: Vec<RunRow> = sql.build_query_as().fetch_all(&self.pool).await.map_err(store_error)?;
+        runs_from_rows(rows)
     }
 }
