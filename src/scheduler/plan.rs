@@ -109,3 +109,131 @@ impl Planner for RulesPlanner {
         FirePlan { runs, next_run_time: next }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::HttpAction;
+    use chrono::TimeDelta;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn every_minute(coalesce: bool, grace: Option<u32>, max_instances: u32) -> Job {
+        let trigger = serde_json::from_value(serde_json::json!({
+            "type": "interval", "minutes": 1, "start_date": "2026-06-01T00:00:00Z"
+        }))
+        .unwrap();
+        let action: HttpAction = serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1/"})).unwrap();
+        Job {
+            id: "j".into(),
+            name: None,
+            trigger,
+            action,
+            coalesce,
+            max_instances,
+            misfire_grace_time: grace,
+            executor: "default".into(),
+            jobstore: "default".into(),
+            next_run_time: Some(at("2026-06-01T00:00:00Z")),
+            paused: false,
+            created_at: at("2026-06-01T00:00:00Z"),
+            updated_at: at("2026-06-01T00:00:00Z"),
+        }
+    }
+
+    fn statuses(plan: &FirePlan) -> Vec<RunStatus> {
+        plan.runs.iter().map(|run| run.status).collect()
+    }
+
+    #[test]
+    fn an_on_time_fire_is_pending_and_the_job_advances_one_step() {
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(true, Some(60), 1), 0, at("2026-06-01T00:00:00.2Z"));
+        assert_eq!(statuses(&plan), [RunStatus::Pending]);
+        assert_eq!(plan.runs[0].scheduled_time, at("2026-06-01T00:00:00Z"));
+        assert_eq!(plan.next_run_time, Some(at("2026-06-01T00:01:00Z")));
+    }
+
+    #[test]
+    fn coalesce_runs_the_latest_missed_fire_once() {
+        let now = at("2026-06-01T00:10:30Z");
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(true, Some(60), 1), 0, now);
+        let expected: Vec<RunStatus> =
+            std::iter::repeat_n(RunStatus::Coalesced, 10).chain([RunStatus::Pending]).collect();
+        assert_eq!(statuses(&plan), expected);
+        assert_eq!(plan.runs.last().unwrap().scheduled_time, at("2026-06-01T00:10:00Z"));
+        assert_eq!(plan.next_run_time, Some(at("2026-06-01T00:11:00Z")));
+    }
+
+    #[test]
+    fn without_coalesce_fires_past_the_grace_time_are_missed_and_the_rest_run() {
+        let now = at("2026-06-01T00:05:30Z");
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(false, Some(120), 1), 0, now);
+        use RunStatus::{Missed, Pending};
+        // Lateness 330, 270, 210, 150 s: missed; 90 and 30 s: within 120 s.
+        assert_eq!(statuses(&plan), [Missed, Missed, Missed, Missed, Pending, Pending]);
+        assert!(plan.runs[0].error.as_deref().unwrap().contains("misfire_grace_time"));
+    }
+
+    #[test]
+    fn no_grace_limit_runs_every_missed_fire() {
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(false, None, 1), 0, at("2026-06-01T03:00:00Z"));
+        assert_eq!(plan.runs.len(), 181);
+        assert!(plan.runs.iter().all(|run| run.status == RunStatus::Pending));
+    }
+
+    #[test]
+    fn a_busy_job_at_max_instances_is_skipped() {
+        let now = at("2026-06-01T00:00:01Z");
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(true, Some(60), 2), 2, now);
+        assert_eq!(statuses(&plan), [RunStatus::Skipped]);
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(true, Some(60), 2), 1, now);
+        assert_eq!(statuses(&plan), [RunStatus::Pending]);
+    }
+
+    #[test]
+    fn a_huge_backlog_without_coalesce_is_claimed_in_bounded_rounds() {
+        let now = at("2026-06-10T00:00:00Z");
+        let job = every_minute(false, None, 1);
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, now);
+        assert_eq!(plan.runs.len(), MAX_FIRES_PER_CLAIM);
+        let next = plan.next_run_time.unwrap();
+        assert_eq!(next, at("2026-06-01T00:00:00Z") + TimeDelta::minutes(MAX_FIRES_PER_CLAIM as i64));
+        assert!(next <= now, "the job stays due for the next round");
+    }
+
+    #[test]
+    fn a_huge_backlog_with_coalesce_records_a_bounded_number_of_rows() {
+        let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(true, Some(60), 1), 0, at("2026-06-10T00:00:30Z"));
+        assert_eq!(plan.runs.len(), MAX_COALESCED_ROWS + 1);
+        assert_eq!(plan.runs.last().unwrap().scheduled_time, at("2026-06-10T00:00:00Z"));
+        assert_eq!(plan.runs.last().unwrap().status, RunStatus::Pending);
+    }
+
+    #[test]
+    fn a_finished_trigger_ends_the_job() {
+        let mut job = every_minute(true, None, 1);
+        job.trigger =
+            serde_json::from_value(serde_json::json!({"type": "date", "run_date": "2026-06-01T00:00:00Z"})).unwrap();
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, at("2026-06-01T00:00:00Z"));
+        assert_eq!(statuses(&plan), [RunStatus::Pending]);
+        assert_eq!(plan.next_run_time, None);
+    }
+
+    #[test]
+    fn jitter_is_drawn_for_pending_fires_only_and_within_bounds() {
+        let mut job = every_minute(true, Some(60), 1);
+        job.trigger = serde_json::from_value(serde_json::json!({
+            "type": "interval", "minutes": 1, "start_date": "2026-06-01T00:00:00Z", "jitter": 5
+        }))
+        .unwrap();
+        let planner = RulesPlanner::new(Tz::UTC);
+        let plan = planner.plan(&job, 0, at("2026-06-01T00:00:00Z"));
+        let jitter = planner.take_jitter();
+        assert_eq!(jitter.len(), 1);
+        assert!(jitter[&plan.runs[0].idempotency_key] <= Duration::from_secs(5));
+        // The stored schedule itself is not jittered.
+        assert_eq!(plan.next_run_time, Some(at("2026-06-01T00:01:00Z")));
+    }
+}
