@@ -1,5 +1,6 @@
 -- Jobs and the run ledger (DESIGN.md "The run ledger").
 -- Times are INTEGER microseconds since the Unix epoch (UTC): they sort as times do and round-trip exactly.
+-- To read one in the sqlite3 CLI: strftime('%Y-%m-%dT%H:%M:%fZ', next_run_time / 1e6, 'unixepoch').
 -- `trigger` and `action` are the job's JSON, as the API shows them (trigger resolved, secrets unmasked).
 
 CREATE TABLE jobs (
