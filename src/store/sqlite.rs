@@ -42,6 +42,7 @@ const TAKE_EXPIRED_RUNS_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE 
 const EXTEND_LEASES_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
     AND idempotency_key IN (SELECT value FROM json_each(?))";
 
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
 }
