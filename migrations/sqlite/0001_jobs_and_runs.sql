@@ -1,5 +1,6 @@
 -- Jobs and the run ledger (DESIGN.md "The run ledger").
 -- Times are INTEGER microseconds since the Unix epoch (UTC): they sort as times do and round-trip exactly.
+-- To read one in the sqlite3 CLI: strftime('%Y-%m-%dT%H:%M:%fZ', next_run_time / 1e6, 'unixepoch').
 -- `trigger` and `action` are the job's JSON, as the API shows them (trigger resolved, secrets unmasked).
 
 CREATE TABLE jobs (
@@ -48,13 +49,13 @@ CREATE TABLE runs (
     executor         TEXT    NOT NULL,
     timezone         TEXT    NOT NULL,
     lease_expires_at INTEGER,
-    created_at       INTEGER NOT NULL,
-    -- the ledger's promise: one row per fire, so only one claimer can take it
-    UNIQUE (job_id, scheduled_time)
+    created_at       INTEGER NOT NULL
 );
 
+-- The ledger's promise: one row per fire, so only one claimer can take it. Also a job's history newest first.
+CREATE UNIQUE INDEX runs_one_per_fire ON runs (job_id, scheduled_time);
+
 -- A job's history newest first filtered by status, and its active (pending/running) runs for max_instances.
--- Unfiltered history uses the UNIQUE (job_id, scheduled_time) index.
 CREATE INDEX runs_job_status ON runs (job_id, status, scheduled_time);
 
 -- Unfinished runs whose lease has expired or was never set (redelivery after a crash or a lost replica).

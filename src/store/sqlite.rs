@@ -6,7 +6,7 @@
 //!
 //! Transactions that read before they write (`claim_due`) start with `BEGIN IMMEDIATE`, taking SQLite's single
 //! write lock up front: claimers on the same file then queue on the busy timeout instead of failing on a stale
-//! read snapshot, and the ledger's UNIQUE (job_id, scheduled_time) catches whatever slips past.
+//! read snapshot, and the ledger's unique (job_id, scheduled_time) catches whatever slips past.
 
 use std::time::Duration;
 
@@ -27,8 +27,22 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The list order's key, verbatim as in the `jobs_list_order` index so SQLite uses it: i64::MAX µs, later than any
 /// time chrono represents, puts jobs without a next run time last.
 const LIST_ORDER_KEY: &str = "IFNULL(next_run_time, 9223372036854775807)";
+/// A cursor without a next run time, in `LIST_ORDER_KEY`'s terms.
 const NO_NEXT_RUN_TIME_KEY: i64 = i64::MAX;
 
+const DUE_JOBS_SQL: &str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
+    AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
+const EARLIEST_NEXT_RUN_TIME_SQL: &str = "SELECT next_run_time FROM jobs WHERE paused = 0 \
+    AND next_run_time IS NOT NULL ORDER BY next_run_time LIMIT 1";
+const ACTIVE_RUNS_SQL: &str = "SELECT COUNT(*) FROM runs WHERE job_id = ? AND status IN ('pending', 'running')";
+/// One statement is one transaction: two takers cannot both re-lease a run.
+const TAKE_EXPIRED_RUNS_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
+    AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *";
+/// The keys travel as one JSON array, so any number of them is one statement with two parameters.
+const EXTEND_LEASES_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
+    AND idempotency_key IN (SELECT value FROM json_each(?))";
+
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -78,7 +92,8 @@ fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// Everything but a constraint violation means the store could not do the work now; the caller retries.
+/// A row that does not decode is `Corrupt`; anything else means the store could not do the work now and the
+/// caller retries. (Unique violations are told apart where they can happen, to say what exists.)
 fn store_error(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => {
@@ -289,6 +304,38 @@ fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// `prefix` is empty, or `EXPLAIN QUERY PLAN ` for the tests that check the indexes serve the query.
+fn list_jobs_query(prefix: &str, query: &JobQuery) -> QueryBuilder<Sqlite> {
+    let mut sql = QueryBuilder::<Sqlite>::new(format!("{prefix}SELECT * FROM jobs WHERE 1 = 1"));
+    if let Some(paused) = query.paused {
+        sql.push(" AND paused = ").push_bind(paused);
+    }
+    if let Some(cursor) = &query.after {
+        let key = cursor.next_run_time.map(micros).unwrap_or(NO_NEXT_RUN_TIME_KEY);
+        // The row-value comparison alone would scan the index from its start; the `>=` lets SQLite seek.
+        sql.push(format_args!(" AND {LIST_ORDER_KEY} >= ")).push_bind(key);
+        sql.push(format_args!(" AND ({LIST_ORDER_KEY}, id) > (")).push_bind(key);
+        sql.push(", ").push_bind(cursor.id.clone()).push(")");
+    }
+    sql.push(format_args!(" ORDER BY {LIST_ORDER_KEY}, id LIMIT ")).push_bind(limit_of(query.limit));
+    sql
+}
+
+fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder<Sqlite> {
+    let mut sql = QueryBuilder::<Sqlite>::new(format!("{prefix}SELECT * FROM runs WHERE job_id = "));
+    sql.push_bind(job_id.to_string());
+    if let Some(status) = query.status {
+        sql.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(cursor) = &query.after {
+        sql.push(" AND (scheduled_time, idempotency_key) < (").push_bind(micros(cursor.scheduled_time));
+        sql.push(", ").push_bind(cursor.idempotency_key.clone()).push(")");
+    }
+    // A job has one run per scheduled time, so the time alone orders its history.
+    sql.push(" ORDER BY scheduled_time DESC LIMIT ").push_bind(limit_of(query.limit));
+    sql
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -350,16 +397,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
-        let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE 1 = 1");
-        if let Some(paused) = query.paused {
-            sql.push(" AND paused = ").push_bind(paused);
-        }
-        if let Some(cursor) = &query.after {
-            let key = cursor.next_run_time.map(micros).unwrap_or(NO_NEXT_RUN_TIME_KEY);
-            sql.push(format_args!(" AND ({LIST_ORDER_KEY}, id) > (")).push_bind(key);
-            sql.push(", ").push_bind(cursor.id.clone()).push(")");
-        }
-        sql.push(format_args!(" ORDER BY {LIST_ORDER_KEY}, id LIMIT ")).push_bind(limit_of(query.limit));
+        let mut sql = list_jobs_query("", query);
         let rows: Vec<JobRow> = sql.build_query_as().fetch_all(&self.pool).await.map_err(store_error)?;
         jobs_from_rows(rows)
     }
@@ -371,13 +409,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let earliest: Option<i64> = sqlx::query_scalar(
-            "SELECT next_run_time FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
-             ORDER BY next_run_time LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let earliest: Option<i64> =
+            sqlx::query_scalar(EARLIEST_NEXT_RUN_TIME_SQL).fetch_optional(&self.pool).await.map_err(store_error)?;
         optional_time(earliest, "next_run_time")
     }
 
@@ -389,15 +422,12 @@ impl JobStore for SqliteStore {
         planner: &dyn Planner,
     ) -> StoreResult<Vec<Run>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-        let due: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL AND next_run_time <= ? \
-             ORDER BY next_run_time, id LIMIT ?",
-        )
-        .bind(micros(now))
-        .bind(limit_of(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        let due: Vec<JobRow> = sqlx::query_as(DUE_JOBS_SQL)
+            .bind(micros(now))
+            .bind(limit_of(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
         let mut to_deliver = Vec::new();
         for row in due {
             let id = row.id.clone();
@@ -416,11 +446,7 @@ impl JobStore for SqliteStore {
                 }
             };
             let active_runs: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE job_id = ? AND status IN ('pending', 'running')")
-                    .bind(&job.id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
+                sqlx::query_scalar(ACTIVE_RUNS_SQL).bind(&job.id).fetch_one(&mut *tx).await.map_err(store_error)?;
             let FirePlan { runs, next_run_time } =
                 planner.plan(&job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
             for mut run in runs {
@@ -475,16 +501,12 @@ impl JobStore for SqliteStore {
     }
 
     async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
-        // One statement is one transaction: two takers cannot both re-lease a run.
-        let rows: Vec<RunRow> = sqlx::query_as(
-            "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
-             AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *",
-        )
-        .bind(micros(lease_until))
-        .bind(micros(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let rows: Vec<RunRow> = sqlx::query_as(TAKE_EXPIRED_RUNS_SQL)
+            .bind(micros(lease_until))
+            .bind(micros(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
         let mut runs = runs_from_rows(rows)?;
         // RETURNING has no order; hand them back oldest fire first, as they are due.
         runs.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
@@ -495,32 +517,197 @@ impl JobStore for SqliteStore {
         if idempotency_keys.is_empty() {
             return Ok(());
         }
-        // The keys travel as one JSON array, so any number of them is one statement with two parameters.
-        sqlx::query(
-            "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
-             AND idempotency_key IN (SELECT value FROM json_each(?))",
-        )
-        .bind(micros(lease_until))
-        .bind(to_json(&idempotency_keys, "idempotency keys")?)
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
+        sqlx::query(EXTEND_LEASES_SQL)
+            .bind(micros(lease_until))
+            .bind(to_json(&idempotency_keys, "idempotency keys")?)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {
-        let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE job_id = ");
-        sql.push_bind(job_id.to_string());
-        if let Some(status) = query.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(cursor) = &query.after {
-            sql.push(" AND (scheduled_time, idempotency_key) < (").push_bind(micros(cursor.scheduled_time));
-            sql.push(", ").push_bind(cursor.idempotency_key.clone()).push(")");
-        }
-        // A job has one run per scheduled time, so the time alone orders its history.
-        sql.push(" ORDER BY scheduled_time DESC LIMIT ").push_bind(limit_of(query.limit));
+        let mut sql = list_runs_query("", job_id, query);
         let rows: Vec<RunRow> = sql.build_query_as().fetch_all(&self.pool).await.map_err(store_error)?;
         runs_from_rows(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use sqlx::AssertSqlSafe;
+
+    use super::*;
+    use crate::store::contract::{Advance, at, job, paused_job, run};
+    use crate::store::{JobCursor, RunCursor};
+
+    fn file_url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}", dir.path().join("apsched.db").display())
+    }
+
+    fn all_jobs() -> JobQuery {
+        JobQuery { paused: None, after: None, limit: 1000 }
+    }
+
+    fn all_runs() -> RunQuery {
+        RunQuery { status: None, after: None, limit: 1000 }
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        for stored in [job("a", Some(at(-5))), job("b", Some(at(100))), paused_job("c")] {
+            store.add_job(&stored, false).await.unwrap();
+        }
+        store.insert_run(&run("gone", at(-300), RunStatus::Failed)).await.unwrap();
+        let claimed = store.claim_due(at(0), 10, at(30), &Advance { step: Duration::seconds(60) }).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let jobs_before = store.list_jobs(&all_jobs()).await.unwrap();
+        let runs_before =
+            [store.list_runs("a", &all_runs()).await.unwrap(), store.list_runs("gone", &all_runs()).await.unwrap()];
+        store.close().await;
+        drop(store);
+
+        let reopened = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        assert_eq!(reopened.list_jobs(&all_jobs()).await.unwrap(), jobs_before);
+        assert_eq!(reopened.list_runs("a", &all_runs()).await.unwrap(), runs_before[0]);
+        assert_eq!(reopened.list_runs("gone", &all_runs()).await.unwrap(), runs_before[1]);
+        assert_eq!(reopened.earliest_next_run_time().await.unwrap(), Some(at(55)));
+    }
+
+    #[tokio::test]
+    async fn a_file_store_journals_with_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claimers_on_one_file_never_share_a_fire() {
+        const JOBS: i64 = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Arc::new(SqliteStore::connect(&file_url(&dir)).await.unwrap());
+        let second = Arc::new(SqliteStore::connect(&file_url(&dir)).await.unwrap());
+        for index in 0..JOBS {
+            first.add_job(&job(&format!("job-{index:02}"), Some(at(-index))), false).await.unwrap();
+        }
+
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let claimers = [first.clone(), second.clone()].map(|store| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut fires = Vec::new();
+                loop {
+                    // Small batches, so the two claimers interleave many times.
+                    let batch = store.claim_due(at(0), 3, at(30), &Advance { step: Duration::hours(1) }).await.unwrap();
+                    if batch.is_empty() {
+                        return fires;
+                    }
+                    fires.extend(batch.into_iter().map(|run| (run.job_id, run.scheduled_time)));
+                }
+            })
+        });
+        let mut all_fires = Vec::new();
+        for claimer in claimers {
+            all_fires.extend(claimer.await.unwrap());
+        }
+
+        let distinct: HashSet<_> = all_fires.iter().cloned().collect();
+        assert_eq!(distinct.len(), all_fires.len(), "a fire was claimed twice: {all_fires:?}");
+        assert_eq!(all_fires.len(), JOBS as usize, "every due fire was claimed once");
+        for index in 0..JOBS {
+            let runs = second.list_runs(&format!("job-{index:02}"), &all_runs()).await.unwrap();
+            assert_eq!(runs.len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn times_finer_than_a_microsecond_are_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        store.add_job(&job("a", Some(at(0) + Duration::nanoseconds(999))), false).await.unwrap();
+        assert_eq!(store.get_job("a").await.unwrap().unwrap().next_run_time, Some(at(0)));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_due_job_is_parked_and_the_others_still_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        store.add_job(&job("bad", Some(at(-10))), false).await.unwrap();
+        store.add_job(&job("good", Some(at(-5))), false).await.unwrap();
+        sqlx::query("UPDATE jobs SET trigger = '{\"type\": \"sundial\"}' WHERE id = 'bad'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        let claimed = store.claim_due(at(0), 10, at(30), &Advance { step: Duration::seconds(60) }).await.unwrap();
+        assert_eq!(claimed.iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert!(matches!(store.get_job("bad").await, Err(StoreError::Corrupt(_))));
+        let parked: Option<i64> =
+            sqlx::query_scalar("SELECT next_run_time FROM jobs WHERE id = 'bad'").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(parked, None, "kept for a person to inspect, no longer due");
+        assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(55)));
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_keeps_its_data_across_calls() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.add_job(&job("a", Some(at(1))), false).await.unwrap();
+        store.insert_run(&run("a", at(0), RunStatus::Pending)).await.unwrap();
+        assert_eq!(store.get_job("a").await.unwrap(), Some(job("a", Some(at(1)))));
+        assert_eq!(store.list_runs("a", &all_runs()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_opened_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("no-such-dir").join("apsched.db").display());
+        assert!(matches!(SqliteStore::connect(&url).await, Err(StoreError::Unavailable(_))));
+    }
+
+    async fn plan_of<'q>(store: &SqliteStore, query: sqlx::query::Query<'q, Sqlite, SqliteArguments>) -> String {
+        let rows = query.fetch_all(&store.pool).await.unwrap();
+        rows.iter().map(|row| sqlx::Row::get::<String, _>(row, "detail")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn explain(sql: &str) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
+        sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+    }
+
+    /// Asserts SQLite seeks in `index` (a covering use counts) rather than walking `table`.
+    fn assert_seeks(plan: &str, table: &str, index: &str) {
+        assert!(plan.contains(&format!("SEARCH {table} USING")) && plan.contains(&format!("INDEX {index}")), "{plan}");
+    }
+
+    /// "Bounded" also means no hot query walks a whole table.
+    #[tokio::test]
+    async fn the_hot_queries_seek_in_their_indexes() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        assert_seeks(&plan_of(&store, explain(DUE_JOBS_SQL).bind(0_i64).bind(10_i64)).await, "jobs", "jobs_due");
+        assert_seeks(&plan_of(&store, explain(EARLIEST_NEXT_RUN_TIME_SQL)).await, "jobs", "jobs_due");
+        assert_seeks(&plan_of(&store, explain(ACTIVE_RUNS_SQL).bind("j")).await, "runs", "runs_job_status");
+        // A scan, but of a partial index that holds only the unfinished runs.
+        let expired = plan_of(&store, explain(TAKE_EXPIRED_RUNS_SQL).bind(0_i64).bind(0_i64)).await;
+        assert!(expired.contains("INDEX runs_unfinished_lease"), "{expired}");
+
+        let cursor = JobCursor { next_run_time: Some(at(0)), id: "a".to_string() };
+        let page = JobQuery { paused: Some(false), after: Some(cursor), limit: 10 };
+        let mut list = list_jobs_query("EXPLAIN QUERY PLAN ", &page);
+        assert_seeks(&plan_of(&store, list.build()).await, "jobs", "jobs_list_order");
+
+        let cursor = RunCursor { scheduled_time: at(0), idempotency_key: "k".to_string() };
+        let history = RunQuery { status: Some(RunStatus::Failed), after: Some(cursor.clone()), limit: 10 };
+        let mut runs = list_runs_query("EXPLAIN QUERY PLAN ", "j", &history);
+        assert_seeks(&plan_of(&store, runs.build()).await, "runs", "runs_job_status");
+        let history = RunQuery { status: None, after: Some(cursor), limit: 10 };
+        let mut runs = list_runs_query("EXPLAIN QUERY PLAN ", "j", &history);
+        assert_seeks(&plan_of(&store, runs.build()).await, "runs", "runs_one_per_fire");
     }
 }
