@@ -11,6 +11,7 @@ pub mod job;
 pub mod scheduler;
 pub mod store;
 pub mod trigger;
+pub mod ui;
 
 use std::sync::Arc;
 

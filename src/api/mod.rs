@@ -75,6 +75,7 @@ pub fn app(state: AppState) -> Router {
     let (router, spec) = api_routes().split_for_parts();
     router
         .with_state(state)
+        .merge(crate::ui::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
