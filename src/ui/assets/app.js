@@ -458,7 +458,9 @@
       job ? h('div', { class: 'row-actions' }, h('a', { class: 'button', href: '#/edit/' + enc(id), id: 'edit' }, 'Edit'),
         jobActions(job, reload)) : null,
       h('h2', {}, 'Configuration'), config,
-      job ? [h('h2', {}, 'Next ' + PREVIEW_COUNT + ' fire times'), preview.error
+      job ? [h('h2', {}, 'Next ' + PREVIEW_COUNT + ' fire times'),
+        job.paused ? h('p', { class: 'sub' }, 'The job is paused: its trigger\u2019s times, should it be resumed now.') : null,
+        preview.error
         ? h('p', { class: 'form-error' }, preview.error)
         : h('ol', { id: 'fire-times', class: 'preview' }, preview.fire_times.map((t) => h('li', {}, timeCell(t, zone))))] : null,
       h('h2', {}, 'Run history'),
