@@ -16,6 +16,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the scheduler and its REST API.
     Serve {

@@ -242,6 +242,8 @@ pub enum SchedulerCommand {
 
 /// What a client command asks for.
 #[derive(Debug)]
+// Built once per process from the command line; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     Jobs(JobsCommand),
     Runs(RunsArgs),
