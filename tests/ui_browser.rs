@@ -331,6 +331,39 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
         .await;
     browser.screenshot(&screenshot_dir().join("job.png")).await;
 
+    // Edit: a webhook with a secret header cannot be changed without giving the secret again (the page only has
+    // the mask); other fields can, and the secret stays.
+    let (status, _) = server
+        .send(
+            "PATCH",
+            "/v1/jobs/browser-job",
+            Some(json!({"action": {"url": hook, "headers": {"Authorization": "Bearer x"}}})),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    browser.click("#edit").await;
+    browser.wait_until("the edit form", "document.querySelector('#action-headers').value.includes('********')").await;
+    browser.type_into("#action-url", &receiver.url("ok/elsewhere")).await;
+    browser.click("#save").await;
+    browser
+        .wait_until(
+            "the masked-secret error",
+            "document.querySelector('#action-headers').getAttribute('aria-invalid') === 'true'",
+        )
+        .await;
+    assert!(browser.text("#action-headers ~ .error").await.contains("masked secret"));
+    browser.click("a.button[href='#/jobs/browser-job']").await;
+    browser.click("#edit").await;
+    browser.type_into("#job-name", "Renamed in the browser").await;
+    browser.click("#save").await;
+    browser
+        .wait_until("the renamed job's page", "document.querySelector('#config') && document.querySelector('#config').textContent.includes('Renamed in the browser')")
+        .await;
+    let (_, job) = server.get("/v1/jobs/browser-job").await;
+    assert_eq!(job["name"], "Renamed in the browser");
+    assert_eq!(job["action"]["url"], hook.as_str());
+    assert_eq!(job["action"]["headers"]["Authorization"], "********");
+
     // The scheduler: pause and resume all firing.
     browser.click("nav a[data-nav=scheduler]").await;
     assert_eq!(browser.text("#scheduler-state").await, "running");
@@ -381,5 +414,29 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
     }
     let from_page = requests.iter().filter(|r| r["documentURL"].as_str().is_some_and(|u| u.starts_with(&origin)));
     assert!(from_page.count() > 10, "the network log holds too few of the page's requests: {requests:#?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_a_policy_that_forbids_other_origins() {
+    let server = Server::start(memory_config()).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in ["/", "/ui"] {
+        let response = no_redirects.get(format!("{}{path}", server.base)).send().await.unwrap();
+        assert!(response.status().is_redirection(), "{path}: {}", response.status());
+        assert_eq!(response.headers()["location"], "/ui/");
+    }
+    for (path, content_type) in
+        [("/ui/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/style.css", "text/css")]
+    {
+        let response = server.client.get(format!("{}{path}", server.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.starts_with("default-src 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+    }
+    let (status, _) = server.get("/ui/missing.js").await;
+    assert_eq!(status, axum::http::StatusCode::NOT_FOUND);
     server.stop().await;
 }
