@@ -73,6 +73,7 @@ enum Command {
         json: bool,
     },
     /// Jobs on a running server: list, get, add, edit, pause, resume, run, remove.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
     Jobs {
         #[command(subcommand)]
         command: cli::JobsCommand,
@@ -80,6 +81,7 @@ enum Command {
         connection: cli::Connection,
     },
     /// A job's run history on a running server, newest first.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
     Runs {
         #[command(flatten)]
         args: cli::RunsArgs,
@@ -87,6 +89,7 @@ enum Command {
         connection: cli::Connection,
     },
     /// The scheduler of a running server: status, pause, resume, shutdown.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
     Scheduler {
         #[command(subcommand)]
         command: cli::SchedulerCommand,

@@ -16,6 +16,10 @@ use serde_json::{Map, Value, json};
 use client::{CliError, Client, DEFAULT_SERVER, segment};
 use output::{cell, table, trigger_summary};
 
+/// Shown under the client commands' help, as in the README.
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the API refused the request (4xx); 2 usage error, nothing \
+     sent; 3 the server failed (5xx) or could not be reached.";
+
 /// How a client command reaches the server and prints its answer. Global, so the flags may follow the verb.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
@@ -89,6 +93,7 @@ pub enum JobsCommand {
 /// Shorthand for the fields of a job; each one given overrides the same field of the JSON.
 #[derive(Debug, Default, Args)]
 pub struct JobFields {
+    /// A name for people.
     #[arg(long)]
     pub name: Option<String>,
     /// A crontab line, e.g. "*/5 * * * *" (0 and 7 are Sunday).
@@ -127,6 +132,7 @@ pub struct JobFields {
     /// Fold a backlog of missed fires into one run: true or false.
     #[arg(long)]
     pub coalesce: Option<bool>,
+    /// How many runs of the job may overlap.
     #[arg(long)]
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run, or "none" to always run.
