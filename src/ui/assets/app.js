@@ -776,8 +776,14 @@
 
     // Only what changed goes into a PATCH, so an untouched webhook keeps its masked secrets.
     function patchOf(body) {
-      const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x)
-        ? Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1))) : x));
+      // Keys sorted, and numbers as text: a cron field stored as 9 and typed as "9" is no change.
+      const canonical = (v) => JSON.stringify(v, (_, x) => {
+        if (typeof x === 'number') return String(x);
+        if (x && typeof x === 'object' && !Array.isArray(x)) {
+          return Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1)));
+        }
+        return x;
+      });
       const before = { name: job.name, trigger: job.trigger, action: Object.assign({}, job.action), coalesce: job.coalesce,
         max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused };
       delete before.action.type;
