@@ -27,7 +27,10 @@ pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>)
     {
         return first_fire_from_first_pass(tz, schedule, start, start_wall, first, second);
     }
-    walk(tz, schedule, start_wall, start)
+    // When `start` is the first instant after a gap, the skipped wall times lie behind wall(start) yet fire at
+    // `start` itself, so the walk begins where the second before `start` left off.
+    let resumed_wall = wall_time(tz, start - ONE_SECOND) + ONE_SECOND;
+    walk(tz, schedule, start_wall.min(resumed_wall), start)
 }
 
 /// `start` is the first occurrence of a repeated wall time and the job fires in both passes: the rest of the first

@@ -7,6 +7,8 @@
 mod crontab;
 mod dst;
 mod expr;
+#[cfg(test)]
+mod properties;
 mod schedule;
 #[cfg(test)]
 mod tests;

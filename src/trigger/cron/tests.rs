@@ -715,6 +715,18 @@ mod dst_rule {
     }
 
     #[test]
+    fn starting_exactly_at_the_end_of_a_gap_still_fires_for_the_skipped_times() {
+        assert_eq!(
+            fires(json!({"hour": 2, "minute": 30, "timezone": "America/New_York"}), "2026-03-08T07:00:00Z", 2),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
+        );
+        assert_eq!(
+            fires(json!({"minute": 30, "timezone": "Europe/Berlin"}), "2026-03-29T01:00:00Z", 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-29T03:30:00+02:00"]
+        );
+    }
+
+    #[test]
     fn a_gap_fire_does_not_match_but_stands_in_for_a_skipped_time() {
         let trigger = compile(json!({"hour": 2, "minute": 30, "timezone": "Europe/Berlin"}));
         let fire = trigger.next_fire_time(None, instant("2026-03-28T12:00:00Z")).unwrap();
