@@ -18,8 +18,17 @@ const MAX_PASSED_MATCHES: usize = 1000;
 
 const ONE_SECOND: Duration = Duration::seconds(1);
 
+/// The stretch within which the tz database never has two transitions (they are months apart); see
+/// `next_fire_in_steady_offset`.
+const TRANSITION_FREE_SECONDS: i64 = 3600;
+
 /// The first fire time at or after `start` (a whole second).
 pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !schedule.is_fixed_time()
+        && let Some(fire) = next_fire_in_steady_offset(tz, schedule, start)
+    {
+        return Some(fire);
+    }
     let start_wall = wall_time(tz, start);
     if !schedule.is_fixed_time()
         && let Local::Repeated(first, second) = wall::resolve(tz, start_wall)
@@ -31,6 +40,24 @@ pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>)
     // `start` itself, so the walk begins where the second before `start` left off.
     let resumed_wall = wall_time(tz, start - ONE_SECOND) + ONE_SECOND;
     walk(tz, schedule, start_wall.min(resumed_wall), start)
+}
+
+/// The common case, with UTC-offset lookups only: the offset one second before `start` and at the next match
+/// under that offset, less than an hour ahead, are the same, so no transition lies between them and the match is
+/// plain wall time. For a job that is not fixed-time that is its fire time even inside a fold: the occurrence at
+/// the offset `start` has is the one due next. Anything else (a gap or fold ahead, a start just after a gap) takes
+/// the full path.
+fn next_fire_in_steady_offset(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let offset = offset_seconds(tz, start);
+    if offset_seconds(tz, start - ONE_SECOND) != offset {
+        return None;
+    }
+    let offset = Duration::seconds(i64::from(offset));
+    let wall = schedule.next_match(start.naive_utc().checked_add_signed(offset)?)?;
+    let fire = wall.checked_sub_signed(offset)?.and_utc();
+    let steady = fire - start < Duration::seconds(TRANSITION_FREE_SECONDS)
+        && Duration::seconds(i64::from(offset_seconds(tz, fire))) == offset;
+    steady.then_some(fire)
 }
 
 /// `start` is the first occurrence of a repeated wall time and the job fires in both passes: the rest of the first

@@ -232,14 +232,25 @@ impl Schedule {
     }
 
     fn day_mask(&self, year: i32, month: u32) -> u32 {
-        let Some(first) = NaiveDate::from_ymd_opt(year, month, 1) else { return 0 };
         let length = days_in_month(year, month);
-        let mask = self.days.mask(length, first.weekday());
-        match self.weeks {
-            None => mask,
-            Some(weeks) => mask & iso_week_mask(first, length, weeks),
+        let mask = self.days.mask(length, first_weekday(year, month));
+        match (self.weeks, NaiveDate::from_ymd_opt(year, month, 1)) {
+            (None, _) => mask,
+            (Some(weeks), Some(first)) => mask & iso_week_mask(first, length, weeks),
+            (Some(_), None) => 0,
         }
     }
+}
+
+/// The weekday of the first of a month, by Sakamoto's method: this runs once per searched month, and chrono's
+/// date construction costs a good share of a whole search.
+fn first_weekday(year: i32, month: u32) -> Weekday {
+    const MONTH_OFFSETS: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if month < 3 { year - 1 } else { year };
+    let days_from_sunday =
+        (y + y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400) + MONTH_OFFSETS[(month - 1) as usize % 12] + 1)
+            .rem_euclid(7);
+    WEEK[((days_from_sunday + 6) % 7) as usize]
 }
 
 /// Days of the month (bits) whose ISO week is in `weeks`.
@@ -261,7 +272,7 @@ fn iso_week_mask(first: NaiveDate, length: u32, weeks: u64) -> u32 {
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
     match month {
-        2 if NaiveDate::from_ymd_opt(year, 2, 29).is_some() => 29,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -344,6 +355,24 @@ mod tests {
         let s = schedule(1, 1, 1);
         assert_eq!(s.next_match(at("9999-12-31 00:00:00")), Some(at("9999-12-31 00:00:00")));
         assert_eq!(s.next_match(at("9999-12-31 00:00:01")), None);
+    }
+
+    #[test]
+    fn first_weekday_agrees_with_chrono() {
+        for year in [1970, 1999, 2000, 2024, 2100, 9999] {
+            for month in 1..=12 {
+                let date = NaiveDate::from_ymd_opt(year, month, 1).unwrap();
+                assert_eq!(first_weekday(year, month), date.weekday(), "{date}");
+                assert_eq!(
+                    days_in_month(year, month),
+                    date.with_day(29).map_or(28, |_| 29).max(match month {
+                        2 => 0,
+                        4 | 6 | 9 | 11 => 30,
+                        _ => 31,
+                    })
+                );
+            }
+        }
     }
 
     #[test]
