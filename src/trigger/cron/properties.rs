@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value, json};
 
 use super::*;
@@ -121,12 +122,23 @@ fn zone() -> impl Strategy<Value = &'static str> {
     prop::sample::select(&ZONES[..])
 }
 
+/// Failing cases are kept beside this file (proptest's default would put them outside the module's folder).
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "src/trigger/cron/properties.proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 fn is_acceptable_fire(trigger: &CronTrigger, fire: DateTime<Utc>) -> bool {
     trigger.matches(fire) || dst::is_gap_fire(trigger.timezone, &trigger.schedule, fire)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(config(300))]
 
     #[test]
     fn fire_times_increase_match_and_stay_within_bounds(
@@ -224,7 +236,7 @@ proptest! {
 
 proptest! {
     // Each case scans four hours second by second.
-    #![proptest_config(ProptestConfig::with_cases(40))]
+    #![proptest_config(config(40))]
 
     /// Around real transitions, the fire times are exactly DESIGN.md's rule applied second by second: every instant
     /// whose wall time matches, except a fixed-time job's second occurrences, plus the end of each gap that
