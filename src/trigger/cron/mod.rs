@@ -189,6 +189,17 @@ fn value_mask(field: &Field, terms: &[Term]) -> u64 {
     (field.min..=field.max).filter(|v| terms.iter().any(|term| term.contains(*v))).fold(0, |mask, v| mask | 1 << v)
 }
 
+/// Instants a search may start from: two days around `FIRST_YEAR..=LAST_YEAR`, wider than any UTC offset, so every
+/// wall time in those years is covered.
+fn search_limits() -> (DateTime<Utc>, DateTime<Utc>) {
+    let at = |year: i32, month: u32, day: u32| {
+        chrono::NaiveDate::from_ymd_opt(year, month, day).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    };
+    let first = at(schedule::FIRST_YEAR - 1, 12, 30).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let after_last = at(schedule::LAST_YEAR + 1, 1, 2).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    (first, after_last)
+}
+
 /// Whole seconds: APScheduler rounds the search start up to the next second (`datetime_ceil`).
 fn ceil_to_second(instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let carry = i64::from(instant.timestamp_subsec_nanos() > 0);
@@ -209,7 +220,14 @@ impl CronTrigger {
             None => now,
         };
         let earliest = self.start_date.map_or(earliest, |start| earliest.max(start));
-        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, ceil_to_second(earliest)?)?;
+        // Outside the searchable years there is nothing to find, and wall-clock arithmetic near chrono's limits
+        // would overflow.
+        let (first_possible, after_last_possible) = search_limits();
+        if earliest >= after_last_possible {
+            return None;
+        }
+        let start = ceil_to_second(earliest.max(first_possible))?;
+        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, start)?;
         match self.end_date {
             Some(end) if fire > end => None,
             _ => Some(fire),

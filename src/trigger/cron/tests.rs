@@ -275,6 +275,15 @@ fn the_last_possible_fire_is_in_9999() {
 }
 
 #[test]
+fn instants_at_chrono_limits_neither_panic_nor_fire_outside_the_years() {
+    let trigger = compile(json!({"second": "*/5", "timezone": "Asia/Tokyo"}));
+    assert_eq!(trigger.next_fire_time(Some(DateTime::<Utc>::MAX_UTC), instant(NOW)), None);
+    assert_eq!(trigger.next_fire_time(None, DateTime::<Utc>::MAX_UTC), None);
+    let first = trigger.next_fire_time(None, DateTime::<Utc>::MIN_UTC).unwrap();
+    assert_eq!(format_time(first, trigger.timezone), "1970-01-01T00:00:00+09:00");
+}
+
+#[test]
 fn out_of_range_values_are_rejected() {
     assert_rejected(json!({"minute": "61"}), "minute", "61", "minute takes 0–59");
     assert_rejected(json!({"minute": 61}), "minute", "61", "out of range");
