@@ -75,7 +75,7 @@ fn schedule_of(cron: &Cron) -> Result<Schedule, croner::errors::CronError> {
         return Err(err);
     }
     // Five fields carry no year: every year matches.
-    Ok(Schedule { years: YearSet::all(), months, days, weeks: None, hours, minutes, seconds })
+    Ok(Schedule::new(YearSet::all(), months, days, None, (hours, minutes, seconds)))
 }
 
 fn croner_weekday(weekday: Weekday) -> croner::Weekday {

@@ -42,21 +42,17 @@ pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>)
     walk(tz, schedule, start_wall.min(resumed_wall), start)
 }
 
-/// The common case, with UTC-offset lookups only: the offset one second before `start` and at the next match
-/// under that offset, less than an hour ahead, are the same, so no transition lies between them and the match is
-/// plain wall time. For a job that is not fixed-time that is its fire time even inside a fold: the occurrence at
-/// the offset `start` has is the one due next. Anything else (a gap or fold ahead, a start just after a gap) takes
-/// the full path.
+/// The common case, with two UTC-offset lookups only: when the offset one second before `start` and at the next
+/// match under that offset, less than an hour later, are the same, no transition lies between them (the tz database
+/// never has two within an hour), so the match is plain wall time. For a job that is not fixed-time that is its
+/// fire time even inside a fold: the occurrence at the offset `start` has is the one due next. Anything else (a gap
+/// or fold ahead, a start just after a gap) takes the full path.
 fn next_fire_in_steady_offset(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let offset = offset_seconds(tz, start);
-    if offset_seconds(tz, start - ONE_SECOND) != offset {
-        return None;
-    }
-    let offset = Duration::seconds(i64::from(offset));
-    let wall = schedule.next_match(start.naive_utc().checked_add_signed(offset)?)?;
-    let fire = wall.checked_sub_signed(offset)?.and_utc();
-    let steady = fire - start < Duration::seconds(TRANSITION_FREE_SECONDS)
-        && Duration::seconds(i64::from(offset_seconds(tz, fire))) == offset;
+    let offset = offset_seconds(tz, start - ONE_SECOND);
+    let offset_duration = Duration::seconds(i64::from(offset));
+    let wall = schedule.next_match(start.naive_utc().checked_add_signed(offset_duration)?)?;
+    let fire = wall.checked_sub_signed(offset_duration)?.and_utc();
+    let steady = fire - start < Duration::seconds(TRANSITION_FREE_SECONDS - 1) && offset_seconds(tz, fire) == offset;
     steady.then_some(fire)
 }
 

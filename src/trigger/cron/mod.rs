@@ -172,15 +172,18 @@ impl CronSpec {
         });
         let weeks = value_mask(&expr::WEEK_OF_YEAR, &week);
         let all_weeks = value_mask(&expr::WEEK_OF_YEAR, &[Term::Values { first: 1, last: 53, step: 1 }]);
-        Ok(Schedule {
+        let time_of_day = (
+            value_mask(&expr::HOUR, &hour) as u32,
+            value_mask(&expr::MINUTE, &minute),
+            value_mask(&expr::SECOND, &second),
+        );
+        Ok(Schedule::new(
             years,
-            months: value_mask(&expr::MONTH, &month) as u16,
+            value_mask(&expr::MONTH, &month) as u16,
             days,
-            weeks: (weeks != all_weeks).then_some(weeks),
-            hours: value_mask(&expr::HOUR, &hour) as u32,
-            minutes: value_mask(&expr::MINUTE, &minute),
-            seconds: value_mask(&expr::SECOND, &second),
-        })
+            (weeks != all_weeks).then_some(weeks),
+            time_of_day,
+        ))
     }
 }
 
