@@ -48,12 +48,17 @@ pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>)
 /// fire time even inside a fold: the occurrence at the offset `start` has is the one due next. Anything else (a gap
 /// or fold ahead, a start just after a gap) takes the full path.
 fn next_fire_in_steady_offset(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let offset = offset_seconds(tz, start - ONE_SECOND);
-    let offset_duration = Duration::seconds(i64::from(offset));
-    let wall = schedule.next_match(start.naive_utc().checked_add_signed(offset_duration)?)?;
-    let fire = wall.checked_sub_signed(offset_duration)?.and_utc();
-    let steady = fire - start < Duration::seconds(TRANSITION_FREE_SECONDS - 1) && offset_seconds(tz, fire) == offset;
-    steady.then_some(fire)
+    // Plain seconds rather than chrono's checked date arithmetic: this runs on every call, and the conversions were
+    // most of its cost.
+    let start_seconds = start.timestamp();
+    let offset = offset_seconds(tz, DateTime::from_timestamp(start_seconds - 1, 0)?);
+    let start_wall = DateTime::from_timestamp(start_seconds + i64::from(offset), 0)?.naive_utc();
+    let fire_seconds = schedule.next_match(start_wall)?.and_utc().timestamp() - i64::from(offset);
+    if fire_seconds - start_seconds >= TRANSITION_FREE_SECONDS - 1 {
+        return None;
+    }
+    let fire = DateTime::from_timestamp(fire_seconds, 0)?;
+    (offset_seconds(tz, fire) == offset).then_some(fire)
 }
 
 /// `start` is the first occurrence of a repeated wall time and the job fires in both passes: the rest of the first
