@@ -192,16 +192,10 @@ fn value_mask(field: &Field, terms: &[Term]) -> u64 {
     (field.min..=field.max).filter(|v| terms.iter().any(|term| term.contains(*v))).fold(0, |mask, v| mask | 1 << v)
 }
 
-/// Instants a search may start from: two days around `FIRST_YEAR..=LAST_YEAR`, wider than any UTC offset, so every
-/// wall time in those years is covered.
-fn search_limits() -> (DateTime<Utc>, DateTime<Utc>) {
-    let at = |year: i32, month: u32, day: u32| {
-        chrono::NaiveDate::from_ymd_opt(year, month, day).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
-    };
-    let first = at(schedule::FIRST_YEAR - 1, 12, 30).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let after_last = at(schedule::LAST_YEAR + 1, 1, 2).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    (first, after_last)
-}
+/// Instants a search may start from (Unix seconds): two days around `FIRST_YEAR..=LAST_YEAR` (1969-12-30 and
+/// 10000-01-02, UTC), wider than any UTC offset, so every wall time in those years is covered.
+const FIRST_SEARCH_START: i64 = -2 * 86_400;
+const AFTER_LAST_SEARCH_START: i64 = 253_402_387_200;
 
 /// Whole seconds: APScheduler rounds the search start up to the next second (`datetime_ceil`).
 fn ceil_to_second(instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -225,11 +219,10 @@ impl CronTrigger {
         let earliest = self.start_date.map_or(earliest, |start| earliest.max(start));
         // Outside the searchable years there is nothing to find, and wall-clock arithmetic near chrono's limits
         // would overflow.
-        let (first_possible, after_last_possible) = search_limits();
-        if earliest >= after_last_possible {
+        if earliest.timestamp() >= AFTER_LAST_SEARCH_START {
             return None;
         }
-        let start = ceil_to_second(earliest.max(first_possible))?;
+        let start = ceil_to_second(earliest)?.max(DateTime::from_timestamp(FIRST_SEARCH_START, 0)?);
         let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, start)?;
         match self.end_date {
             Some(end) if fire > end => None,

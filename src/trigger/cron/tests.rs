@@ -275,6 +275,15 @@ fn the_last_possible_fire_is_in_9999() {
 }
 
 #[test]
+fn search_limits_are_two_days_around_the_years() {
+    assert_eq!(DateTime::from_timestamp(FIRST_SEARCH_START, 0), Some(instant("1969-12-30T00:00:00Z")));
+    assert_eq!(
+        DateTime::from_timestamp(AFTER_LAST_SEARCH_START, 0).unwrap().to_rfc3339(),
+        "+10000-01-02T00:00:00+00:00"
+    );
+}
+
+#[test]
 fn instants_at_chrono_limits_neither_panic_nor_fire_outside_the_years() {
     let trigger = compile(json!({"second": "*/5", "timezone": "Asia/Tokyo"}));
     assert_eq!(trigger.next_fire_time(Some(DateTime::<Utc>::MAX_UTC), instant(NOW)), None);
