@@ -7,6 +7,8 @@
 mod crontab;
 mod dst;
 mod expr;
+#[cfg(test)]
+mod properties;
 mod schedule;
 #[cfg(test)]
 mod tests;
@@ -170,15 +172,18 @@ impl CronSpec {
         });
         let weeks = value_mask(&expr::WEEK_OF_YEAR, &week);
         let all_weeks = value_mask(&expr::WEEK_OF_YEAR, &[Term::Values { first: 1, last: 53, step: 1 }]);
-        Ok(Schedule {
+        let time_of_day = (
+            value_mask(&expr::HOUR, &hour) as u32,
+            value_mask(&expr::MINUTE, &minute),
+            value_mask(&expr::SECOND, &second),
+        );
+        Ok(Schedule::new(
             years,
-            months: value_mask(&expr::MONTH, &month) as u16,
+            value_mask(&expr::MONTH, &month) as u16,
             days,
-            weeks: (weeks != all_weeks).then_some(weeks),
-            hours: value_mask(&expr::HOUR, &hour) as u32,
-            minutes: value_mask(&expr::MINUTE, &minute),
-            seconds: value_mask(&expr::SECOND, &second),
-        })
+            (weeks != all_weeks).then_some(weeks),
+            time_of_day,
+        ))
     }
 }
 
@@ -186,6 +191,11 @@ impl CronSpec {
 fn value_mask(field: &Field, terms: &[Term]) -> u64 {
     (field.min..=field.max).filter(|v| terms.iter().any(|term| term.contains(*v))).fold(0, |mask, v| mask | 1 << v)
 }
+
+/// Instants a search may start from (Unix seconds): two days around `FIRST_YEAR..=LAST_YEAR` (1969-12-30 and
+/// 10000-01-02, UTC), wider than any UTC offset, so every wall time in those years is covered.
+const FIRST_SEARCH_START: i64 = -2 * 86_400;
+const AFTER_LAST_SEARCH_START: i64 = 253_402_387_200;
 
 /// Whole seconds: APScheduler rounds the search start up to the next second (`datetime_ceil`).
 fn ceil_to_second(instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -207,7 +217,13 @@ impl CronTrigger {
             None => now,
         };
         let earliest = self.start_date.map_or(earliest, |start| earliest.max(start));
-        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, ceil_to_second(earliest)?)?;
+        // Outside the searchable years there is nothing to find, and wall-clock arithmetic near chrono's limits
+        // would overflow.
+        if earliest.timestamp() >= AFTER_LAST_SEARCH_START {
+            return None;
+        }
+        let start = ceil_to_second(earliest)?.max(DateTime::from_timestamp(FIRST_SEARCH_START, 0)?);
+        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, start)?;
         match self.end_date {
             Some(end) if fire > end => None,
             _ => Some(fire),
