@@ -75,9 +75,34 @@ fn schedule_of(cron: &Cron) -> Result<Schedule, croner::errors::CronError> {
         return Err(err);
     }
     // Five fields carry no year: every year matches.
-    Ok(Schedule { years: YearSet::all(), months, days, weeks: None, hours, minutes, seconds })
+    Ok(Schedule::new(YearSet::all(), months, days, None, (hours, minutes, seconds)))
 }
 
 fn croner_weekday(weekday: Weekday) -> croner::Weekday {
     croner::Weekday::from_days_from_sunday(weekday.num_days_from_sunday())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_month_exists_for_every_length_and_first_weekday() {
+        for (row, length) in SAMPLE_MONTHS.iter().zip(28..) {
+            for (&(year, month), first) in row.iter().zip(WEEK) {
+                let date = NaiveDate::from_ymd_opt(year, month, 1).expect("a sample month");
+                assert_eq!((days_in_month(year, month), date.weekday()), (length, first));
+            }
+        }
+    }
+
+    #[test]
+    fn the_schedule_holds_croners_reading() {
+        let schedule = parse("*/20 9-10 L * MON").unwrap();
+        assert_eq!(schedule.seconds, 1);
+        assert_eq!(schedule.minutes, 1 | 1 << 20 | 1 << 40);
+        assert_eq!(schedule.hours, 1 << 9 | 1 << 10);
+        assert!(!schedule.is_fixed_time());
+        assert!(parse("0 9 * * *").unwrap().is_fixed_time());
+    }
 }

@@ -18,8 +18,17 @@ const MAX_PASSED_MATCHES: usize = 1000;
 
 const ONE_SECOND: Duration = Duration::seconds(1);
 
+/// The stretch within which the tz database never has two transitions (they are months apart); see
+/// `next_fire_in_steady_offset`.
+const TRANSITION_FREE_SECONDS: i64 = 3600;
+
 /// The first fire time at or after `start` (a whole second).
 pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !schedule.is_fixed_time()
+        && let Some(fire) = next_fire_in_steady_offset(tz, schedule, start)
+    {
+        return Some(fire);
+    }
     let start_wall = wall_time(tz, start);
     if !schedule.is_fixed_time()
         && let Local::Repeated(first, second) = wall::resolve(tz, start_wall)
@@ -27,7 +36,29 @@ pub fn first_fire_at_or_after(tz: Tz, schedule: &Schedule, start: DateTime<Utc>)
     {
         return first_fire_from_first_pass(tz, schedule, start, start_wall, first, second);
     }
-    walk(tz, schedule, start_wall, start)
+    // When `start` is the first instant after a gap, the skipped wall times lie behind wall(start) yet fire at
+    // `start` itself, so the walk begins where the second before `start` left off.
+    let resumed_wall = wall_time(tz, start - ONE_SECOND) + ONE_SECOND;
+    walk(tz, schedule, start_wall.min(resumed_wall), start)
+}
+
+/// The common case, with two UTC-offset lookups only: when the offset one second before `start` and at the next
+/// match under that offset, less than an hour later, are the same, no transition lies between them (the tz database
+/// never has two within an hour), so the match is plain wall time. For a job that is not fixed-time that is its
+/// fire time even inside a fold: the occurrence at the offset `start` has is the one due next. Anything else (a gap
+/// or fold ahead, a start just after a gap) takes the full path.
+fn next_fire_in_steady_offset(tz: Tz, schedule: &Schedule, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Plain seconds rather than chrono's checked date arithmetic: this runs on every call, and the conversions were
+    // most of its cost.
+    let start_seconds = start.timestamp();
+    let offset = offset_seconds(tz, DateTime::from_timestamp(start_seconds - 1, 0)?);
+    let start_wall = DateTime::from_timestamp(start_seconds + i64::from(offset), 0)?.naive_utc();
+    let fire_seconds = schedule.next_match(start_wall)?.and_utc().timestamp() - i64::from(offset);
+    if fire_seconds - start_seconds >= TRANSITION_FREE_SECONDS - 1 {
+        return None;
+    }
+    let fire = DateTime::from_timestamp(fire_seconds, 0)?;
+    (offset_seconds(tz, fire) == offset).then_some(fire)
 }
 
 /// `start` is the first occurrence of a repeated wall time and the job fires in both passes: the rest of the first

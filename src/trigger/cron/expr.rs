@@ -229,3 +229,50 @@ fn syntax_rule(field: Field) -> String {
         field.name, field.min, field.max
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_parses_into_its_terms() {
+        assert_eq!(
+            parse(MINUTE, " 5, 10-20/5 ,*/30 ").unwrap(),
+            [
+                Term::Values { first: 5, last: 5, step: 1 },
+                Term::Values { first: 10, last: 20, step: 5 },
+                Term::Values { first: 0, last: 59, step: 30 },
+            ]
+        );
+        assert_eq!(parse(DAY_OF_WEEK, "Mon-FRI").unwrap(), [Term::Values { first: 0, last: 4, step: 1 }]);
+        assert_eq!(parse(MONTH, "dec").unwrap(), [Term::Values { first: 12, last: 12, step: 1 }]);
+        assert_eq!(parse(HOUR, "3/7").unwrap(), [Term::Values { first: 3, last: 23, step: 7 }]);
+    }
+
+    #[test]
+    fn day_positions_depend_only_on_the_month_shape() {
+        // A 31-day month starting on a Wednesday (January 2025): Fridays fall on 3, 10, 17, 24 and 31.
+        let [last_friday] = parse(DAY, "last fri").unwrap()[..] else { panic!("one term") };
+        let [second_friday] = parse(DAY, "2nd  fri").unwrap()[..] else { panic!("one term") };
+        let [fifth_friday] = parse(DAY, "5th fri").unwrap()[..] else { panic!("one term") };
+        let fridays = |term: Term, length| {
+            (1..=length).filter(|d| term.matches_day(*d, length, Weekday::Wed)).collect::<Vec<_>>()
+        };
+        assert_eq!(fridays(last_friday, 31), [31]);
+        assert_eq!(fridays(second_friday, 31), [10]);
+        assert_eq!(fridays(fifth_friday, 31), [31]);
+        // With 30 days there is no fifth Friday and the last one is the 24th.
+        assert_eq!(fridays(fifth_friday, 30), Vec::<u32>::new());
+        assert_eq!(fridays(last_friday, 30), [24]);
+        assert!(parse(DAY, "LAST").unwrap()[0].matches_day(28, 28, Weekday::Mon));
+    }
+
+    #[test]
+    fn numbers_only_in_ascii_and_saturating() {
+        assert_eq!(parse_number("007"), Some(7));
+        assert_eq!(parse_number("99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(parse_number("٣"), None);
+        assert_eq!(parse_number(""), None);
+        assert_eq!(parse_number("+1"), None);
+    }
+}

@@ -7,6 +7,8 @@
 mod crontab;
 mod dst;
 mod expr;
+#[cfg(test)]
+mod properties;
 mod schedule;
 #[cfg(test)]
 mod tests;
@@ -29,35 +31,35 @@ pub struct CronSpec {
     /// 4-digit year (1970–9999).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub year: Option<String>,
+    pub year: Option<CronValue>,
     /// Month (1–12 or jan–dec).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub month: Option<String>,
+    pub month: Option<CronValue>,
     /// Day of month (1–31, `last`, `last fri`, `2nd mon`).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub day: Option<String>,
+    pub day: Option<CronValue>,
     /// ISO week (1–53).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub week: Option<String>,
+    pub week: Option<CronValue>,
     /// Weekday (0–6 with 0 = monday, or mon–sun).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub day_of_week: Option<String>,
+    pub day_of_week: Option<CronValue>,
     /// Hour (0–23).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub hour: Option<String>,
+    pub hour: Option<CronValue>,
     /// Minute (0–59).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub minute: Option<String>,
+    pub minute: Option<CronValue>,
     /// Second (0–59).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub second: Option<String>,
+    pub second: Option<CronValue>,
     /// A standard 5-field crontab (`*/5 * * * *`, `0 9 * * 1-5`, `@daily`); not combinable with the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crontab: Option<String>,
@@ -170,15 +172,18 @@ impl CronSpec {
         });
         let weeks = value_mask(&expr::WEEK_OF_YEAR, &week);
         let all_weeks = value_mask(&expr::WEEK_OF_YEAR, &[Term::Values { first: 1, last: 53, step: 1 }]);
-        Ok(Schedule {
+        let time_of_day = (
+            value_mask(&expr::HOUR, &hour) as u32,
+            value_mask(&expr::MINUTE, &minute),
+            value_mask(&expr::SECOND, &second),
+        );
+        Ok(Schedule::new(
             years,
-            months: value_mask(&expr::MONTH, &month) as u16,
+            value_mask(&expr::MONTH, &month) as u16,
             days,
-            weeks: (weeks != all_weeks).then_some(weeks),
-            hours: value_mask(&expr::HOUR, &hour) as u32,
-            minutes: value_mask(&expr::MINUTE, &minute),
-            seconds: value_mask(&expr::SECOND, &second),
-        })
+            (weeks != all_weeks).then_some(weeks),
+            time_of_day,
+        ))
     }
 }
 
@@ -186,6 +191,11 @@ impl CronSpec {
 fn value_mask(field: &Field, terms: &[Term]) -> u64 {
     (field.min..=field.max).filter(|v| terms.iter().any(|term| term.contains(*v))).fold(0, |mask, v| mask | 1 << v)
 }
+
+/// Instants a search may start from (Unix seconds): two days around `FIRST_YEAR..=LAST_YEAR` (1969-12-30 and
+/// 10000-01-02, UTC), wider than any UTC offset, so every wall time in those years is covered.
+const FIRST_SEARCH_START: i64 = -2 * 86_400;
+const AFTER_LAST_SEARCH_START: i64 = 253_402_387_200;
 
 /// Whole seconds: APScheduler rounds the search start up to the next second (`datetime_ceil`).
 fn ceil_to_second(instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -207,7 +217,13 @@ impl CronTrigger {
             None => now,
         };
         let earliest = self.start_date.map_or(earliest, |start| earliest.max(start));
-        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, ceil_to_second(earliest)?)?;
+        // Outside the searchable years there is nothing to find, and wall-clock arithmetic near chrono's limits
+        // would overflow.
+        if earliest.timestamp() >= AFTER_LAST_SEARCH_START {
+            return None;
+        }
+        let start = ceil_to_second(earliest)?.max(DateTime::from_timestamp(FIRST_SEARCH_START, 0)?);
+        let fire = dst::first_fire_at_or_after(self.timezone, &self.schedule, start)?;
         match self.end_date {
             Some(end) if fire > end => None,
             _ => Some(fire),
@@ -222,21 +238,44 @@ impl CronTrigger {
 }
 
 /// Accepts `"5"`, `5` or `null` for a field and keeps it as the string APScheduler would read (`str(value)`).
-fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+/// A cron field as the client wrote it, a string or an integer, so a stored job reads back as it was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronValue {
+    text: String,
+    integer: bool,
+}
+
+impl std::ops::Deref for CronValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for CronValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text.parse::<i64>() {
+            Ok(number) if self.integer => serializer.serialize_i64(number),
+            _ => serializer.serialize_str(&self.text),
+        }
+    }
+}
+
+fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CronValue>, D::Error> {
     struct Visitor;
     impl serde::de::Visitor<'_> for Visitor {
-        type Value = Option<String>;
+        type Value = Option<CronValue>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a cron expression as a string or an integer")
         }
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok(Some(value.to_owned()))
+            Ok(Some(CronValue { text: value.to_owned(), integer: false }))
         }
         fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(CronValue { text: value.to_string(), integer: true }))
         }
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(CronValue { text: value.to_string(), integer: true }))
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)

@@ -13,6 +13,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Weekday};
 pub const FIRST_YEAR: i32 = 1970;
 pub const LAST_YEAR: i32 = 9999;
 
+const ALL_MONTHS: u16 = 0b1_1111_1111_1110;
 const YEAR_COUNT: usize = (LAST_YEAR - FIRST_YEAR + 1) as usize;
 const YEAR_WORDS: usize = YEAR_COUNT.div_ceil(64);
 
@@ -103,6 +104,11 @@ impl DayTable {
         Self { masks }
     }
 
+    /// Every day of every month matches.
+    fn is_full(&self) -> bool {
+        self.masks.iter().zip(SHORTEST_MONTH..).all(|(row, length)| row.iter().all(|mask| *mask == all_days(length)))
+    }
+
     fn mask(&self, month_length: u32, first: Weekday) -> u32 {
         self.masks[(month_length - SHORTEST_MONTH) as usize][first.num_days_from_monday() as usize]
     }
@@ -127,9 +133,23 @@ pub struct Schedule {
     pub minutes: u64,
     /// Bits 0–59.
     pub seconds: u64,
+    /// Every date in the searchable years matches (only the time of day is restricted), so the date search is
+    /// skipped: the common case of dense expressions.
+    every_date: bool,
 }
 
 impl Schedule {
+    pub fn new(
+        years: YearSet,
+        months: u16,
+        days: DayTable,
+        weeks: Option<u64>,
+        (hours, minutes, seconds): (u32, u64, u64),
+    ) -> Self {
+        let every_date = years == YearSet::all() && months == ALL_MONTHS && weeks.is_none() && days.is_full();
+        Self { years, months, days, weeks, hours, minutes, seconds, every_date }
+    }
+
     /// DESIGN.md's fixed-time job: second, minute and hour each a single value. Only these fire once in a
     /// repeated (fall-back) hour.
     pub fn is_fixed_time(&self) -> bool {
@@ -206,6 +226,9 @@ impl Schedule {
 
     /// The first matching date at or after `from`, walking years, then months, then the month's day mask.
     fn next_matching_date(&self, from: NaiveDate) -> Option<NaiveDate> {
+        if self.every_date && (FIRST_YEAR..=LAST_YEAR).contains(&from.year()) {
+            return Some(from);
+        }
         let (mut year, mut month, mut day) = (from.year(), from.month(), from.day());
         loop {
             let next_year = self.years.next_at_or_after(year)?;
@@ -232,14 +255,30 @@ impl Schedule {
     }
 
     fn day_mask(&self, year: i32, month: u32) -> u32 {
-        let Some(first) = NaiveDate::from_ymd_opt(year, month, 1) else { return 0 };
         let length = days_in_month(year, month);
-        let mask = self.days.mask(length, first.weekday());
-        match self.weeks {
-            None => mask,
-            Some(weeks) => mask & iso_week_mask(first, length, weeks),
+        let mask = self.days.mask(length, first_weekday(year, month));
+        match (self.weeks, NaiveDate::from_ymd_opt(year, month, 1)) {
+            (None, _) => mask,
+            (Some(weeks), Some(first)) => mask & iso_week_mask(first, length, weeks),
+            (Some(_), None) => 0,
         }
     }
+}
+
+/// The weekday of the first of a month, by Sakamoto's method: this runs once per searched month, and chrono's
+/// date construction costs a good share of a whole search.
+fn first_weekday(year: i32, month: u32) -> Weekday {
+    const MONTH_OFFSETS: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if month < 3 { year - 1 } else { year };
+    let days_from_sunday =
+        (y + y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400) + MONTH_OFFSETS[(month - 1) as usize % 12] + 1)
+            .rem_euclid(7);
+    WEEK[((days_from_sunday + 6) % 7) as usize]
+}
+
+/// Bits 1..=length.
+fn all_days(length: u32) -> u32 {
+    (u32::MAX >> (32 - length)) << 1
 }
 
 /// Days of the month (bits) whose ISO week is in `weeks`.
@@ -261,7 +300,7 @@ fn iso_week_mask(first: NaiveDate, length: u32, weeks: u64) -> u32 {
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
     match month {
-        2 if NaiveDate::from_ymd_opt(year, 2, 29).is_some() => 29,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -299,15 +338,7 @@ mod tests {
     }
 
     fn schedule(hours: u32, minutes: u64, seconds: u64) -> Schedule {
-        Schedule {
-            years: YearSet::all(),
-            months: 0b1_1111_1111_1110,
-            days: every_day(),
-            weeks: None,
-            hours,
-            minutes,
-            seconds,
-        }
+        Schedule::new(YearSet::all(), ALL_MONTHS, every_day(), None, (hours, minutes, seconds))
     }
 
     fn at(text: &str) -> NaiveDateTime {
@@ -347,6 +378,35 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_without_date_restrictions_skips_the_date_search() {
+        let dense = schedule(u32::MAX >> 8, u64::MAX >> 4, 1);
+        assert!(dense.every_date);
+        assert_eq!(dense.next_match(at("2026-02-28 23:59:59")), Some(at("2026-03-01 00:00:00")));
+        assert_eq!(dense.next_match(at("1969-12-31 23:00:00")), Some(at("1970-01-01 00:00:00")));
+        assert_eq!(dense.next_match(at("9999-12-31 23:59:01")), None);
+        let march = Schedule::new(YearSet::all(), 1 << 3, every_day(), None, (1, 1, 1));
+        assert!(!march.every_date);
+    }
+
+    #[test]
+    fn first_weekday_agrees_with_chrono() {
+        for year in [1970, 1999, 2000, 2024, 2100, 9999] {
+            for month in 1..=12 {
+                let date = NaiveDate::from_ymd_opt(year, month, 1).unwrap();
+                assert_eq!(first_weekday(year, month), date.weekday(), "{date}");
+                assert_eq!(
+                    days_in_month(year, month),
+                    date.with_day(29).map_or(28, |_| 29).max(match month {
+                        2 => 0,
+                        4 | 6 | 9 | 11 => 30,
+                        _ => 31,
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
     fn iso_weeks_wrap_at_the_year_end() {
         // 2026-12-28 (Monday) starts ISO week 53 of 2026; 2027-01-04 starts week 1 of 2027.
         let first = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
@@ -358,11 +418,10 @@ mod tests {
 
     #[test]
     fn an_impossible_date_is_known_at_once() {
-        let mut s = schedule(1, 1, 1);
-        s.months = 1 << 2;
-        s.days = DayTable::build(|day, _, _| day == 31);
-        assert!(s.never_matches());
-        s.months |= 1 << 3;
-        assert!(!s.never_matches());
+        let thirty_first = DayTable::build(|day, _, _| day == 31);
+        let february = Schedule::new(YearSet::all(), 1 << 2, thirty_first.clone(), None, (1, 1, 1));
+        assert!(february.never_matches());
+        let february_or_march = Schedule::new(YearSet::all(), 1 << 2 | 1 << 3, thirty_first, None, (1, 1, 1));
+        assert!(!february_or_march.never_matches());
     }
 }

@@ -275,6 +275,24 @@ fn the_last_possible_fire_is_in_9999() {
 }
 
 #[test]
+fn search_limits_are_two_days_around_the_years() {
+    assert_eq!(DateTime::from_timestamp(FIRST_SEARCH_START, 0), Some(instant("1969-12-30T00:00:00Z")));
+    assert_eq!(
+        DateTime::from_timestamp(AFTER_LAST_SEARCH_START, 0).unwrap().to_rfc3339(),
+        "+10000-01-02T00:00:00+00:00"
+    );
+}
+
+#[test]
+fn instants_at_chrono_limits_neither_panic_nor_fire_outside_the_years() {
+    let trigger = compile(json!({"second": "*/5", "timezone": "Asia/Tokyo"}));
+    assert_eq!(trigger.next_fire_time(Some(DateTime::<Utc>::MAX_UTC), instant(NOW)), None);
+    assert_eq!(trigger.next_fire_time(None, DateTime::<Utc>::MAX_UTC), None);
+    let first = trigger.next_fire_time(None, DateTime::<Utc>::MIN_UTC).unwrap();
+    assert_eq!(format_time(first, trigger.timezone), "1970-01-01T00:00:00+09:00");
+}
+
+#[test]
 fn out_of_range_values_are_rejected() {
     assert_rejected(json!({"minute": "61"}), "minute", "61", "minute takes 0–59");
     assert_rejected(json!({"minute": 61}), "minute", "61", "out of range");
@@ -365,18 +383,15 @@ fn fields_are_strings_or_integers_and_round_trip() {
     let spec = spec(sent.clone());
     assert_eq!(spec.hour.as_deref(), Some("9"));
     assert_eq!(spec.minute.as_deref(), Some("*/15"));
-    // Unset fields stay out; an integer comes back as the string APScheduler reads it as.
-    assert_eq!(
-        serde_json::to_value(&spec).unwrap(),
-        json!({"hour": "9", "minute": "*/15", "timezone": "Europe/Berlin", "jitter": 2.5})
-    );
+    // Unset fields stay out; each field comes back as it was sent, integer or string.
+    assert_eq!(serde_json::to_value(&spec).unwrap(), sent);
     assert!(serde_json::from_value::<CronSpec>(json!({"hour": 9.5})).is_err());
     assert!(serde_json::from_value::<CronSpec>(json!({"hour": true})).is_err());
     assert!(serde_json::from_value::<CronSpec>(json!({"hours": 9})).is_err());
     assert_eq!(serde_json::from_value::<CronSpec>(json!({"hour": null})).unwrap(), CronSpec::default());
     let tagged: TriggerSpec =
         serde_json::from_value(json!({"type": "cron", "day_of_week": "mon-fri", "hour": 9})).unwrap();
-    assert_eq!(serde_json::to_value(&tagged).unwrap(), json!({"type": "cron", "day_of_week": "mon-fri", "hour": "9"}));
+    assert_eq!(serde_json::to_value(&tagged).unwrap(), json!({"type": "cron", "day_of_week": "mon-fri", "hour": 9}));
 }
 
 #[test]
@@ -711,6 +726,18 @@ mod dst_rule {
         assert_eq!(
             fires(json!({"crontab": "*/30 2 * * *", "timezone": zone}), "2026-10-25T00:10:00Z", 3),
             ["2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00"]
+        );
+    }
+
+    #[test]
+    fn starting_exactly_at_the_end_of_a_gap_still_fires_for_the_skipped_times() {
+        assert_eq!(
+            fires(json!({"hour": 2, "minute": 30, "timezone": "America/New_York"}), "2026-03-08T07:00:00Z", 2),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
+        );
+        assert_eq!(
+            fires(json!({"minute": 30, "timezone": "Europe/Berlin"}), "2026-03-29T01:00:00Z", 2),
+            ["2026-03-29T03:00:00+02:00", "2026-03-29T03:30:00+02:00"]
         );
     }
 
