@@ -34,7 +34,9 @@ fn assert_between(gap: Duration, low: Duration, high: Duration) {
 
 async fn final_run(server: &Server, job_id: &str) -> Value {
     let runs = server
-        .wait_runs(job_id, |runs| runs.first().is_some_and(|run| run["status"] == "succeeded" || run["status"] == "failed"))
+        .wait_runs(job_id, |runs| {
+            runs.first().is_some_and(|run| run["status"] == "succeeded" || run["status"] == "failed")
+        })
         .await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
     runs[0].clone()
@@ -93,7 +95,10 @@ async fn a_4xx_other_than_408_and_429_is_never_retried_but_408_is() {
     let run = final_run(&server, "gone").await;
     // The delivery has ended, so no later attempt can come.
     assert_eq!(receiver.matching("status/404/c").len(), 1);
-    assert_eq!((run["status"].as_str(), run["attempts"].as_u64(), run["http_status"].as_u64()), (Some("failed"), Some(1), Some(404)));
+    assert_eq!(
+        (run["status"].as_str(), run["attempts"].as_u64(), run["http_status"].as_u64()),
+        (Some("failed"), Some(1), Some(404))
+    );
     let run = final_run(&server, "slowpoke").await;
     assert_eq!((run["status"].as_str(), run["attempts"].as_u64()), (Some("succeeded"), Some(2)));
     server.stop().await;
@@ -182,13 +187,17 @@ async fn a_waiting_retry_holds_no_worker_and_counts_against_max_instances() {
     let retried = receiver.wait_for("retry-after/1/3/w", 2).await;
     assert!(other[0].arrived < retried[1].arrived, "the other job waited for the retry");
     assert!(other[0].arrived - first[0].arrived < Duration::from_secs(2), "delivered while the retry waited");
-    assert_eq!((pool["max_workers"].as_u64(), pool["retrying"].as_u64(), pool["running"].as_u64()), (Some(1), Some(1), Some(0)));
+    assert_eq!(
+        (pool["max_workers"].as_u64(), pool["retrying"].as_u64(), pool["running"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
 
     let runs = server.wait_runs("waiter", |runs| runs.iter().any(|run| run["status"] == "succeeded")).await;
     let first_key = first[0].header("idempotency-key").unwrap();
     let first_run = runs.iter().find(|run| run["idempotency_key"] == first_key.as_str()).unwrap();
     assert_eq!((first_run["status"].as_str(), first_run["attempts"].as_u64()), (Some("succeeded"), Some(2)));
-    let scheduled = |run: &Value| chrono::DateTime::parse_from_rfc3339(run["scheduled_time"].as_str().unwrap()).unwrap();
+    let scheduled =
+        |run: &Value| chrono::DateTime::parse_from_rfc3339(run["scheduled_time"].as_str().unwrap()).unwrap();
     let skipped: Vec<i64> = runs
         .iter()
         .filter(|run| run["status"] == "skipped")
@@ -207,7 +216,10 @@ async fn retry_fields_are_validated_with_the_field_named() {
         (json!({"max_attempts": 0}), "action.retry.max_attempts"),
         (json!({"max_attempts": 101}), "action.retry.max_attempts"),
         (json!({"max_attempts": 3, "backoff_seconds": -1}), "action.retry.backoff_seconds"),
-        (json!({"max_attempts": 3, "backoff_seconds": 5, "max_backoff_seconds": 2}), "action.retry.max_backoff_seconds"),
+        (
+            json!({"max_attempts": 3, "backoff_seconds": 5, "max_backoff_seconds": 2}),
+            "action.retry.max_backoff_seconds",
+        ),
         (json!({"max_attempts": 3, "jitter": true}), "action.retry.jitter"),
         (json!({"backoff_seconds": 1}), "action.retry.max_attempts"),
     ] {

@@ -88,7 +88,9 @@ async fn answer(State(inbox): State<Inbox>, Path(path): Path<String>, headers: H
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
             reply(StatusCode::OK)
         }
-        ["flaky", k, code, ..] if nth <= k.parse().unwrap() => reply(StatusCode::from_u16(code.parse().unwrap()).unwrap()),
+        ["flaky", k, code, ..] if nth <= k.parse().unwrap() => {
+            reply(StatusCode::from_u16(code.parse().unwrap()).unwrap())
+        }
         ["retry-after", k, value, ..] if nth <= k.parse().unwrap() => {
             let value = match value.strip_prefix("date+") {
                 Some(seconds) => httpdate::fmt_http_date(
@@ -162,9 +164,8 @@ impl Closer {
                     arrived: Instant::now(),
                 });
                 if nth > k {
-                    let _ = socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                        .await;
+                    let _ =
+                        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
                     let _ = socket.shutdown().await;
                 }
                 // Dropping the socket closes it: for the first k, before any answer.
