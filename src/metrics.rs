@@ -16,6 +16,9 @@ const LATENESS_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 /// One attempt's HTTP call: fast internal hooks to the 30 s default timeout and a little beyond.
 const DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// A pool gauge: its name, its help and how to read it from a pool's status.
+type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
+
 struct Histogram {
     bounds: &'static [f64],
     /// Per bucket, not cumulative; summed when rendered.
@@ -183,7 +186,7 @@ impl Metrics {
 
         let jobs: BTreeMap<&str, u64> = snapshot.jobs.iter().map(|(store, count)| (store.as_str(), *count)).collect();
         family(&mut out, "apsched_jobs", "gauge", "Jobs per job store.", "jobstore", &jobs);
-        let pool_gauges: [(&str, &str, fn(&PoolStatus) -> usize); 4] = [
+        let pool_gauges: [PoolGauge; 4] = [
             ("apsched_executor_max_workers", "Size of each delivery pool.", |p| p.max_workers),
             ("apsched_executor_running", "Deliveries holding a worker.", |p| p.running),
             ("apsched_executor_queued", "Deliveries waiting for a worker.", |p| p.queued),

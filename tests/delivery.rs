@@ -229,3 +229,51 @@ async fn retry_fields_are_validated_with_the_field_named() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn run_history_pages_newest_first_and_filters_by_status() {
+    let receiver = ScriptedReceiver::start().await;
+    let server = Server::start(memory_config()).await;
+    let job = json!({"id": "mixed", "trigger": {"type": "interval", "seconds": 1}, "action": {"url": receiver.url("flaky/2/503/h")}});
+    server.post("/v1/jobs", job).await;
+    server.wait_runs("mixed", |runs| common::count_status(runs, "succeeded") >= 2).await;
+    server.post("/v1/jobs/mixed/pause", json!(null)).await;
+    let all = server
+        .wait_runs("mixed", |runs| runs.iter().all(|run| run["status"] != "running" && run["status"] != "pending"))
+        .await;
+
+    let (status, failed) = server.get("/v1/jobs/mixed/runs?status=failed").await;
+    assert_eq!(status, StatusCode::OK);
+    let failed = failed["runs"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    for run in failed {
+        assert_eq!(run["job_id"], "mixed");
+        assert_eq!(
+            (run["status"].as_str(), run["attempts"].as_u64(), run["http_status"].as_u64()),
+            (Some("failed"), Some(1), Some(503))
+        );
+        assert_eq!(run["error"], "HTTP 503");
+        assert_eq!(run["response_excerpt"], "503 for flaky/2/503/h");
+        for field in ["scheduled_time", "started_at", "finished_at", "idempotency_key"] {
+            assert!(run[field].is_string(), "{field} in {run:#}");
+        }
+        assert!(run["duration_ms"].is_u64());
+    }
+
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+        let (status, page) = server.get(&format!("/v1/jobs/mixed/runs?limit=1{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        walked.extend(page["runs"].as_array().unwrap().iter().map(|run| run["idempotency_key"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+        assert!(walked.len() <= all.len(), "pages repeat runs");
+    }
+    let expected: Vec<Value> = all.iter().map(|run| run["idempotency_key"].clone()).collect();
+    assert_eq!(walked, expected, "one run per page, newest first, each once");
+    server.stop().await;
+}
