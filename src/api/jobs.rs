@@ -245,8 +245,11 @@ fn page_size(limit: Option<usize>) -> Result<usize> {
     }
 }
 
+/// Report a saved change, then wake the scheduler: published first, so `job_modified` precedes any event of the
+/// fires the change brings.
 fn modified(state: &AppState, job: &Job) {
     state.scheduler.publish(EventKind::JobModified, Subject::Job(std::sync::Arc::new(job.clone())));
+    state.scheduler.wake();
 }
 
 fn removed(state: &AppState, job_id: &str, jobstore: &str) {
@@ -264,7 +267,6 @@ async fn save(state: &AppState, job: &Job) -> Result<()> {
         crate::store::StoreError::NotFound => ApiError::NotFound(format!("no job with id {:?}", job.id)),
         other => other.into(),
     })?;
-    state.scheduler.wake();
     Ok(())
 }
 
@@ -341,10 +343,14 @@ pub async fn add_job(
         }
         other => other.into(),
     })?;
-    scheduler.wake();
     tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
-    let stored = store.get_job(&job.id).await?.unwrap_or(job);
-    scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
+    let stored = store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job));
+    // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
+    if let Ok(stored) = &stored {
+        scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
+    }
+    scheduler.wake();
+    let stored = stored?;
     Ok((StatusCode::CREATED, Json(JobOut::of(&stored, default_tz))))
 }
 
