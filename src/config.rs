@@ -19,10 +19,17 @@ pub const DEFAULT_SQLITE_URL: &str = "sqlite://./apsched.db";
 pub const DEFAULT_MAX_WORKERS: usize = 10;
 /// DESIGN.md: a lease not extended expires after this many seconds and another replica takes the fire over.
 pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+/// Finished runs are kept 30 days by default: long enough to look into last month's failures, short enough that
+/// the ledger of a busy job stays small.
+pub const DEFAULT_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
+/// And at most this many finished runs per job, so a job firing every second cannot grow the ledger by millions.
+pub const DEFAULT_RETENTION_PER_JOB: u64 = 1000;
+/// How often the background pruner runs: retention is coarse, and each round costs a scan of finished runs.
+pub const DEFAULT_PRUNE_INTERVAL_SECONDS: u64 = 300;
 /// The top-level keys an `APSCHED_…` variable may set; other `APSCHED_` variables (test and client settings) are
 /// not configuration and are ignored rather than rejected.
-const ENV_SECTIONS: [&str; 8] =
-    ["timezone", "jobstores", "executors", "job_defaults", "api", "webhooks", "scheduler", "listen"];
+const ENV_SECTIONS: [&str; 9] =
+    ["timezone", "jobstores", "executors", "job_defaults", "api", "webhooks", "scheduler", "runs", "listen"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +42,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
     pub scheduler: SchedulerConfig,
+    pub runs: RunsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
@@ -109,6 +117,28 @@ pub struct SchedulerConfig {
     pub lease_seconds: u64,
 }
 
+/// Retention of the run history; unfinished runs are never pruned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Prune finished runs that finished longer ago than this; 0 keeps them regardless of age.
+    pub retention_seconds: u64,
+    /// Keep at most this many finished runs per job (the newest by scheduled time); 0: no limit.
+    pub retention_per_job: u64,
+    /// Seconds between two rounds of the background pruner.
+    pub prune_interval_seconds: u64,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig {
+            retention_seconds: DEFAULT_RETENTION_SECONDS,
+            retention_per_job: DEFAULT_RETENTION_PER_JOB,
+            prune_interval_seconds: DEFAULT_PRUNE_INTERVAL_SECONDS,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -126,6 +156,7 @@ impl Default for Config {
             api: ApiConfig { listen: DEFAULT_LISTEN.to_string() },
             webhooks: WebhooksConfig::default(),
             scheduler: SchedulerConfig { lease_seconds: DEFAULT_LEASE_SECONDS },
+            runs: RunsConfig::default(),
         }
     }
 }
@@ -202,6 +233,13 @@ impl Config {
         }
         if self.scheduler.lease_seconds < 2 {
             return Err(invalid("scheduler.lease_seconds", "must be at least 2"));
+        }
+        if let Some(secret) = &self.webhooks.signing_secret {
+            crate::action::signing::SigningKey::parse(secret)
+                .map_err(|message| invalid("webhooks.signing_secret", message))?;
+        }
+        if self.runs.prune_interval_seconds == 0 {
+            return Err(invalid("runs.prune_interval_seconds", "must be at least 1"));
         }
         Ok(())
     }
@@ -292,6 +330,19 @@ mod tests {
     }
 
     #[test]
+    fn signing_secret_and_retention_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APSCHED_WEBHOOKS__SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+            jail.set_env("APSCHED_RUNS__RETENTION_PER_JOB", "50");
+            let config = Config::load(None, &Flags::default()).unwrap();
+            assert_eq!(config.webhooks.signing_secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+            assert_eq!(config.runs.retention_per_job, 50);
+            assert_eq!(config.runs.retention_seconds, DEFAULT_RETENTION_SECONDS);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_bad_key_is_named() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("a.toml", "[scheduler]\nlease_secnds = 5\n")?;
@@ -303,6 +354,9 @@ mod tests {
             jail.create_file("c.toml", "[executors.default]\nmax_workers = 0\n")?;
             let err = Config::load(Some(Path::new("c.toml")), &Flags::default()).unwrap_err().to_string();
             assert!(err.contains("executors.default.max_workers"), "{err}");
+            jail.create_file("d.toml", "[webhooks]\nsigning_secret = \"s3cret-value\"\n")?;
+            let err = Config::load(Some(Path::new("d.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("webhooks.signing_secret") && !err.contains("s3cret-value"), "{err}");
             Ok(())
         });
     }

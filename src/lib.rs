@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod job;
+pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod trigger;

@@ -1,7 +1,9 @@
 //! A job's action: one webhook call. `HttpAction` is what clients send and what the ledger snapshots for each
-//! fire; `http` makes the call.
+//! fire; `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
 
 pub mod http;
+pub mod retry;
+pub mod signing;
 
 use std::collections::BTreeMap;
 
@@ -75,6 +77,13 @@ pub struct HttpAction {
     /// Seconds before the call is abandoned (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    /// Try again on connection errors, timeouts, 408, 429 and 5xx; absent: one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<retry::RetryPolicy>,
+    /// A Standard Webhooks secret (`whsec_` + base64 of 24–64 bytes) for this job, used instead of
+    /// `[webhooks] signing_secret`. Shown masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 impl HttpAction {
@@ -121,6 +130,12 @@ impl HttpAction {
         {
             return fail("timeout_seconds", format!("{timeout} is out of range (0, {MAX_TIMEOUT_SECONDS}]"));
         }
+        if let Some(policy) = &self.retry {
+            policy.validate().map_err(|(field, message)| (format!("retry.{field}"), message))?;
+        }
+        if let Some(secret) = &self.signing_secret {
+            signing::SigningKey::parse(secret).map_err(|message| ("signing_secret".to_string(), message))?;
+        }
         Ok(())
     }
 
@@ -131,6 +146,9 @@ impl HttpAction {
             if is_secret_header(name) {
                 *value = MASK.to_string();
             }
+        }
+        if shown.signing_secret.is_some() {
+            shown.signing_secret = Some(MASK.to_string());
         }
         shown
     }
@@ -187,5 +205,23 @@ mod tests {
         let mut c = action("http://127.0.0.1/");
         c.timeout_seconds = Some(0.0);
         assert_eq!(c.validate().unwrap_err().0, "timeout_seconds");
+    }
+
+    #[test]
+    fn retry_and_signing_secret_are_validated_and_the_secret_masked() {
+        let with = |extra: serde_json::Value| -> HttpAction {
+            let mut value = serde_json::json!({"url": "http://127.0.0.1/"});
+            value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(value).unwrap()
+        };
+        let good = with(serde_json::json!({"retry": {"max_attempts": 3},
+            "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}));
+        assert!(good.validate().is_ok());
+        assert_eq!(good.retry.as_ref().unwrap().backoff_seconds, retry::DEFAULT_BACKOFF_SECONDS);
+        assert_eq!(good.masked().signing_secret.as_deref(), Some(MASK));
+        let bad = with(serde_json::json!({"retry": {"max_attempts": 0}}));
+        assert_eq!(bad.validate().unwrap_err().0, "retry.max_attempts");
+        let bad = with(serde_json::json!({"signing_secret": "hunter2"}));
+        assert_eq!(bad.validate().unwrap_err().0, "signing_secret");
     }
 }

@@ -13,6 +13,7 @@ use super::{ApiJson, ApiQuery, AppState};
 use crate::action::HttpAction;
 use crate::error::{ApiError, Problem, Result};
 use crate::job::{self, Job, Run, RunStatus};
+use crate::scheduler::events::{EventKind, Subject};
 use crate::store::{JobCursor, JobQuery, RunCursor, RunQuery, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
@@ -244,6 +245,18 @@ fn page_size(limit: Option<usize>) -> Result<usize> {
     }
 }
 
+/// Report a saved change, then wake the scheduler: published first, so `job_modified` precedes any event of the
+/// fires the change brings.
+fn modified(state: &AppState, job: &Job) {
+    state.scheduler.publish(EventKind::JobModified, Subject::Job(std::sync::Arc::new(job.clone())));
+    state.scheduler.wake();
+}
+
+fn removed(state: &AppState, job_id: &str, jobstore: &str) {
+    let subject = Subject::RemovedJob { job_id: job_id.to_string(), jobstore: jobstore.to_string() };
+    state.scheduler.publish(EventKind::JobRemoved, subject);
+}
+
 async fn find(state: &AppState, id: &str) -> Result<(String, Job)> {
     state.scheduler.find_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))
 }
@@ -254,7 +267,6 @@ async fn save(state: &AppState, job: &Job) -> Result<()> {
         crate::store::StoreError::NotFound => ApiError::NotFound(format!("no job with id {:?}", job.id)),
         other => other.into(),
     })?;
-    state.scheduler.wake();
     Ok(())
 }
 
@@ -331,9 +343,14 @@ pub async fn add_job(
         }
         other => other.into(),
     })?;
-    scheduler.wake();
     tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
-    let stored = store.get_job(&job.id).await?.unwrap_or(job);
+    let stored = store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job));
+    // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
+    if let Ok(stored) = &stored {
+        scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
+    }
+    scheduler.wake();
+    let stored = stored?;
     Ok((StatusCode::CREATED, Json(JobOut::of(&stored, default_tz))))
 }
 
@@ -430,6 +447,7 @@ pub async fn modify_job(
     }
     job.updated_at = now;
     save(&state, &job).await?;
+    modified(&state, &job);
     Ok(Json(JobOut::of(&job, default_tz)))
 }
 
@@ -437,9 +455,10 @@ pub async fn modify_job(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    for (_, store) in state.scheduler.stores() {
+    for (name, store) in state.scheduler.stores() {
         if store.remove_job(&id).await? {
             state.scheduler.wake();
+            removed(&state, &id, name);
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -465,6 +484,8 @@ pub async fn remove_all_jobs(
         }
     }
     state.scheduler.wake();
+    let subject = Subject::AllJobs { jobstore: query.jobstore, removed };
+    state.scheduler.publish(EventKind::AllJobsRemoved, subject);
     Ok(Json(Removed { removed }))
 }
 
@@ -478,6 +499,7 @@ pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) ->
         job.next_run_time = None;
         job.updated_at = state.scheduler.now();
         save(&state, &job).await?;
+        modified(&state, &job);
     }
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
@@ -496,11 +518,14 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
         job.next_run_time = trigger.next_fire_time(None, now);
         if job.next_run_time.is_none() {
             // APScheduler removes a resumed job whose trigger has finished.
-            if let Some(store) = state.scheduler.store(&store_name) {
-                store.remove_job(&job.id).await?;
+            if let Some(store) = state.scheduler.store(&store_name)
+                && store.remove_job(&job.id).await?
+            {
+                removed(&state, &job.id, &store_name);
             }
         } else {
             save(&state, &job).await?;
+            modified(&state, &job);
         }
     }
     Ok(Json(JobOut::of(&job, default_tz)))
@@ -511,14 +536,7 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
     responses((status = 202, body = RunOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
     let (store_name, job) = find(&state, &id).await?;
-    let scheduler = &state.scheduler;
-    let now = scheduler.now();
-    let tz = zone_of(&job, scheduler.default_tz);
-    let mut run = Run::new(&job, now, RunStatus::Pending, now, tz);
-    run.lease_expires_at = Some(now + chrono::TimeDelta::seconds(scheduler.config.scheduler.lease_seconds as i64));
-    let store = scheduler.store(&store_name).cloned().ok_or_else(|| ApiError::Internal("store vanished".into()))?;
-    store.insert_run(&run).await?;
-    scheduler.submit(&store_name, store, vec![run.clone()], vec![None]);
+    let run = state.scheduler.run_now(&store_name, &job).await?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))))
 }
 

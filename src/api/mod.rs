@@ -1,8 +1,10 @@
 //! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
+pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod scheduler;
 pub mod triggers;
 
@@ -42,7 +44,8 @@ pub struct AppState {
         (name = "jobs", description = "Add, inspect, change and remove jobs"),
         (name = "triggers", description = "Preview fire times"),
         (name = "scheduler", description = "Scheduler state and control"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "events", description = "The scheduler's events, streamed as server-sent events"),
+        (name = "health", description = "Liveness, readiness and metrics")
     )
 )]
 struct ApiDoc;
@@ -61,8 +64,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scheduler::pause_scheduler))
         .routes(routes!(scheduler::resume_scheduler))
         .routes(routes!(scheduler::shutdown_scheduler))
+        .routes(routes!(events::stream_events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).

@@ -78,6 +78,19 @@ pub struct RunQuery {
     pub limit: usize,
 }
 
+/// Which runs `prune_runs` deletes: finished ones (neither pending nor running) that are too old or beyond a job's
+/// newest `keep_per_job`. Unfinished runs are never deleted and do not count towards `keep_per_job`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prune {
+    /// A finished run whose `finished_at` (its `created_at` if it has none) is strictly before this goes.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Of each job's finished runs, the newest this many by scheduled time stay; older ones go.
+    pub keep_per_job: Option<u64>,
+    /// At most this many are deleted in one call, so one call holds the store briefly; the caller repeats while
+    /// a call deletes `limit`.
+    pub limit: usize,
+}
+
 /// What to do with one due job, decided by the scheduler inside the store's claim transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirePlan {
@@ -117,7 +130,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// In one transaction: take up to `limit` unpaused jobs whose next_run_time <= now, earliest first; for each,
     /// ask `planner`, insert its runs (a run whose (job id, scheduled time) is already in the ledger is left out:
     /// that fire was claimed before), give the `pending` ones a lease until `lease_until`, and set the job's
-    /// next_run_time, or remove the job when the plan's is `None`. Returns the pending runs to deliver.
+    /// next_run_time, or remove the job when the plan's is `None`. Returns every run it inserted, in plan order
+    /// per job: the `pending` ones (with their lease) to deliver, and the missed, skipped and coalesced ones it only
+    /// recorded (for events and metrics). A run left out because its fire was taken is not returned.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -138,6 +153,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()>;
     /// A job's runs, newest scheduled time first; also after the job was removed.
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>>;
+    /// Delete finished runs as `prune` says (see `Prune`), at most `prune.limit` of them; the number deleted. With
+    /// neither `finished_before` nor `keep_per_job` nothing is deleted.
+    async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64>;
 }
 
 /// Open a configured store (running its migrations).
