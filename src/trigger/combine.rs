@@ -201,6 +201,20 @@ mod tests {
     }
 
     #[test]
+    fn and_over_walked_calendar_grids_ends_quickly() {
+        // Rounds jump two years at a time until the calendar grids end in 9999; each round must stay cheap.
+        let json = r#"{"type": "and", "timezone": "Australia/Lord_Howe", "triggers": [
+            {"type": "interval", "hours": 96, "start_date": "2026-09-30T03:30:00+10:30"},
+            {"type": "calendarinterval", "years": 2, "hour": 3, "minute": 30, "start_date": "2026-09-30"},
+            {"type": "calendarinterval", "weeks": 2, "months": 5, "hour": 3, "minute": 30, "start_date": "2026-09-30"}]}"#;
+        let started = std::time::Instant::now();
+        let times = fires(json, "2026-10-02T23:19:45Z", 20);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        // The first two meet every 16 years; the third never joins them before the grids end.
+        assert!(times.is_empty(), "{times:?}");
+    }
+
+    #[test]
     fn a_past_date_child_is_due_at_once() {
         let json = r#"{"type": "or", "triggers": [
             {"type": "date", "run_date": "2025-12-31T00:00:00Z"},
