@@ -515,7 +515,25 @@ def gen_interval(rng, zone_name, now):
     return spec, model, model
 
 
-def gen_time_of_day(rng):
+def transition_wall_time(rng, zone_name, now):
+    """A wall-clock time inside (or at the edge of) the gap or fold of a transition soon after `now`, if any."""
+    z = zone(zone_name)
+    upcoming = [t for t in z.transitions if now - timedelta(days=1) <= t <= now + timedelta(days=20)]
+    if not upcoming:
+        return None
+    t = rng.choice(upcoming)
+    before, after = z.offset(t - timedelta(seconds=1)), z.offset(t)
+    low, high = sorted([(t + before).replace(tzinfo=None), (t + after).replace(tzinfo=None)])
+    span = int((high - low).total_seconds())
+    wall = low + timedelta(seconds=rng.choice([0, span, rng.randrange(span) // 60 * 60, rng.randrange(span)]))
+    return wall
+
+
+def gen_time_of_day(rng, zone_name=None, now=None):
+    if zone_name is not None and rng.random() < 0.5:
+        wall = transition_wall_time(rng, zone_name, now)
+        if wall is not None:
+            return wall.hour, wall.minute, wall.second
     hour = rng.choice([0, 1, 2, 2, 3, 23, rng.randrange(24)])
     minute = rng.choice([0, 15, 30, 45, rng.randrange(60)])
     second = rng.choice([0, 0, rng.randrange(60)])
@@ -527,8 +545,13 @@ def gen_calendar(rng, zone_name, now, time_of_day=None, start=None):
     while not any(units.values()):
         for name, high in rng.sample([("years", 2), ("months", 13), ("weeks", 3), ("days", 10)], rng.choice([1, 1, 2])):
             units[name] = rng.randint(1, high)
-    hour, minute, second = time_of_day or gen_time_of_day(rng)
+    hour, minute, second = time_of_day or gen_time_of_day(rng, zone_name, now)
     today = zone(zone_name).wall(now).date()
+    wall = transition_wall_time(rng, zone_name, now) if time_of_day is None and start is None else None
+    if wall is not None and rng.random() < 0.4:
+        # Aim the grid at a transition: its wall time on its day, reached from a start some steps earlier.
+        hour, minute, second = wall.hour, wall.minute, wall.second
+        start = wall.date() - timedelta(days=(units.get("days", 0) + 7 * units.get("weeks", 0)) * rng.randint(0, 2))
     if start is None and rng.random() < 0.85:
         start = today + timedelta(days=rng.randrange(-400, 20))
         if rng.random() < 0.3:
@@ -576,7 +599,7 @@ def gen_numeric_expression(rng, low, high):
     return f"{a}-{b},{rng.randint(low, high)}"
 
 
-def gen_cron_fields(rng):
+def gen_cron_fields(rng, zone_name, now):
     fields = {}
     for name in rng.sample(["month", "day", "week", "day_of_week", "hour", "minute", "second", "year"], rng.randint(1, 4)):
         if name == "year":
@@ -601,14 +624,16 @@ def gen_cron_fields(rng):
                  f"{rng.choice(WEEKDAYS[:3])}-{rng.choice(WEEKDAYS[4:])}"]
             )
         elif name == "hour":
-            fields[name] = rng.choice([gen_numeric_expression(rng, 0, 23), rng.choice([1, 2, 3, "2", "2-3", "0,2"])])
+            wall = transition_wall_time(rng, zone_name, now)
+            near = [wall.hour] if wall is not None else [2]
+            fields[name] = rng.choice([gen_numeric_expression(rng, 0, 23), rng.choice([1, 2, 3, "2-3", "0,2"]), near[0]])
         else:
             fields[name] = gen_numeric_expression(rng, 0, 59)
     return fields
 
 
 def gen_cron(rng, zone_name, now, fields=None):
-    fields = fields or gen_cron_fields(rng)
+    fields = fields or gen_cron_fields(rng, zone_name, now)
     spec = {"type": "cron", **fields, "timezone": zone_name}
     start = end = None
     if rng.random() < 0.3:
@@ -655,7 +680,7 @@ def gen_child(rng, child_kinds, zone_name, now, depth):
 
 def gen_aligned_and_children(rng, child_kinds, zone_name, now):
     """Children built around one wall-clock time and start so that an `and` has shared times to find."""
-    time_of_day = gen_time_of_day(rng)
+    time_of_day = gen_time_of_day(rng, zone_name, now)
     start = zone(zone_name).wall(now).date() + timedelta(days=rng.randrange(-60, 5))
     first = zone(zone_name).earliest(datetime.combine(start, datetime.min.time()).replace(
         hour=time_of_day[0], minute=time_of_day[1], second=time_of_day[2]))
