@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::TriggerError;
-use super::interval::validate_jitter;
+use super::interval::{serialize_number, validate_jitter};
 use super::time::{parse_time, parse_timezone};
 use super::wall;
 
@@ -62,7 +62,7 @@ pub struct CalendarIntervalSpec {
     pub end_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::interval::validate_jitter;
+use super::interval::{serialize_number, validate_jitter};
 use super::time::parse_timezone;
 use super::{Trigger, TriggerError, TriggerSpec};
 
@@ -35,7 +35,7 @@ pub struct CombineSpec {
     pub triggers: Vec<TriggerSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
