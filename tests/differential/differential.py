@@ -381,9 +381,11 @@ class DesignCronModel(Model):
     """Matching wall-clock times from the same cron in UTC, each mapped to instants by DESIGN.md's rule."""
 
     def __init__(self, fields, start, end, zone_name):
-        self.utc = CronTrigger(**fields, timezone="UTC")
         self.start, self.end = start, end
         self.zone, self.zones = zone(zone_name), [zone_name]
+        # Bounded a day past end_date's wall time, the UTC search stops there instead of searching to year 9999.
+        wall_end = None if end is None else self.zone.wall(end).replace(tzinfo=UTC) + timedelta(days=1)
+        self.utc = CronTrigger(**fields, end_date=wall_end, timezone="UTC")
         by_name = {field.name: field for field in self.utc.fields}
         self.fixed_time = all(single_valued(by_name[name]) for name in ("hour", "minute", "second"))
 
