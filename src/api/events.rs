@@ -197,7 +197,7 @@ pub async fn stream_events(
     let filter = Filter::parse(query)?;
     // Subscribed before answering, so nothing published after the client has its response is missed.
     let events = state.scheduler.events.subscribe();
-    let stream = event_stream(events, filter, state.server_shutdown.clone(), state.scheduler.default_tz);
+    let stream = event_stream(events, filter, state.streams_stop.clone(), state.scheduler.default_tz);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

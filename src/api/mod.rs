@@ -32,6 +32,8 @@ pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     /// Cancelled to stop the HTTP server (after `POST /v1/scheduler/shutdown` has answered).
     pub server_shutdown: CancellationToken,
+    /// Cancelled once the scheduler has shut down, to end event streams after they carried `scheduler_shutdown`.
+    pub streams_stop: CancellationToken,
 }
 
 #[derive(OpenApi)]
