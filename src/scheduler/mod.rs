@@ -174,6 +174,13 @@ impl Scheduler {
     }
 
     async fn run(self: Arc<Self>) {
+        // Replicas sharing a store wake this loop when they change its jobs.
+        let watchers: Vec<_> = (self.stores.values())
+            .map(|entry| {
+                let (store, stop, scheduler) = (entry.store.clone(), self.stop_firing.clone(), self.clone());
+                tokio::spawn(async move { store.watch_changes(stop, Arc::new(move || scheduler.wake())).await })
+            })
+            .collect();
         self.recover_unfinished(true).await;
         let upkeep = {
             let scheduler = self.clone();
@@ -220,6 +227,7 @@ impl Scheduler {
             }
         }
         upkeep.abort();
+        watchers.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     /// One round: claim what is due in every store and hand it to the executors. `true` when a store had more due
