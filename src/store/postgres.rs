@@ -333,10 +333,7 @@ const UPDATE_RUN_SQL: &str = "UPDATE runs SET status = $4, attempts = $5, starte
     WHERE idempotency_key = $1 AND job_id = $2 AND scheduled_time = $3";
 
 /// Insert `runs` in one statement unless their fire is taken; the keys of those inserted.
-async fn insert_runs_unless_taken(
-    tx: &mut sqlx::PgConnection,
-    runs: &[Run],
-) -> StoreResult<HashSet<String>> {
+async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
     let column = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<String>>();
     let times = |f: &dyn Fn(&Run) -> Option<DateTime<Utc>>| {
         runs.iter().map(|run| f(run).map(pg_time)).collect::<Vec<Option<DateTime<Utc>>>>()
@@ -352,7 +349,9 @@ async fn insert_runs_unless_taken(
         .bind(times(&|run| run.started_at))
         .bind(times(&|run| run.finished_at))
         .bind(runs.iter().map(|run| run.http_status.map(i32::from)).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))).collect::<Vec<_>>())
+        .bind(
+            runs.iter().map(|run| run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))).collect::<Vec<_>>(),
+        )
         .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
         .bind(runs.iter().map(|run| run.response_excerpt.clone()).collect::<Vec<_>>())
         .bind(actions)
@@ -502,8 +501,13 @@ impl JobStore for PostgresStore {
         }
 
         let ids: Vec<String> = due.iter().map(|row| row.id.clone()).collect();
-        let active: HashMap<String, i64> =
-            sqlx::query_as(ACTIVE_RUNS_SQL).bind(&ids).fetch_all(&mut *tx).await.map_err(store_error)?.into_iter().collect();
+        let active: HashMap<String, i64> = sqlx::query_as(ACTIVE_RUNS_SQL)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
         let mut planned = Vec::new();
         let (mut advanced_ids, mut advanced_times) = (Vec::new(), Vec::new());
         let mut finished_ids = Vec::new();
