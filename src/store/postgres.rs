@@ -677,3 +677,263 @@ fn normalize_times(run: &mut Run) {
     run.lease_expires_at = run.lease_expires_at.map(pg_time);
     run.created_at = pg_time(run.created_at);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use chrono::Duration;
+    use chrono_tz::Tz;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::store::JobCursor;
+    use crate::store::contract::{Advance, ScratchSchema, at, job, run};
+
+    /// Bound for what a test waits for (a notification, a claim finishing): generous for a loaded CI machine.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+    async fn replica(schema: &ScratchSchema) -> PostgresStore {
+        PostgresStore::connect(&schema.url, 4).await.expect("connect to the scratch schema")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_replicas_never_share_a_fire() {
+        const JOBS: i64 = 60;
+        let schema = ScratchSchema::create().await;
+        let replicas = [replica(&schema).await, replica(&schema).await, replica(&schema).await];
+        for index in 0..JOBS {
+            replicas[0].add_job(&job(&format!("job-{index:02}"), Some(at(-index))), false).await.unwrap();
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(replicas.len()));
+        let claimers = replicas.clone().map(|store| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut fires = Vec::new();
+                loop {
+                    // Small batches, so the claimers interleave many times.
+                    let batch = store.claim_due(at(0), 3, at(30), &Advance { step: Duration::hours(1) }).await.unwrap();
+                    if batch.is_empty() {
+                        return fires;
+                    }
+                    fires.extend(batch.into_iter().map(|run| (run.job_id, run.scheduled_time)));
+                }
+            })
+        });
+        let mut all_fires = Vec::new();
+        for claimer in claimers {
+            all_fires.extend(claimer.await.unwrap());
+        }
+        let distinct: HashSet<_> = all_fires.iter().cloned().collect();
+        assert_eq!(distinct.len(), all_fires.len(), "a fire was claimed twice: {all_fires:?}");
+        assert_eq!(all_fires.len(), JOBS as usize, "every due fire was claimed once");
+    }
+
+    /// Records the active runs the claim reports, and plans one pending fire.
+    struct CountActive(Mutex<Vec<u32>>);
+
+    impl Planner for CountActive {
+        fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+            self.0.lock().unwrap().push(active_runs);
+            let scheduled = job.next_run_time.unwrap();
+            FirePlan {
+                runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
+                next_run_time: Some(scheduled + Duration::seconds(1)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn max_instances_counts_the_runs_every_replica_has_in_hand() {
+        let schema = ScratchSchema::create().await;
+        let (first, second) = (replica(&schema).await, replica(&schema).await);
+        first.add_job(&job("j", Some(at(0))), false).await.unwrap();
+        let planner = CountActive(Mutex::new(Vec::new()));
+        assert_eq!(first.claim_due(at(0), 10, at(30), &planner).await.unwrap().len(), 1);
+        assert_eq!(second.claim_due(at(1), 10, at(31), &planner).await.unwrap().len(), 1);
+        assert_eq!(*planner.0.lock().unwrap(), [0, 1], "the second replica sees the first one's pending fire");
+    }
+
+    /// Counts wake-ups of one store's watcher.
+    struct Watcher {
+        woken: mpsc::UnboundedReceiver<()>,
+        stop: CancellationToken,
+    }
+
+    impl Watcher {
+        async fn start(store: &PostgresStore) -> Watcher {
+            let (sender, mut woken) = mpsc::unbounded_channel();
+            let stop = CancellationToken::new();
+            let (watched, until) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                watched
+                    .watch_changes(
+                        until,
+                        Arc::new(move || {
+                            let _ = sender.send(());
+                        }),
+                    )
+                    .await;
+            });
+            // Listening: every (re)connection wakes once.
+            tokio::time::timeout(PATIENCE, woken.recv()).await.expect("the watcher connects");
+            Watcher { woken, stop }
+        }
+
+        async fn next(&mut self) {
+            tokio::time::timeout(PATIENCE, self.woken.recv()).await.expect("woken by the change");
+        }
+
+        fn pending(&mut self) -> usize {
+            std::iter::from_fn(|| self.woken.try_recv().ok()).count()
+        }
+    }
+
+    impl Drop for Watcher {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    /// Notifications reach each listener in commit order, so once a later change has arrived, an earlier one that
+    /// was going to wake a watcher would have done so already: the counts below need no sleeps.
+    #[tokio::test]
+    async fn a_change_wakes_the_other_replicas_not_its_own_and_a_claim_that_advances_jobs_wakes_nobody() {
+        let schema = ScratchSchema::create().await;
+        let (first, second) = (replica(&schema).await, replica(&schema).await);
+        let (mut first_watcher, mut second_watcher) = (Watcher::start(&first).await, Watcher::start(&second).await);
+
+        first.add_job(&job("a", Some(at(0))), false).await.unwrap();
+        second_watcher.next().await;
+        assert_eq!(first.claim_due(at(0), 10, at(30), &Advance { step: Duration::hours(1) }).await.unwrap().len(), 1);
+        let mut paused = first.get_job("a").await.unwrap().unwrap();
+        paused.paused = true;
+        second.update_job(&paused).await.unwrap();
+        first_watcher.next().await;
+        assert_eq!(first_watcher.pending(), 0, "the first replica was woken by its own add or its claim");
+
+        first.remove_job("a").await.unwrap();
+        second_watcher.next().await;
+        second.remove_all_jobs().await.unwrap();
+        first_watcher.next().await;
+        assert_eq!(second_watcher.pending(), 0, "the claim or the second replica's own changes woke it");
+    }
+
+    #[tokio::test]
+    async fn an_empty_claim_waits_for_the_replica_whose_claim_holds_the_due_jobs() {
+        let schema = ScratchSchema::create().await;
+        let store = replica(&schema).await;
+        store.add_job(&job("held", Some(at(-1))), false).await.unwrap();
+        // Another replica's claim in progress: the due job locked in an open transaction.
+        let mut other = store.pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM jobs WHERE id = 'held' FOR UPDATE").execute(&mut *other).await.unwrap();
+
+        let claimer = store.clone();
+        let mut claim = tokio::spawn(async move {
+            claimer.claim_due(at(0), 10, at(30), &Advance { step: Duration::hours(1) }).await.unwrap()
+        });
+        // Without the wait the claim would return (empty) in milliseconds, and the loop would spin on the job.
+        let still_waiting = tokio::time::timeout(std::time::Duration::from_millis(500), &mut claim).await.is_err();
+        assert!(still_waiting, "the claim returned while another replica held the due job");
+
+        sqlx::query("UPDATE jobs SET next_run_time = $1 WHERE id = 'held'")
+            .bind(at(3599))
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        other.commit().await.unwrap();
+        let claimed = tokio::time::timeout(PATIENCE, claim).await.expect("the claim ends").unwrap();
+        assert!(claimed.is_empty(), "the other replica had claimed it: {claimed:?}");
+        assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(3599)));
+    }
+
+    #[tokio::test]
+    async fn times_finer_than_a_microsecond_are_truncated() {
+        let schema = ScratchSchema::create().await;
+        let store = replica(&schema).await;
+        store.add_job(&job("a", Some(at(0) + Duration::nanoseconds(999))), false).await.unwrap();
+        assert_eq!(store.get_job("a").await.unwrap().unwrap().next_run_time, Some(at(0)));
+        let late = Run { created_at: at(0) + Duration::nanoseconds(1), ..run("a", at(0), RunStatus::Pending) };
+        store.insert_run(&late).await.unwrap();
+        let stored = store.list_runs("a", &RunQuery { status: None, after: None, limit: 10 }).await.unwrap();
+        assert_eq!(stored[0].created_at, at(0));
+    }
+
+    #[tokio::test]
+    async fn a_job_is_readable_with_psql() {
+        let schema = ScratchSchema::create().await;
+        let store = replica(&schema).await;
+        store.add_job(&job("readable", Some(at(0))), false).await.unwrap();
+        let (kind, url, next): (String, String, DateTime<Utc>) =
+            sqlx::query_as("SELECT trigger->>'type', action->>'url', next_run_time FROM jobs WHERE id = 'readable'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!((kind.as_str(), url.as_str(), next), ("date", "http://127.0.0.1:9/readable", at(0)));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_due_job_is_parked_and_the_others_still_claimed() {
+        let schema = ScratchSchema::create().await;
+        let store = replica(&schema).await;
+        store.add_job(&job("bad", Some(at(-10))), false).await.unwrap();
+        store.add_job(&job("good", Some(at(-5))), false).await.unwrap();
+        sqlx::query("UPDATE jobs SET trigger = '{\"type\": \"sundial\"}' WHERE id = 'bad'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        let claimed = store.claim_due(at(0), 10, at(30), &Advance { step: Duration::seconds(60) }).await.unwrap();
+        assert_eq!(claimed.iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert!(matches!(store.get_job("bad").await, Err(StoreError::Corrupt(_))));
+        let parked: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT next_run_time FROM jobs WHERE id = 'bad'").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(parked, None, "kept for a person to inspect, no longer due");
+        assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(55)));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let result = PostgresStore::connect("postgres://postgres@127.0.0.1:9/test", 1).await;
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    }
+
+    /// The plan of `sql` with sequential scans ruled out: an index that can serve the query is then used. (The
+    /// tables are empty, so the planner would otherwise rightly prefer a scan.)
+    async fn plan_of(store: &PostgresStore, sql: &mut QueryBuilder<Postgres>) -> String {
+        let mut connection = store.pool.acquire().await.unwrap();
+        sqlx::query("SET enable_seqscan = off").execute(&mut *connection).await.unwrap();
+        let rows: Vec<(String,)> = sql.build_query_as().fetch_all(&mut *connection).await.unwrap();
+        sqlx::query("RESET enable_seqscan").execute(&mut *connection).await.unwrap();
+        rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n")
+    }
+
+    /// `sql` with its parameters written in as literals.
+    fn explain(sql: &str) -> QueryBuilder<Postgres> {
+        QueryBuilder::new(format!("EXPLAIN {sql}"))
+    }
+
+    #[tokio::test]
+    async fn the_hot_queries_use_their_indexes() {
+        let schema = ScratchSchema::create().await;
+        let store = replica(&schema).await;
+        let claim = CLAIM_DUE_SQL.replace("$1", "now()").replace("$2", "500");
+        let plan = plan_of(&store, &mut explain(&claim)).await;
+        assert!(plan.contains("jobs_due"), "{plan}");
+        let plan = plan_of(&store, &mut explain(EARLIEST_NEXT_RUN_TIME_SQL)).await;
+        assert!(plan.contains("jobs_due"), "{plan}");
+        let expired = TAKE_EXPIRED_RUNS_SQL.replace("$1", "now()").replace("$2", "now()");
+        let plan = plan_of(&store, &mut explain(&expired)).await;
+        assert!(plan.contains("runs_unfinished_lease"), "{plan}");
+        let page = JobQuery {
+            paused: None,
+            after: Some(JobCursor { next_run_time: Some(at(0)), id: "a".to_string() }),
+            limit: 10,
+        };
+        let plan = plan_of(&store, &mut list_jobs_query("EXPLAIN ", &page)).await;
+        assert!(plan.contains("jobs_list_order") && plan.contains("Index Cond"), "{plan}");
+    }
+}
