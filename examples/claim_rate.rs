@@ -78,7 +78,8 @@ async fn drain(stores: &[Arc<PostgresStore>], record: bool) -> f64 {
                 loop {
                     let now = Utc::now();
                     let planner = RulesPlanner::new(chrono_tz::Tz::UTC);
-                    let runs = store.claim_due(now, BATCH, now + chrono::TimeDelta::seconds(30), &planner).await.unwrap();
+                    let runs =
+                        store.claim_due(now, BATCH, now + chrono::TimeDelta::seconds(30), &planner).await.unwrap();
                     if runs.is_empty() {
                         return fires;
                     }
@@ -163,7 +164,10 @@ async fn main() {
     println!("{JOBS} due jobs, claim batch {BATCH}, pool {POOL_SIZE} per replica");
     println!("baseline: single-row INSERT, autocommit, 1 connection: {baseline:>8.0} rows/s");
     println!("claim, 1 replica:                           {one:>8.0} fires/s  ({:.1}x baseline)", one / baseline);
-    println!("claim, {REPLICAS} replicas:                          {three:>8.0} fires/s  ({:.1}x baseline)", three / baseline);
+    println!(
+        "claim, {REPLICAS} replicas:                          {three:>8.0} fires/s  ({:.1}x baseline)",
+        three / baseline
+    );
     println!(
         "claim + delivery ledger writes, {REPLICAS} replicas:  {fires:>8.0} fires/s  ({:.1}x baseline)",
         fires / baseline
