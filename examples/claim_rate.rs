@@ -53,8 +53,11 @@ fn job(index: usize) -> Job {
     }
 }
 
-async fn fill(store: &PostgresStore) {
-    store.remove_all_jobs().await.unwrap();
+/// A fresh round: no jobs, an empty ledger (a previous round's undelivered fires would count against
+/// max_instances), then `JOBS` due jobs.
+async fn fill(store: &PostgresStore, url: &str) {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+    sqlx::query("TRUNCATE jobs, runs").execute(&mut connection).await.unwrap();
     let mut adds = futures::stream::FuturesUnordered::new();
     for index in 0..JOBS {
         adds.push(async move { store.add_job(&job(index), false).await.unwrap() });
@@ -123,10 +126,12 @@ async fn deliver(store: &PostgresStore, mut run: Run) {
 
 async fn insert_rate(url: &str) -> f64 {
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
-    sqlx::query("CREATE TABLE baseline (id BIGSERIAL PRIMARY KEY, job_id TEXT NOT NULL, at TIMESTAMPTZ NOT NULL)")
-        .execute(&mut connection)
-        .await
-        .unwrap();
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS baseline (id BIGSERIAL PRIMARY KEY, job_id TEXT NOT NULL, at TIMESTAMPTZ NOT NULL)",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
     let started = Instant::now();
     let mut rows = 0u64;
     while started.elapsed() < BASELINE {
@@ -149,20 +154,26 @@ async fn main() {
     let separator = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{separator}options[search_path]={schema}");
 
-    let baseline = insert_rate(&url).await;
+    // The baseline is commit-bound and moves with the machine's load: measured before and after, the mean used.
+    let baseline_before = insert_rate(&url).await;
     let mut replicas = Vec::new();
     for _ in 0..REPLICAS {
         replicas.push(Arc::new(PostgresStore::connect(&url, POOL_SIZE).await.unwrap()));
     }
-    fill(&replicas[0]).await;
+    fill(&replicas[0], &url).await;
     let one = drain(&replicas[..1], false).await;
-    fill(&replicas[0]).await;
+    fill(&replicas[0], &url).await;
     let three = drain(&replicas, false).await;
-    fill(&replicas[0]).await;
+    fill(&replicas[0], &url).await;
     let fires = drain(&replicas, true).await;
+    let baseline_after = insert_rate(&url).await;
+    let baseline = (baseline_before + baseline_after) / 2.0;
 
     println!("{JOBS} due jobs, claim batch {BATCH}, pool {POOL_SIZE} per replica");
-    println!("baseline: single-row INSERT, autocommit, 1 connection: {baseline:>8.0} rows/s");
+    println!(
+        "baseline: single-row INSERT, autocommit, 1 connection: {baseline:>8.0} rows/s \
+         (before {baseline_before:.0}, after {baseline_after:.0})"
+    );
     println!("claim, 1 replica:                           {one:>8.0} fires/s  ({:.1}x baseline)", one / baseline);
     println!(
         "claim, {REPLICAS} replicas:                          {three:>8.0} fires/s  ({:.1}x baseline)",
