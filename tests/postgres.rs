@@ -146,3 +146,29 @@ async fn a_server_that_loses_its_database_recovers_and_loses_no_fire() {
     assert_eq!(count_status(&runs, "missed"), 0, "{runs:#?}");
     server.stop().await;
 }
+
+/// DESIGN.md's several named stores at once: a SQLite store and a PostgreSQL one side by side in one server.
+#[tokio::test]
+async fn a_sqlite_and_a_postgres_store_serve_side_by_side() {
+    let schema = ScratchSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let mut config = postgres_config(schema.url(), POOL_SIZE);
+    let local = sqlite_config(&dir.path().join("apsched.db")).jobstores.remove("default").unwrap();
+    config.jobstores.insert("local".to_string(), local);
+    let server = Server::start(config).await;
+    for (id, store) in [("shared", "default"), ("embedded", "local")] {
+        let job = json!({"id": id, "jobstore": store, "action": {"url": receiver.url(&format!("ok/{id}"))}});
+        assert_eq!(server.post("/v1/jobs", job).await.0, StatusCode::CREATED);
+    }
+    receiver.wait_for("ok/shared", 1).await;
+    receiver.wait_for("ok/embedded", 1).await;
+    for id in ["shared", "embedded"] {
+        server.wait_runs(id, |runs| count_status(runs, "succeeded") == 1).await;
+    }
+    let mut db = schema.connect().await;
+    let in_postgres: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT job_id FROM runs").fetch_all(&mut db).await.unwrap();
+    assert_eq!(in_postgres, ["shared"], "each job's ledger is in its own store");
+    server.stop().await;
+}
