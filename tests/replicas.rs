@@ -28,9 +28,11 @@ const FIRES: i64 = 25;
 const KILL_AFTER: i64 = 10;
 /// Short, so the takeover happens within the test; the lease upkeep runs every lease/3.
 const LEASE_SECONDS: i64 = 3;
-/// How long the receiver takes to answer: deliveries overlap the next second's claims and the kill (so the jobs
-/// allow a few instances at once).
+/// How long the receiver takes to answer: deliveries overlap the next second's claims and the kill.
 const DELIVERY_MS: u64 = 1500;
+/// Concurrent runs a job may have: the killed replica's fires count as running until they are taken over (a
+/// lease and an upkeep period, ~4 s), on top of the ~2 in flight; more than that would skip fires of the run.
+const MAX_INSTANCES: u32 = 10;
 /// Lead time between adding the jobs and their first fire: 200 POSTs take a moment on a loaded machine.
 const LEAD: i64 = 6;
 /// A fire is first delivered no later than this after its time, and a killed replica's fires again no later than
@@ -153,7 +155,7 @@ async fn replicas_share_one_database_without_double_firing_and_take_over_a_kille
         let id = format!("job-{index:03}");
         // Spread the adds over the replicas: each notifies the others.
         let replica = &replicas[index % REPLICAS];
-        let job = json!({"id": id, "coalesce": false, "max_instances": 3,
+        let job = json!({"id": id, "coalesce": false, "max_instances": MAX_INSTANCES,
                          "trigger": {"type": "interval", "seconds": 1, "start_date": start.to_rfc3339(),
                                      "end_date": end.to_rfc3339()},
                          "action": {"url": receiver.url(&format!("slow/{DELIVERY_MS}/{id}"))}});
