@@ -210,6 +210,13 @@ impl Scheduler {
 
     async fn run(self: Arc<Self>) {
         self.publish(EventKind::SchedulerStarted, Subject::Scheduler);
+        // Replicas sharing a store wake this loop when they change its jobs.
+        let watchers: Vec<_> = (self.stores.values())
+            .map(|entry| {
+                let (store, stop, scheduler) = (entry.store.clone(), self.stop_firing.clone(), self.clone());
+                tokio::spawn(async move { store.watch_changes(stop, Arc::new(move || scheduler.wake())).await })
+            })
+            .collect();
         self.recover_unfinished(true).await;
         let upkeep = {
             let scheduler = self.clone();
@@ -262,6 +269,7 @@ impl Scheduler {
         upkeep.abort();
         // The pruner stops at its next await once firing stops; a batch in progress finishes first.
         let _ = pruner.await;
+        watchers.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     /// One round: claim what is due in every store and hand it to the executors. `true` when a store had more due

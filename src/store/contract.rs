@@ -12,6 +12,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError, job_order_key};
 use crate::job::{Job, Run, RunStatus};
@@ -46,6 +47,58 @@ pub(crate) async fn sqlite_fixture() -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("apsched.db").display());
     let store = SqliteStore::connect(&url).await.expect("open a fresh SQLite file");
     Fixture::new(store).keeping(dir)
+}
+
+/// The test database when `APSCHED_TEST_DATABASE_URL` is unset (what CI sets): the PostgreSQL tests always run,
+/// and fail when the server is unreachable.
+pub(crate) const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Connections per test store: a contract case makes one call at a time.
+const TEST_POOL_SIZE: u32 = 2;
+
+/// A schema of its own for one test, so tests run in parallel on one database; dropped with everything in it.
+pub(crate) struct ScratchSchema {
+    admin_url: String,
+    name: String,
+    /// The test database with this schema as its search path.
+    pub(crate) url: String,
+}
+
+impl ScratchSchema {
+    pub(crate) async fn create() -> ScratchSchema {
+        let admin_url =
+            std::env::var("APSCHED_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string());
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| panic!("PostgreSQL at {admin_url} (APSCHED_TEST_DATABASE_URL): {err}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut admin).await.unwrap();
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{separator}options[search_path]={name}");
+        ScratchSchema { admin_url, name, url }
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any async context; a thread of its own can block on the cleanup.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut admin).await
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not drop the scratch schema {}: {err}", self.name);
+        }
+    }
+}
+
+pub(crate) async fn postgres_fixture() -> Fixture {
+    let schema = ScratchSchema::create().await;
+    let store = PostgresStore::connect(&schema.url, TEST_POOL_SIZE).await.expect("connect to a fresh schema");
+    Fixture::new(store).keeping(schema)
 }
 
 /// Expands every contract case into a `#[tokio::test]` in a module `$module`, each against a fresh store from
@@ -788,3 +841,4 @@ pub(crate) async fn prune_respects_its_limit_and_needs_a_rule(store: &dyn JobSto
 
 store_contract_tests!(memory, memory_fixture());
 store_contract_tests!(sqlite, sqlite_fixture());
+store_contract_tests!(postgres, postgres_fixture());

@@ -6,13 +6,17 @@
 //! that claiming a fire, recording it in the ledger and advancing the job are one atomic step on every store.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod contract;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::job::{Job, Run, RunStatus};
 
@@ -156,6 +160,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Delete finished runs as `prune` says (see `Prune`), at most `prune.limit` of them; the number deleted. With
     /// neither `finished_before` nor `keep_per_job` nothing is deleted.
     async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64>;
+
+    /// Call `wake` whenever another process (a replica sharing the store) changes its jobs, until `stop`. A store
+    /// only this process writes to has nothing to watch: the default returns at once.
+    async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = (stop, wake);
+    }
 }
 
 /// Open a configured store (running its migrations).
@@ -171,6 +181,15 @@ pub async fn open(name: &str, config: &crate::config::JobStoreConfig) -> anyhow:
                     .map_err(|err| anyhow::anyhow!("job store {name:?} ({url}): {err}"))?,
             )
         }
-        StoreType::Postgres => anyhow::bail!("job store {name:?}: the postgres store is not built yet"),
+        StoreType::Postgres => {
+            let url = config.url.as_deref().ok_or_else(|| anyhow::anyhow!("job store {name:?}: url is required"))?;
+            let pool_size = config.pool_size.unwrap_or(postgres::DEFAULT_POOL_SIZE);
+            // The url is left out of the message: it may hold a password.
+            std::sync::Arc::new(
+                postgres::PostgresStore::connect(url, pool_size)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("job store {name:?} (postgres): {err}"))?,
+            )
+        }
     })
 }
