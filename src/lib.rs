@@ -40,7 +40,11 @@ pub async fn run_with_clock(
     let scheduler = Scheduler::new(config, clock).await?;
     let scheduler_task = scheduler.spawn();
     let app = api::app(api::AppState { scheduler: scheduler.clone(), server_shutdown: shutdown.clone() });
-    tracing::info!(listen = %listener.local_addr()?, "apsched serving");
+    let listen = listener.local_addr()?;
+    if scheduler.config.api.tokens.is_empty() {
+        tracing::warn!(%listen, "no API tokens are configured: anyone who can reach this address may use the API");
+    }
+    tracing::info!(%listen, "apsched serving");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     // Stop firing and give deliveries in flight a bounded time to finish.
     if tokio::time::timeout(SHUTDOWN_GRACE, scheduler.shutdown(true)).await.is_err() {
