@@ -30,10 +30,13 @@ pub struct Attempt {
 }
 
 /// The client all deliveries share: one connection pool, no redirects (a redirect could lead a webhook to a
-/// target its job was never allowed to name).
-pub fn client() -> reqwest::Client {
+/// target its job was never allowed to name), names resolved through the target policy, and no proxy (a proxy
+/// would resolve the target itself, out of the policy's sight).
+pub fn client(policy: std::sync::Arc<super::policy::TargetPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(super::policy::PolicyResolver::new(policy))
         .user_agent(concat!("apsched/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings builds")

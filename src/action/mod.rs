@@ -2,6 +2,8 @@
 //! fire; `http` makes the call.
 
 pub mod http;
+pub mod policy;
+pub mod ratelimit;
 
 use std::collections::BTreeMap;
 

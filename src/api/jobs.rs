@@ -233,8 +233,9 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(ApiError::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
-fn check_action(action: &HttpAction) -> Result<()> {
-    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))
+fn check_action(state: &AppState, action: &HttpAction) -> Result<()> {
+    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
+    state.scheduler.policy.check_url(&action.url).map_err(|message| ApiError::invalid("action.url", message))
 }
 
 fn page_size(limit: Option<usize>) -> Result<usize> {
@@ -278,7 +279,7 @@ pub async fn add_job(
         None => uuid::Uuid::new_v4().to_string(),
     };
     check_name(input.name.as_deref())?;
-    check_action(&input.action)?;
+    check_action(&state, &input.action)?;
     let jobstore = input.jobstore.unwrap_or_else(|| scheduler.config.default_jobstore().to_string());
     let store = scheduler.store(&jobstore).cloned().ok_or_else(|| {
         let names: Vec<&String> = scheduler.stores().map(|(name, _)| name).collect();
@@ -316,6 +317,7 @@ pub async fn add_job(
         created_at: now,
         updated_at: now,
     };
+    super::limits::check_store_capacity(&state, store.as_ref(), &job.id).await?;
     // Ids are unique across stores, as in APScheduler.
     for (name, other) in scheduler.stores() {
         if *name != jobstore && other.get_job(&job.id).await?.is_some() {
@@ -390,7 +392,7 @@ pub async fn modify_job(
         job.name = name;
     }
     if let Some(action) = patch.action {
-        check_action(&action)?;
+        check_action(&state, &action)?;
         job.action = action;
     }
     if let Some(executor) = patch.executor {

@@ -1,8 +1,10 @@
 //! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
+pub mod auth;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod scheduler;
 pub mod triggers;
 
@@ -73,11 +75,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = api_routes().split_for_parts();
+    let auth = auth::Auth::new(&state.scheduler.config.api);
+    let timeout = state.scheduler.config.api.request_timeout();
     router
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost last: authentication first, then the clock on what remains.
+        .layer(axum::middleware::from_fn_with_state(timeout, limits::request_timeout))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::authenticate))
 }
 
 /// A JSON body: malformed JSON is 400, a body of the wrong shape 422 naming the field, too large 413.

@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use crate::action::http::{self, DeliveryHeaders};
+use crate::action::policy::TargetPolicy;
+use crate::action::ratelimit::RateLimits;
 use crate::config::Config;
 use crate::executor::Executors;
 use crate::job::{Job, Run, RunStatus};
@@ -68,6 +70,9 @@ pub struct Scheduler {
     pub executors: Executors,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// Which targets deliveries may reach (`[webhooks] allow`/`deny`); the API checks it when a job is saved.
+    pub policy: Arc<TargetPolicy>,
+    rate_limits: RateLimits,
     wake: Notify,
     state: watch::Sender<SchedulerState>,
     /// Stops the loop and lease upkeep; deliveries in flight go on.
@@ -88,13 +93,19 @@ impl Scheduler {
             stores.insert(name.clone(), StoreEntry { store, exclusive });
         }
         let (state, _) = watch::channel(SchedulerState::Running);
+        let policy = Arc::new(
+            TargetPolicy::from_config(&config.webhooks)
+                .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?,
+        );
         Ok(Arc::new(Scheduler {
+            rate_limits: RateLimits::new(&config.webhooks),
             executors: Executors::new(&config.executors),
             config: Arc::new(config),
             default_tz,
             stores,
             clock,
-            http: http::client(),
+            http: http::client(policy.clone()),
+            policy,
             wake: Notify::new(),
             state,
             stop_firing: CancellationToken::new(),
@@ -334,6 +345,8 @@ impl Scheduler {
     }
 
     async fn deliver(&self, store: &dyn JobStore, mut run: Run, delay: Option<Duration>) {
+        // Before taking a worker, so a rate-limited target does not hold up the pool.
+        self.rate_limits.acquire(&run.action.url).await;
         let pool = self.executors.pool(&run.executor);
         let _slot = pool.slot().await;
         if let Some(delay) = delay {
@@ -344,16 +357,27 @@ impl Scheduler {
         run.started_at = Some(self.clock.now());
         run.attempts += 1;
         self.save_run(store, &run).await;
-        let attempt = http::attempt(
-            &self.http,
-            &run.action,
-            &DeliveryHeaders {
-                job_id: &run.job_id,
-                scheduled_time: &scheduled_time,
-                idempotency_key: &run.idempotency_key,
-            },
-        )
-        .await;
+        // A literal address never reaches the policy's resolver; names are checked there, after resolution.
+        let attempt = if let Err(reason) = self.policy.check_url(&run.action.url) {
+            http::Attempt {
+                succeeded: false,
+                http_status: None,
+                error: Some(format!("target policy: {reason}; no request was made")),
+                response_excerpt: None,
+                duration: Duration::ZERO,
+            }
+        } else {
+            http::attempt(
+                &self.http,
+                &run.action,
+                &DeliveryHeaders {
+                    job_id: &run.job_id,
+                    scheduled_time: &scheduled_time,
+                    idempotency_key: &run.idempotency_key,
+                },
+            )
+            .await
+        };
         run.status = if attempt.succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
         run.http_status = attempt.http_status;
         run.error = attempt.error;
