@@ -182,6 +182,54 @@ fn problem(status: StatusCode, detail: String) -> Response {
         .into_response()
 }
 
+/// Describe the bearer scheme in the spec: every operation takes it (when tokens are configured) and may answer
+/// 401 or 403, except the open ones, which may be called anonymously.
+pub fn document(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    spec.components.get_or_insert_with(Default::default).add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "`[api] tokens`; roles admin (all), write (jobs), read (GET and trigger preview). \
+             Not needed when no tokens are configured.",
+                ))
+                .build(),
+        ),
+    );
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for (path, item) in spec.paths.paths.iter_mut() {
+        for (method, operation) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(operation) = operation else { continue };
+            if required_role(&method, path, false).is_none() {
+                operation.security = Some(vec![SecurityRequirement::default()]);
+                continue;
+            }
+            operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".to_string(), problem("No or an unknown bearer token").into());
+            responses.insert("403".to_string(), problem("The token's role may not do this").into());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,12 +69,18 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes_and_spec().1
+}
+
+fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = api_routes().split_for_parts();
+    auth::document(&mut spec);
+    (router, spec)
 }
 
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
-    let (router, spec) = api_routes().split_for_parts();
+    let (router, spec) = routes_and_spec();
     let auth = auth::Auth::new(&state.scheduler.config.api);
     let timeout = state.scheduler.config.api.request_timeout();
     router
