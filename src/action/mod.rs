@@ -64,6 +64,7 @@ pub struct HttpAction {
     #[serde(default)]
     pub method: Method,
     /// Absolute `http` or `https` URL.
+    #[schema(min_length = 1, max_length = 8192)]
     pub url: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,

@@ -1,7 +1,7 @@
 //! Webhook target policy: which hosts and addresses a job may make apsched call (`[webhooks] allow` / `deny`).
 //!
 //! Entries are CIDRs (`10.0.0.0/8`, `fd00::/8`), single addresses, or host patterns (`reports.internal`,
-//! `*.internal`, which matches any name under `internal`). A target is refused when its host or any of its addresses
+//! `*.internal`, which matches any name under `internal`; `*`, any name). A target is refused when its host or any of its addresses
 //! is denied — the built-in deny list (link-local and cloud metadata) always applies; when `allow` is not empty, a
 //! target must also match it (its host a pattern, or every address a CIDR). Deny wins over allow.
 //!
@@ -22,6 +22,8 @@ pub const DEFAULT_DENY: [&str; 4] = ["0.0.0.0/8", "169.254.0.0/16", "fe80::/10",
 
 #[derive(Debug, Clone, PartialEq)]
 enum HostPattern {
+    /// `*`: every name (with `deny`, only literal addresses may be called).
+    Any,
     Exact(String),
     /// `*.internal` → `.internal`: any name ending so (not `internal` itself).
     Suffix(String),
@@ -31,6 +33,7 @@ impl HostPattern {
     fn matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         match self {
+            HostPattern::Any => true,
             HostPattern::Exact(name) => host == *name,
             HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
         }
@@ -52,6 +55,8 @@ impl Rules {
                 rules.nets.push(net.trunc());
             } else if let Ok(addr) = entry.parse::<IpAddr>() {
                 rules.nets.push(IpNet::from(addr.to_canonical()));
+            } else if entry == "*" {
+                rules.hosts.push(HostPattern::Any);
             } else {
                 let pattern = entry.to_ascii_lowercase();
                 let (name, wildcard) = match pattern.strip_prefix("*.") {
@@ -227,6 +232,9 @@ mod tests {
         assert!(p.check_url("http://internal/").is_ok());
         assert!(p.check_url("http://LOCALHOST./").is_err());
         assert!(p.check_url("http://169.254.1.1/").is_err());
+        let literal_only = policy(&[], &["*"]);
+        assert!(literal_only.check_url("http://example.com/").is_err());
+        assert!(literal_only.check_url("http://127.0.0.1/").is_ok());
     }
 
     #[test]

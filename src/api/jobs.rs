@@ -127,17 +127,20 @@ pub struct Removed {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListJobsQuery {
     /// Only jobs of this store.
     pub jobstore: Option<String>,
     pub paused: Option<bool>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveAllQuery {
     /// Only jobs of this store.
@@ -145,10 +148,12 @@ pub struct RemoveAllQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListRunsQuery {
     pub status: Option<RunStatus>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -450,7 +455,7 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Remove all jobs (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
-    responses((status = 200, body = Removed), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Removed), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
@@ -526,7 +531,8 @@ pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// A job's run history, newest first
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path), ListRunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -75,6 +75,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut spec) = api_routes().split_for_parts();
     auth::document(&mut spec);
+    limits::document(&mut spec);
     (router, spec)
 }
 
