@@ -230,11 +230,12 @@ async fn a_literal_address_denied_after_the_job_was_saved_is_not_called() {
 
 #[tokio::test]
 async fn secrets_are_sent_as_given_and_masked_in_every_response_that_carries_a_job() {
-    const SECRETS: [&str; 4] = ["s3cr3t-bearer", "s3cr3t-key", "s3cr3t-cookie", "s3cr3t-sig"];
+    const SECRETS: [&str; 6] = ["s3cr3t-bearer", "s3cr3t-key", "s3cr3t-cookie", "s3cr3t-sig", "s3cr3t-pw", "s3cr3t-q"];
     let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let action = |path: &str| {
-        json!({"url": receiver.url(path), "headers": {
+        let url = receiver.url(path).replace("http://", &format!("http://user:{}@", SECRETS[4]));
+        json!({"url": format!("{url}?access_token={}&page=1", SECRETS[5]), "headers": {
             "Authorization": format!("Bearer {}", SECRETS[0]), "X-Api-Key": SECRETS[1],
             "Cookie": SECRETS[2], "X-Webhook-Signature": SECRETS[3], "X-Trace": "visible"}})
     };

@@ -121,6 +121,9 @@ fn describe(err: &reqwest::Error) -> String {
     };
     // reqwest's Display of a nested error omits the cause; the source chain says what actually happened.
     let mut message = format!("{kind}: {err}");
+    if let Some(url) = err.url() {
+        message = message.replace(url.as_str(), &super::masked_url(url.as_str()));
+    }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         message.push_str(&format!(": {cause}"));
