@@ -230,6 +230,7 @@ async fn a_second_sigterm_stops_at_once_and_the_unfinished_fire_is_delivered_at_
     let job = json!({"id": "long", "action": {"url": receiver.url("slow/60000/long")}});
     assert_eq!(server.send("POST", "/v1/jobs", Some(job)).await.0, StatusCode::CREATED);
     let first = receiver.wait_for("slow/60000/long", 1).await[0].header("idempotency-key").unwrap();
+    assert!(server.log().contains("no API tokens are configured"), "a token-less start is announced");
 
     server.signal("TERM");
     assert!(server.exited_within(Duration::from_millis(500)).await.is_none(), "the first SIGTERM waits for deliveries");
@@ -246,4 +247,16 @@ async fn a_second_sigterm_stops_at_once_and_the_unfinished_fire_is_delivered_at_
     let runs = server.runs("long").await;
     assert_eq!(runs.len(), 1, "one fire, one ledger row: {runs:#?}");
     assert_eq!(runs[0]["idempotency_key"], first.as_str());
+}
+
+#[test]
+fn without_tokens_the_binary_refuses_a_non_loopback_address() {
+    let output = Command::new(env!("CARGO_BIN_EXE_apsched"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("APSCHED_JOBSTORES__DEFAULT__TYPE", "memory")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--insecure-listen-anywhere"), "{stderr}");
 }

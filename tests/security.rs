@@ -379,3 +379,20 @@ async fn deliveries_over_a_rate_limit_wait_and_none_is_dropped() {
     assert!(all_span < Duration::from_millis(2500), "two hosts are limited apart: {all_span:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_with_wait_outlasts_the_request_timeout() {
+    let receiver = Receiver::start().await;
+    let mut config = memory_config();
+    config.api.request_timeout_seconds = 0.3;
+    let server = Server::start(config).await;
+    assert_eq!(
+        server.post("/v1/jobs", json!({"action": {"url": receiver.url("slow/1000/x")}})).await.0,
+        StatusCode::CREATED
+    );
+    receiver.wait_for("slow/1000/x", 1).await;
+    let (status, body) = server.post("/v1/scheduler/shutdown", json!({"wait": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "stopped");
+    server.stopped().await;
+}

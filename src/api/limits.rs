@@ -12,9 +12,16 @@ use super::AppState;
 use crate::error::{ApiError, Result};
 use crate::store::JobStore;
 
+/// Waits for deliveries by design (`{"wait": true}`), and cutting it short would leave the scheduler stopped with
+/// the server still up.
+const UNTIMED_PATHS: [&str; 1] = ["/v1/scheduler/shutdown"];
+
 /// A request not answered within the limit is answered 503 (the work it started is dropped with it). The limit
 /// covers producing the response head, so a long-lived stream (server-sent events) is not cut off.
 pub async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    if UNTIMED_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
