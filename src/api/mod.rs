@@ -5,6 +5,7 @@ pub mod auth;
 pub mod health;
 pub mod jobs;
 pub mod limits;
+pub mod links;
 pub mod scheduler;
 pub mod triggers;
 
@@ -76,6 +77,7 @@ fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut spec) = api_routes().split_for_parts();
     auth::document(&mut spec);
     limits::document(&mut spec);
+    links::document(&mut spec);
     (router, spec)
 }
 
