@@ -218,6 +218,10 @@ mod tests {
         assert!(p.check_url("http://0.0.0.0:80/").is_err());
         // An IPv4-mapped IPv6 address is the IPv4 address.
         assert!(p.check_url("http://[::ffff:169.254.169.254]/").is_err());
+        // Numeric spellings of an IPv4 address are normalised by the URL parser before the check.
+        assert!(p.check_url("http://0xa9fea9fe/").is_err());
+        assert!(p.check_url("http://2852039166/").is_err());
+        assert!(p.check_url("http://169.254.43518/").is_err());
         assert!(p.check_url("http://127.0.0.1:9/").is_ok());
         assert!(p.check_url("http://10.1.2.3/").is_ok());
         assert!(p.check_url("https://reports.internal/run").is_ok());
