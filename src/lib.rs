@@ -47,7 +47,11 @@ pub async fn run_with_clock(
         server_shutdown: shutdown.clone(),
         streams_stop: streams_stop.clone(),
     });
-    tracing::info!(listen = %listener.local_addr()?, "apsched serving");
+    let listen = listener.local_addr()?;
+    if scheduler.config.api.tokens.is_empty() {
+        tracing::warn!(%listen, "no API tokens are configured: anyone who can reach this address may use the API");
+    }
+    tracing::info!(%listen, "apsched serving");
     // On shutdown, stop the scheduler before the HTTP server, so event streams still carry scheduler_shutdown and
     // the API answers while deliveries in flight get a bounded time to finish.
     let graceful = {

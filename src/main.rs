@@ -30,6 +30,10 @@ enum Command {
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
+        /// Serve on a non-loopback address although no API tokens are configured: anyone who reaches the port
+        /// may then change jobs (also APSCHED_INSECURE_LISTEN_ANYWHERE=true).
+        #[arg(long)]
+        insecure_listen_anywhere: bool,
     },
     /// Create or upgrade the job stores' schemas, then exit.
     Migrate {
@@ -138,10 +142,10 @@ fn main() -> ExitCode {
         Command::Scheduler { command, connection } => {
             ExitCode::from(cli::run_client(connection, cli::Request::Scheduler(command)))
         }
-        Command::Serve { listen, config, json_logs } => {
+        Command::Serve { listen, config, json_logs, insecure_listen_anywhere } => {
             init_tracing(json_logs);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-            match runtime.block_on(serve(config, Flags { listen })) {
+            match runtime.block_on(serve(config, Flags { listen, insecure_listen_anywhere })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");

@@ -37,11 +37,29 @@ pub struct Attempt {
     pub retry_after: Option<String>,
 }
 
+impl Attempt {
+    /// An attempt that was not made (the target is not allowed): failed, and not worth retrying.
+    pub fn refused(error: String) -> Attempt {
+        Attempt {
+            succeeded: false,
+            http_status: None,
+            error: Some(error),
+            response_excerpt: None,
+            duration: Duration::ZERO,
+            transport_failed: false,
+            retry_after: None,
+        }
+    }
+}
+
 /// The client all deliveries share: one connection pool, no redirects (a redirect could lead a webhook to a
-/// target its job was never allowed to name).
-pub fn client() -> reqwest::Client {
+/// target its job was never allowed to name), names resolved through the target policy, and no proxy (a proxy
+/// would resolve the target itself, out of the policy's sight).
+pub fn client(policy: std::sync::Arc<super::policy::TargetPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(super::policy::PolicyResolver::new(policy))
         .user_agent(concat!("apsched/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings builds")
@@ -149,6 +167,9 @@ fn describe(err: &reqwest::Error) -> String {
     };
     // reqwest's Display of a nested error omits the cause; the source chain says what actually happened.
     let mut message = format!("{kind}: {err}");
+    if let Some(url) = err.url() {
+        message = message.replace(url.as_str(), &super::masked_url(url.as_str()));
+    }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         message.push_str(&format!(": {cause}"));

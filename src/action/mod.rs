@@ -2,6 +2,8 @@
 //! fire; `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
 
 pub mod http;
+pub mod policy;
+pub mod ratelimit;
 pub mod retry;
 pub mod signing;
 
@@ -64,6 +66,7 @@ pub struct HttpAction {
     #[serde(default)]
     pub method: Method,
     /// Absolute `http` or `https` URL.
+    #[schema(min_length = 1, max_length = 8192)]
     pub url: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -139,9 +142,10 @@ impl HttpAction {
         Ok(())
     }
 
-    /// The action as shown to clients: secret-looking header values masked.
+    /// The action as shown to clients: secret-looking header values masked, and the URL's as `masked_url` says.
     pub fn masked(&self) -> HttpAction {
         let mut shown = self.clone();
+        shown.url = masked_url(&self.url);
         for (name, value) in shown.headers.iter_mut() {
             if is_secret_header(name) {
                 *value = MASK.to_string();
@@ -152,6 +156,28 @@ impl HttpAction {
         }
         shown
     }
+}
+
+/// A URL as shown in responses and errors: a password in it, and the values of query parameters named like a
+/// secret header (`?token=…`, `?api_key=…`), masked.
+pub fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else { return url.to_string() };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        changed |= parsed.set_password(Some(MASK)).is_ok();
+    }
+    if parsed.query_pairs().any(|(name, _)| is_secret_header(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_header(&name) { MASK.to_string() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed { parsed.to_string() } else { url.to_string() }
 }
 
 /// DESIGN.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
@@ -191,6 +217,9 @@ mod tests {
         assert_eq!(shown.headers["x-auth-token"], MASK);
         assert_eq!(shown.headers["Cookie"], MASK);
         assert_eq!(shown.headers["X-Trace"], "v");
+        let with_secrets = action("https://user:pw@h.example/p?api_key=k1&page=2");
+        assert_eq!(with_secrets.masked().url, "https://user:********@h.example/p?api_key=********&page=2");
+        assert_eq!(action("http://h/p?a=1").masked().url, "http://h/p?a=1");
     }
 
     #[test]

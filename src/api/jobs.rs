@@ -128,17 +128,20 @@ pub struct Removed {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListJobsQuery {
     /// Only jobs of this store.
     pub jobstore: Option<String>,
     pub paused: Option<bool>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveAllQuery {
     /// Only jobs of this store.
@@ -146,10 +149,12 @@ pub struct RemoveAllQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListRunsQuery {
     pub status: Option<RunStatus>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -234,8 +239,9 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(ApiError::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
-fn check_action(action: &HttpAction) -> Result<()> {
-    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))
+fn check_action(state: &AppState, action: &HttpAction) -> Result<()> {
+    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
+    state.scheduler.policy.check_url(&action.url).map_err(|message| ApiError::invalid("action.url", message))
 }
 
 fn page_size(limit: Option<usize>) -> Result<usize> {
@@ -290,7 +296,7 @@ pub async fn add_job(
         None => uuid::Uuid::new_v4().to_string(),
     };
     check_name(input.name.as_deref())?;
-    check_action(&input.action)?;
+    check_action(&state, &input.action)?;
     let jobstore = input.jobstore.unwrap_or_else(|| scheduler.config.default_jobstore().to_string());
     let store = scheduler.store(&jobstore).cloned().ok_or_else(|| {
         let names: Vec<&String> = scheduler.stores().map(|(name, _)| name).collect();
@@ -328,6 +334,7 @@ pub async fn add_job(
         created_at: now,
         updated_at: now,
     };
+    super::limits::check_store_capacity(&state, store.as_ref(), &job.id).await?;
     // Ids are unique across stores, as in APScheduler.
     for (name, other) in scheduler.stores() {
         if *name != jobstore && other.get_job(&job.id).await?.is_some() {
@@ -407,7 +414,7 @@ pub async fn modify_job(
         job.name = name;
     }
     if let Some(action) = patch.action {
-        check_action(&action)?;
+        check_action(&state, &action)?;
         job.action = action;
     }
     if let Some(executor) = patch.executor {
@@ -467,7 +474,7 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Remove all jobs (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
-    responses((status = 200, body = Removed), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Removed), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
@@ -542,7 +549,8 @@ pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// A job's run history, newest first
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path), ListRunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -1,9 +1,12 @@
 //! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
+pub mod auth;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod limits;
+pub mod links;
 pub mod metrics;
 pub mod scheduler;
 pub mod triggers;
@@ -74,18 +77,31 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes_and_spec().1
+}
+
+fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = api_routes().split_for_parts();
+    auth::document(&mut spec);
+    limits::document(&mut spec);
+    links::document(&mut spec);
+    (router, spec)
 }
 
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
-    let (router, spec) = api_routes().split_for_parts();
+    let (router, spec) = routes_and_spec();
+    let auth = auth::Auth::new(&state.scheduler.config.api);
+    let timeout = state.scheduler.config.api.request_timeout();
     router
         .with_state(state)
         .merge(crate::ui::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost last: authentication first, then the clock on what remains.
+        .layer(axum::middleware::from_fn_with_state(timeout, limits::request_timeout))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::authenticate))
 }
 
 /// A JSON body: malformed JSON is 400, a body of the wrong shape 422 naming the field, too large 413.

@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use crate::action::http::{self, DeliveryHeaders};
+use crate::action::policy::TargetPolicy;
+use crate::action::ratelimit::RateLimits;
 use crate::action::retry::{is_retryable, parse_retry_after};
 use crate::action::signing::SigningKey;
 use crate::config::Config;
@@ -76,6 +78,9 @@ pub struct Scheduler {
     pub executors: Executors,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// Which targets deliveries may reach (`[webhooks] allow`/`deny`); the API checks it when a job is saved.
+    pub policy: Arc<TargetPolicy>,
+    rate_limits: RateLimits,
     wake: Notify,
     state: watch::Sender<SchedulerState>,
     /// Stops the loop and lease upkeep; deliveries in flight go on.
@@ -107,13 +112,19 @@ impl Scheduler {
             ),
             None => None,
         };
+        let policy = Arc::new(
+            TargetPolicy::from_config(&config.webhooks)
+                .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?,
+        );
         Ok(Arc::new(Scheduler {
+            rate_limits: RateLimits::new(&config.webhooks),
             executors: Executors::new(&config.executors),
             config: Arc::new(config),
             default_tz,
             stores,
             clock,
-            http: http::client(),
+            http: http::client(policy.clone()),
+            policy,
             wake: Notify::new(),
             state,
             stop_firing: CancellationToken::new(),
@@ -496,6 +507,8 @@ impl Scheduler {
         let scheduled_time = format_time(run.scheduled_time, run.timezone());
         let signing_key = self.signing_key_for(&run);
         loop {
+            // Before taking a worker, so a rate-limited target does not hold up the pool.
+            self.rate_limits.acquire(&run.action.url).await;
             let slot = pool.slot().await;
             let started = self.clock.now();
             if run.started_at.is_none() {
@@ -506,17 +519,23 @@ impl Scheduler {
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
             self.save_run(store, &run).await;
-            let attempt = http::attempt(
-                &self.http,
-                &run.action,
-                &DeliveryHeaders {
-                    job_id: &run.job_id,
-                    scheduled_time: &scheduled_time,
-                    idempotency_key: &run.idempotency_key,
-                    signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
-                },
-            )
-            .await;
+            // A literal address never reaches the policy's resolver; names are checked there, after resolution.
+            let attempt = match self.policy.check_url(&run.action.url) {
+                Err(reason) => http::Attempt::refused(format!("target policy: {reason}; no request was made")),
+                Ok(()) => {
+                    http::attempt(
+                        &self.http,
+                        &run.action,
+                        &DeliveryHeaders {
+                            job_id: &run.job_id,
+                            scheduled_time: &scheduled_time,
+                            idempotency_key: &run.idempotency_key,
+                            signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
+                        },
+                    )
+                    .await
+                }
+            };
             drop(slot);
             self.metrics.attempt(&attempt);
             run.http_status = attempt.http_status;
