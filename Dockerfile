@@ -15,7 +15,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/apsched /usr/local/bin/apsched
 USER apsched
 WORKDIR /data
-# In a container the port must be reachable from outside it; the SQLite file lives on the /data volume.
+# In a container the port must be reachable from outside it, so apsched requires API tokens there: run with
+# `-e APSCHED_API_TOKENS=<token>:admin` (at least 16 characters). The SQLite file lives on the /data volume.
 ENV APSCHED_LISTEN=0.0.0.0:8080 \
     APSCHED_JOBSTORES__DEFAULT__URL=sqlite:///data/apsched.db
 VOLUME /data
