@@ -148,7 +148,7 @@ impl ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Standard Webhooks signing secret (`whsec_…`).
@@ -166,6 +166,19 @@ pub struct WebhooksConfig {
     /// Deliveries per second to one host (name and port); a delivery over the limit waits. Absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_target_rate_limit_per_second: Option<f64>,
+}
+
+/// Written by hand so that printing the configuration never prints the signing secret.
+impl std::fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhooksConfig")
+            .field("signing_secret", &self.signing_secret.as_ref().map(|_| crate::action::MASK))
+            .field("allow", &self.allow)
+            .field("deny", &self.deny)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("per_target_rate_limit_per_second", &self.per_target_rate_limit_per_second)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -444,6 +457,18 @@ mod tests {
             assert_eq!(config.runs.retention_seconds, DEFAULT_RETENTION_SECONDS);
             Ok(())
         });
+    }
+
+    #[test]
+    fn printing_the_configuration_masks_the_signing_secret() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let config = Config {
+            webhooks: WebhooksConfig { signing_secret: Some(secret.into()), ..WebhooksConfig::default() },
+            ..Config::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("MfKQ9r8"), "{printed}");
+        assert!(printed.contains(crate::action::MASK));
     }
 
     #[test]
