@@ -187,3 +187,30 @@ async fn a_config_with_no_default_store_uses_the_first() {
     assert_eq!(job["jobstore"], "only");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_read_and_written_back_keeps_its_secrets() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    let action = json!({"url": receiver.url("ok/secret"), "headers": {"Authorization": "Bearer s3cret", "X-Trace": "t"},
+                        "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
+    let (status, job) = server.post("/v1/jobs", json!({"id": "s", "paused": true, "action": action})).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["action"]["headers"]["Authorization"], "********");
+    // The action exactly as shown, with one real change.
+    let mut shown = job["action"].clone();
+    shown["headers"]["X-Trace"] = json!("changed");
+    let (status, patched) = server.send("PATCH", "/v1/jobs/s", Some(json!({"action": shown}))).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    server.post("/v1/jobs/s/run", json!(null)).await;
+    let got = receiver.wait_for("ok/secret", 1).await;
+    assert_eq!(got[0].header("authorization").as_deref(), Some("Bearer s3cret"), "the mask was stored");
+    assert_eq!(got[0].header("x-trace").as_deref(), Some("changed"));
+    assert!(got[0].header("webhook-signature").is_some(), "the signing secret was lost");
+    // A mask with nothing behind it is refused.
+    let invented = json!({"action": {"url": receiver.url("ok/secret"), "headers": {"X-Api-Key": "********"}}});
+    let (status, problem) = server.send("PATCH", "/v1/jobs/s", Some(invented)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["field"], "action.headers");
+    server.stop().await;
+}

@@ -158,6 +158,45 @@ impl HttpAction {
     }
 }
 
+impl HttpAction {
+    /// Put back the secrets a client sent as it was shown them (`********`, a masked URL): a job read and written
+    /// back keeps its secrets instead of storing the mask. A mask with no stored value behind it is an error on
+    /// that field.
+    pub fn restore_masked(&mut self, stored: &HttpAction) -> Result<(), (String, String)> {
+        if self.url != stored.url && self.url == masked_url(&stored.url) {
+            self.url = stored.url.clone();
+        }
+        for (name, value) in self.headers.iter_mut() {
+            if value == MASK && is_secret_header(name) {
+                let kept = stored.headers.iter().find(|(old, _)| old.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+                match kept {
+                    Some(kept) => value.clone_from(kept),
+                    None => {
+                        return Err((
+                            "headers".to_string(),
+                            format!(
+                                "{name:?} is the mask {MASK:?} but the job has no such header to keep: give its value"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.signing_secret.as_deref() == Some(MASK) {
+            match &stored.signing_secret {
+                Some(kept) => self.signing_secret = Some(kept.clone()),
+                None => {
+                    return Err((
+                        "signing_secret".to_string(),
+                        format!("is the mask {MASK:?} but the job has no signing secret to keep: give the secret"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A URL as shown in responses and errors: a password in it, and the values of query parameters named like a
 /// secret header (`?token=…`, `?api_key=…`), masked.
 pub fn masked_url(url: &str) -> String {

@@ -413,7 +413,10 @@ pub async fn modify_job(
         check_name(name.as_deref())?;
         job.name = name;
     }
-    if let Some(action) = patch.action {
+    if let Some(mut action) = patch.action {
+        action
+            .restore_masked(&job.action)
+            .map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
         check_action(&state, &action)?;
         job.action = action;
     }
