@@ -127,7 +127,7 @@ pub struct ShiftedClock(pub chrono::TimeDelta);
 
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
+        chrono::SubsecRound::trunc_subsecs(Utc::now() + self.0, 6)
     }
 }
 
