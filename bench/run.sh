@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: builds apsched and the bench tools (examples/bench.rs), sets up a virtualenv
+# with APScheduler 3.11.3 outside the repository, runs every scenario against its baselines on one sink, and writes
+# BENCHMARKS.md and the plots under bench/.
+#
+#   bench/run.sh            the full suite, release build (about 10 minutes on 2 cores)
+#   bench/run.sh --quick    small sizes on a debug build, to keep the scripts working (CI); writes to a scratch
+#                           directory instead of BENCHMARKS.md
+#
+# Environment: APSCHED_BENCH_VENV (default ~/.cache/apsched-bench-venv), APSCHED_BENCH_POSTGRES (a PostgreSQL URL
+# on 127.0.0.1 whose database the suite may empty; unset: the PostgreSQL scenarios are skipped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=""
+profile=release
+if [[ "${1:-}" == "--quick" ]]; then
+  quick="--quick"
+  profile=debug
+fi
+
+venv=${APSCHED_BENCH_VENV:-$HOME/.cache/apsched-bench-venv}
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import apscheduler, requests, matplotlib, tzdata' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check apscheduler==3.11.3 requests matplotlib tzdata
+fi
+
+target=${CARGO_TARGET_DIR:-target}
+if [[ "$profile" == release ]]; then
+  cargo build --release --locked --bin apsched --example bench >&2
+else
+  cargo build --locked --bin apsched --example bench >&2
+fi
+
+postgres=()
+if [[ -n "${APSCHED_BENCH_POSTGRES:-}" ]]; then
+  postgres=(--postgres "$APSCHED_BENCH_POSTGRES")
+fi
+
+if [[ -n "$quick" ]]; then
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+else
+  out=bench
+fi
+
+"$venv/bin/python" bench/suite.py $quick "${postgres[@]}" \
+  --apsched "$target/$profile/apsched" --tool "$target/$profile/examples/bench" --results "$out/results.json"
+"$venv/bin/python" bench/report.py "$out/results.json" --markdown "$out/BENCHMARKS.md" --plots "$out"
+if [[ -z "$quick" ]]; then
+  mv bench/BENCHMARKS.md BENCHMARKS.md
+fi
+echo "report: $out/BENCHMARKS.md" >&2
