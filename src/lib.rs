@@ -8,9 +8,11 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod job;
+pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod trigger;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -39,13 +41,36 @@ pub async fn run_with_clock(
 ) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(config, clock).await?;
     let scheduler_task = scheduler.spawn();
-    let app = api::app(api::AppState { scheduler: scheduler.clone(), server_shutdown: shutdown.clone() });
-    tracing::info!(listen = %listener.local_addr()?, "apsched serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
-    // Stop firing and give deliveries in flight a bounded time to finish.
-    if tokio::time::timeout(SHUTDOWN_GRACE, scheduler.shutdown(true)).await.is_err() {
-        tracing::warn!("deliveries still running after the shutdown grace; they will be delivered again at start");
+    let streams_stop = CancellationToken::new();
+    let app = api::app(api::AppState {
+        scheduler: scheduler.clone(),
+        server_shutdown: shutdown.clone(),
+        streams_stop: streams_stop.clone(),
+    });
+    let listen = listener.local_addr()?;
+    if scheduler.config.api.tokens.is_empty() {
+        tracing::warn!(%listen, "no API tokens are configured: anyone who can reach this address may use the API");
     }
+    tracing::info!(%listen, "apsched serving");
+    // On shutdown, stop the scheduler before the HTTP server, so event streams still carry scheduler_shutdown and
+    // the API answers while deliveries in flight get a bounded time to finish.
+    let graceful = {
+        let scheduler = scheduler.clone();
+        async move {
+            shutdown.cancelled().await;
+            // `POST /v1/scheduler/shutdown` has already stopped it, waiting or not, as the client asked.
+            if scheduler.state() != scheduler::SchedulerState::Stopped
+                && tokio::time::timeout(SHUTDOWN_GRACE, scheduler.shutdown(true)).await.is_err()
+            {
+                tracing::warn!(
+                    "deliveries still running after the shutdown grace; they will be delivered again at start"
+                );
+            }
+            streams_stop.cancel();
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(graceful).await?;
+    scheduler.shutdown(false).await;
     scheduler_task.abort();
     Ok(())
 }

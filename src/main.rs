@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use apsched::cli;
 use apsched::config::{Config, Flags};
 
 /// apsched: APScheduler's model as an HTTP service.
@@ -15,6 +16,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the scheduler and its REST API.
     Serve {
@@ -27,6 +30,10 @@ enum Command {
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
+        /// Serve on a non-loopback address although no API tokens are configured: anyone who reaches the port
+        /// may then change jobs (also APSCHED_INSECURE_LISTEN_ANYWHERE=true).
+        #[arg(long)]
+        insecure_listen_anywhere: bool,
     },
     /// Create or upgrade the job stores' schemas, then exit.
     Migrate {
@@ -34,19 +41,64 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Print the next fire times of a trigger, one RFC 3339 time per line in the trigger's zone.
+    ///
+    /// Computed locally unless --server is given, in which case the server previews it (POST /v1/triggers/preview).
+    #[command(group(clap::ArgGroup::new("when").required(true)))]
     Preview {
         /// The trigger as JSON, e.g. '{"type": "cron", "minute": "*/15"}'.
-        #[arg(long)]
-        trigger: String,
+        #[arg(long, group = "when")]
+        trigger: Option<String>,
+        /// Or a crontab line, e.g. "*/5 * * * *".
+        #[arg(long, group = "when")]
+        cron: Option<String>,
+        /// Or an interval: 30s, 5m, 2h, 1d, 1w, 1h30m.
+        #[arg(long, group = "when")]
+        interval: Option<String>,
+        /// Or one time (a date trigger).
+        #[arg(long, group = "when")]
+        at: Option<String>,
         /// How many fire times (1–1000).
         #[arg(long, default_value_t = 10)]
         count: usize,
         /// The instant to preview from (RFC 3339); defaults to now.
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::FixedOffset>>,
-        /// The zone for triggers that name none.
-        #[arg(long, default_value = "UTC")]
-        timezone: chrono_tz::Tz,
+        /// The zone for a trigger that names none (locally default UTC; through a server, the server's).
+        #[arg(long)]
+        timezone: Option<chrono_tz::Tz>,
+        /// Ask this server instead of computing locally.
+        #[arg(long)]
+        server: Option<String>,
+        /// A bearer token for the server.
+        #[arg(long, env = "APSCHED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print {"fire_times": [...]} instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Jobs on a running server: list, get, add, edit, pause, resume, run, remove.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Jobs {
+        #[command(subcommand)]
+        command: cli::JobsCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// A job's run history on a running server, newest first.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Runs {
+        #[command(flatten)]
+        args: cli::RunsArgs,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// The scheduler of a running server: status, pause, resume, shutdown.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Scheduler {
+        #[command(subcommand)]
+        command: cli::SchedulerCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
     },
 }
 
@@ -63,25 +115,37 @@ fn init_tracing(json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Preview { trigger, count, now, timezone } => {
-            let now = now.map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(chrono::Utc::now);
-            match apsched::cli::preview::preview_lines(&trigger, count, now, timezone) {
-                Ok(lines) => {
-                    for line in lines {
-                        println!("{line}");
+        Command::Preview { trigger, cron, interval, at, count, now, timezone, server, token, json } => {
+            let trigger = match trigger {
+                Some(trigger) => trigger,
+                // clap guarantees one of the four; the zone is applied below, as for --trigger.
+                None => {
+                    match cli::shorthand::trigger(None, cron.as_deref(), interval.as_deref(), at.as_deref(), None) {
+                        Ok(Some(trigger)) => trigger.to_string(),
+                        Ok(None) => unreachable!("clap requires a trigger"),
+                        Err(err) => {
+                            eprintln!("error: {err}");
+                            return ExitCode::from(err.exit_code());
+                        }
                     }
-                    ExitCode::SUCCESS
                 }
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    ExitCode::from(2)
-                }
+            };
+            match server {
+                Some(server) => preview_remote(&trigger, count, now, timezone, server, token, json),
+                None => preview_local(&trigger, count, now, timezone.unwrap_or(chrono_tz::UTC), json),
             }
         }
-        Command::Serve { listen, config, json_logs } => {
+        Command::Jobs { command, connection } => {
+            ExitCode::from(cli::run_client(connection, cli::Request::Jobs(command)))
+        }
+        Command::Runs { args, connection } => ExitCode::from(cli::run_client(connection, cli::Request::Runs(args))),
+        Command::Scheduler { command, connection } => {
+            ExitCode::from(cli::run_client(connection, cli::Request::Scheduler(command)))
+        }
+        Command::Serve { listen, config, json_logs, insecure_listen_anywhere } => {
             init_tracing(json_logs);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-            match runtime.block_on(serve(config, Flags { listen })) {
+            match runtime.block_on(serve(config, Flags { listen, insecure_listen_anywhere })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -101,6 +165,56 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn preview_local(
+    trigger: &str,
+    count: usize,
+    now: Option<chrono::DateTime<chrono::FixedOffset>>,
+    timezone: chrono_tz::Tz,
+    json: bool,
+) -> ExitCode {
+    let now = now.map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(chrono::Utc::now);
+    match cli::preview::preview_lines(trigger, count, now, timezone) {
+        Ok(lines) if json => {
+            println!("{}", serde_json::json!({ "fire_times": lines }));
+            ExitCode::SUCCESS
+        }
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(cli::client::EXIT_USAGE)
+        }
+    }
+}
+
+fn preview_remote(
+    trigger: &str,
+    count: usize,
+    now: Option<chrono::DateTime<chrono::FixedOffset>>,
+    timezone: Option<chrono_tz::Tz>,
+    server: String,
+    token: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let mut trigger = match cli::shorthand::json_object("--trigger", trigger) {
+        Ok(trigger) => trigger,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    if let Some(zone) = timezone {
+        trigger.entry("timezone").or_insert_with(|| zone.name().into());
+    }
+    let request =
+        cli::Request::Preview { trigger: serde_json::Value::Object(trigger), count, now: now.map(|t| t.to_rfc3339()) };
+    ExitCode::from(cli::run_client(cli::Connection { server, token, json }, request))
 }
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {

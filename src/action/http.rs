@@ -1,10 +1,12 @@
-//! The webhook call: one HTTP request per attempt, with apsched's delivery headers. Any 2xx is success.
+//! The webhook call: one HTTP request per attempt, with apsched's delivery headers and, where a signing key is
+//! configured, the Standard Webhooks headers. Any 2xx is success.
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::HttpAction;
+use super::signing::SigningKey;
 
 /// DESIGN.md: a run keeps the first 1 KiB of the response body.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
@@ -17,6 +19,8 @@ pub struct DeliveryHeaders<'a> {
     /// RFC 3339 in the job's zone.
     pub scheduled_time: &'a str,
     pub idempotency_key: &'a str,
+    /// Sign with this key; `webhook-timestamp` is `timestamp` (unix seconds of the attempt).
+    pub signing: Option<(&'a SigningKey, i64)>,
 }
 
 /// What one attempt came to.
@@ -27,13 +31,35 @@ pub struct Attempt {
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
     pub duration: Duration,
+    /// No complete answer: the connection failed, the call timed out, or the response body was cut short.
+    pub transport_failed: bool,
+    /// The response's `Retry-After`, verbatim (read against the scheduler's clock by the caller).
+    pub retry_after: Option<String>,
+}
+
+impl Attempt {
+    /// An attempt that was not made (the target is not allowed): failed, and not worth retrying.
+    pub fn refused(error: String) -> Attempt {
+        Attempt {
+            succeeded: false,
+            http_status: None,
+            error: Some(error),
+            response_excerpt: None,
+            duration: Duration::ZERO,
+            transport_failed: false,
+            retry_after: None,
+        }
+    }
 }
 
 /// The client all deliveries share: one connection pool, no redirects (a redirect could lead a webhook to a
-/// target its job was never allowed to name).
-pub fn client() -> reqwest::Client {
+/// target its job was never allowed to name), names resolved through the target policy, and no proxy (a proxy
+/// would resolve the target itself, out of the policy's sight).
+pub fn client(policy: std::sync::Arc<super::policy::TargetPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(super::policy::PolicyResolver::new(policy))
         .user_agent(concat!("apsched/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings builds")
@@ -58,12 +84,28 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
             headers.insert(HeaderName::from_static(name), value);
         }
     }
-    let mut request = client.request(action.method.as_reqwest(), &action.url).timeout(action.timeout());
-    if let Some(json) = &action.json {
+    // The body as bytes first: a signature covers exactly what is sent.
+    let body: Vec<u8> = if let Some(json) = &action.json {
         headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
-        request = request.body(serde_json::to_vec(json).unwrap_or_default());
-    } else if let Some(body) = &action.body {
-        request = request.body(body.clone());
+        serde_json::to_vec(json).unwrap_or_default()
+    } else {
+        action.body.as_deref().unwrap_or_default().as_bytes().to_vec()
+    };
+    if let Some((key, timestamp)) = delivery.signing {
+        let signature = key.sign(delivery.idempotency_key, timestamp, &body);
+        for (name, value) in [
+            ("webhook-id", delivery.idempotency_key.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    let mut request = client.request(action.method.as_reqwest(), &action.url).timeout(action.timeout());
+    if action.json.is_some() || action.body.is_some() {
+        request = request.body(body);
     }
     let result = request.headers(headers).send().await;
     let mut response = match result {
@@ -75,10 +117,14 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
                 error: Some(describe(&err)),
                 response_excerpt: None,
                 duration: started.elapsed(),
+                transport_failed: true,
+                retry_after: None,
             };
         }
     };
     let status = response.status();
+    let retry_after =
+        response.headers().get(reqwest::header::RETRY_AFTER).and_then(|value| value.to_str().ok()).map(str::to_string);
     let mut excerpt = Vec::new();
     let mut error = None;
     // Read only as much of the body as the ledger keeps; the rest is dropped with the connection.
@@ -93,7 +139,8 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
         }
     }
     excerpt.truncate(RESPONSE_EXCERPT_BYTES);
-    let succeeded = status.is_success() && error.is_none();
+    let transport_failed = error.is_some();
+    let succeeded = status.is_success() && !transport_failed;
     if !status.is_success() {
         error = Some(format!("HTTP {}", status.as_u16()));
     }
@@ -103,6 +150,8 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
         error,
         response_excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
         duration: started.elapsed(),
+        transport_failed,
+        retry_after,
     }
 }
 
@@ -118,6 +167,9 @@ fn describe(err: &reqwest::Error) -> String {
     };
     // reqwest's Display of a nested error omits the cause; the source chain says what actually happened.
     let mut message = format!("{kind}: {err}");
+    if let Some(url) = err.url() {
+        message = message.replace(url.as_str(), &super::masked_url(url.as_str()));
+    }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         message.push_str(&format!(": {cause}"));

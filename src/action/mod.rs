@@ -1,7 +1,11 @@
 //! A job's action: one webhook call. `HttpAction` is what clients send and what the ledger snapshots for each
-//! fire; `http` makes the call.
+//! fire; `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
 
 pub mod http;
+pub mod policy;
+pub mod ratelimit;
+pub mod retry;
+pub mod signing;
 
 use std::collections::BTreeMap;
 
@@ -62,6 +66,7 @@ pub struct HttpAction {
     #[serde(default)]
     pub method: Method,
     /// Absolute `http` or `https` URL.
+    #[schema(min_length = 1, max_length = 8192)]
     pub url: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -75,6 +80,13 @@ pub struct HttpAction {
     /// Seconds before the call is abandoned (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    /// Try again on connection errors, timeouts, 408, 429 and 5xx; absent: one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<retry::RetryPolicy>,
+    /// A Standard Webhooks secret (`whsec_` + base64 of 24–64 bytes) for this job, used instead of
+    /// `[webhooks] signing_secret`. Shown masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 impl HttpAction {
@@ -121,19 +133,51 @@ impl HttpAction {
         {
             return fail("timeout_seconds", format!("{timeout} is out of range (0, {MAX_TIMEOUT_SECONDS}]"));
         }
+        if let Some(policy) = &self.retry {
+            policy.validate().map_err(|(field, message)| (format!("retry.{field}"), message))?;
+        }
+        if let Some(secret) = &self.signing_secret {
+            signing::SigningKey::parse(secret).map_err(|message| ("signing_secret".to_string(), message))?;
+        }
         Ok(())
     }
 
-    /// The action as shown to clients: secret-looking header values masked.
+    /// The action as shown to clients: secret-looking header values masked, and the URL's as `masked_url` says.
     pub fn masked(&self) -> HttpAction {
         let mut shown = self.clone();
+        shown.url = masked_url(&self.url);
         for (name, value) in shown.headers.iter_mut() {
             if is_secret_header(name) {
                 *value = MASK.to_string();
             }
         }
+        if shown.signing_secret.is_some() {
+            shown.signing_secret = Some(MASK.to_string());
+        }
         shown
     }
+}
+
+/// A URL as shown in responses and errors: a password in it, and the values of query parameters named like a
+/// secret header (`?token=…`, `?api_key=…`), masked.
+pub fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else { return url.to_string() };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        changed |= parsed.set_password(Some(MASK)).is_ok();
+    }
+    if parsed.query_pairs().any(|(name, _)| is_secret_header(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_header(&name) { MASK.to_string() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed { parsed.to_string() } else { url.to_string() }
 }
 
 /// DESIGN.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
@@ -173,6 +217,9 @@ mod tests {
         assert_eq!(shown.headers["x-auth-token"], MASK);
         assert_eq!(shown.headers["Cookie"], MASK);
         assert_eq!(shown.headers["X-Trace"], "v");
+        let with_secrets = action("https://user:pw@h.example/p?api_key=k1&page=2");
+        assert_eq!(with_secrets.masked().url, "https://user:********@h.example/p?api_key=********&page=2");
+        assert_eq!(action("http://h/p?a=1").masked().url, "http://h/p?a=1");
     }
 
     #[test]
@@ -187,5 +234,23 @@ mod tests {
         let mut c = action("http://127.0.0.1/");
         c.timeout_seconds = Some(0.0);
         assert_eq!(c.validate().unwrap_err().0, "timeout_seconds");
+    }
+
+    #[test]
+    fn retry_and_signing_secret_are_validated_and_the_secret_masked() {
+        let with = |extra: serde_json::Value| -> HttpAction {
+            let mut value = serde_json::json!({"url": "http://127.0.0.1/"});
+            value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(value).unwrap()
+        };
+        let good = with(serde_json::json!({"retry": {"max_attempts": 3},
+            "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}));
+        assert!(good.validate().is_ok());
+        assert_eq!(good.retry.as_ref().unwrap().backoff_seconds, retry::DEFAULT_BACKOFF_SECONDS);
+        assert_eq!(good.masked().signing_secret.as_deref(), Some(MASK));
+        let bad = with(serde_json::json!({"retry": {"max_attempts": 0}}));
+        assert_eq!(bad.validate().unwrap_err().0, "retry.max_attempts");
+        let bad = with(serde_json::json!({"signing_secret": "hunter2"}));
+        assert_eq!(bad.validate().unwrap_err().0, "signing_secret");
     }
 }

@@ -13,6 +13,7 @@ use super::{ApiJson, ApiQuery, AppState};
 use crate::action::HttpAction;
 use crate::error::{ApiError, Problem, Result};
 use crate::job::{self, Job, Run, RunStatus};
+use crate::scheduler::events::{EventKind, Subject};
 use crate::store::{JobCursor, JobQuery, RunCursor, RunQuery, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
@@ -127,17 +128,20 @@ pub struct Removed {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListJobsQuery {
     /// Only jobs of this store.
     pub jobstore: Option<String>,
     pub paused: Option<bool>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveAllQuery {
     /// Only jobs of this store.
@@ -145,10 +149,12 @@ pub struct RemoveAllQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListRunsQuery {
     pub status: Option<RunStatus>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -233,8 +239,9 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(ApiError::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
-fn check_action(action: &HttpAction) -> Result<()> {
-    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))
+fn check_action(state: &AppState, action: &HttpAction) -> Result<()> {
+    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
+    state.scheduler.policy.check_url(&action.url).map_err(|message| ApiError::invalid("action.url", message))
 }
 
 fn page_size(limit: Option<usize>) -> Result<usize> {
@@ -242,6 +249,18 @@ fn page_size(limit: Option<usize>) -> Result<usize> {
         limit @ 1..=MAX_PAGE => Ok(limit),
         other => Err(ApiError::invalid("limit", format!("{other} is out of range 1–{MAX_PAGE}"))),
     }
+}
+
+/// Report a saved change, then wake the scheduler: published first, so `job_modified` precedes any event of the
+/// fires the change brings.
+fn modified(state: &AppState, job: &Job) {
+    state.scheduler.publish(EventKind::JobModified, Subject::Job(std::sync::Arc::new(job.clone())));
+    state.scheduler.wake();
+}
+
+fn removed(state: &AppState, job_id: &str, jobstore: &str) {
+    let subject = Subject::RemovedJob { job_id: job_id.to_string(), jobstore: jobstore.to_string() };
+    state.scheduler.publish(EventKind::JobRemoved, subject);
 }
 
 async fn find(state: &AppState, id: &str) -> Result<(String, Job)> {
@@ -254,7 +273,6 @@ async fn save(state: &AppState, job: &Job) -> Result<()> {
         crate::store::StoreError::NotFound => ApiError::NotFound(format!("no job with id {:?}", job.id)),
         other => other.into(),
     })?;
-    state.scheduler.wake();
     Ok(())
 }
 
@@ -278,7 +296,7 @@ pub async fn add_job(
         None => uuid::Uuid::new_v4().to_string(),
     };
     check_name(input.name.as_deref())?;
-    check_action(&input.action)?;
+    check_action(&state, &input.action)?;
     let jobstore = input.jobstore.unwrap_or_else(|| scheduler.config.default_jobstore().to_string());
     let store = scheduler.store(&jobstore).cloned().ok_or_else(|| {
         let names: Vec<&String> = scheduler.stores().map(|(name, _)| name).collect();
@@ -316,6 +334,7 @@ pub async fn add_job(
         created_at: now,
         updated_at: now,
     };
+    super::limits::check_store_capacity(&state, store.as_ref(), &job.id).await?;
     // Ids are unique across stores, as in APScheduler.
     for (name, other) in scheduler.stores() {
         if *name != jobstore && other.get_job(&job.id).await?.is_some() {
@@ -331,9 +350,14 @@ pub async fn add_job(
         }
         other => other.into(),
     })?;
-    scheduler.wake();
     tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
-    let stored = store.get_job(&job.id).await?.unwrap_or(job);
+    let stored = store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job));
+    // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
+    if let Ok(stored) = &stored {
+        scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
+    }
+    scheduler.wake();
+    let stored = stored?;
     Ok((StatusCode::CREATED, Json(JobOut::of(&stored, default_tz))))
 }
 
@@ -390,7 +414,7 @@ pub async fn modify_job(
         job.name = name;
     }
     if let Some(action) = patch.action {
-        check_action(&action)?;
+        check_action(&state, &action)?;
         job.action = action;
     }
     if let Some(executor) = patch.executor {
@@ -430,6 +454,7 @@ pub async fn modify_job(
     }
     job.updated_at = now;
     save(&state, &job).await?;
+    modified(&state, &job);
     Ok(Json(JobOut::of(&job, default_tz)))
 }
 
@@ -437,9 +462,10 @@ pub async fn modify_job(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    for (_, store) in state.scheduler.stores() {
+    for (name, store) in state.scheduler.stores() {
         if store.remove_job(&id).await? {
             state.scheduler.wake();
+            removed(&state, &id, name);
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -448,7 +474,7 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Remove all jobs (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
-    responses((status = 200, body = Removed), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Removed), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
@@ -465,6 +491,8 @@ pub async fn remove_all_jobs(
         }
     }
     state.scheduler.wake();
+    let subject = Subject::AllJobs { jobstore: query.jobstore, removed };
+    state.scheduler.publish(EventKind::AllJobsRemoved, subject);
     Ok(Json(Removed { removed }))
 }
 
@@ -478,6 +506,7 @@ pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) ->
         job.next_run_time = None;
         job.updated_at = state.scheduler.now();
         save(&state, &job).await?;
+        modified(&state, &job);
     }
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
@@ -496,11 +525,14 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
         job.next_run_time = trigger.next_fire_time(None, now);
         if job.next_run_time.is_none() {
             // APScheduler removes a resumed job whose trigger has finished.
-            if let Some(store) = state.scheduler.store(&store_name) {
-                store.remove_job(&job.id).await?;
+            if let Some(store) = state.scheduler.store(&store_name)
+                && store.remove_job(&job.id).await?
+            {
+                removed(&state, &job.id, &store_name);
             }
         } else {
             save(&state, &job).await?;
+            modified(&state, &job);
         }
     }
     Ok(Json(JobOut::of(&job, default_tz)))
@@ -511,20 +543,14 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
     responses((status = 202, body = RunOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
     let (store_name, job) = find(&state, &id).await?;
-    let scheduler = &state.scheduler;
-    let now = scheduler.now();
-    let tz = zone_of(&job, scheduler.default_tz);
-    let mut run = Run::new(&job, now, RunStatus::Pending, now, tz);
-    run.lease_expires_at = Some(now + chrono::TimeDelta::seconds(scheduler.config.scheduler.lease_seconds as i64));
-    let store = scheduler.store(&store_name).cloned().ok_or_else(|| ApiError::Internal("store vanished".into()))?;
-    store.insert_run(&run).await?;
-    scheduler.submit(&store_name, store, vec![run.clone()], vec![None]);
+    let run = state.scheduler.run_now(&store_name, &job).await?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))))
 }
 
 /// A job's run history, newest first
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path), ListRunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,

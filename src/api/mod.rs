@@ -1,8 +1,13 @@
 //! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
+pub mod auth;
+pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod limits;
+pub mod links;
+pub mod metrics;
 pub mod scheduler;
 pub mod triggers;
 
@@ -30,6 +35,8 @@ pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     /// Cancelled to stop the HTTP server (after `POST /v1/scheduler/shutdown` has answered).
     pub server_shutdown: CancellationToken,
+    /// Cancelled once the scheduler has shut down, to end event streams after they carried `scheduler_shutdown`.
+    pub streams_stop: CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -42,7 +49,8 @@ pub struct AppState {
         (name = "jobs", description = "Add, inspect, change and remove jobs"),
         (name = "triggers", description = "Preview fire times"),
         (name = "scheduler", description = "Scheduler state and control"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "events", description = "The scheduler's events, streamed as server-sent events"),
+        (name = "health", description = "Liveness, readiness and metrics")
     )
 )]
 struct ApiDoc;
@@ -61,23 +69,39 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scheduler::pause_scheduler))
         .routes(routes!(scheduler::resume_scheduler))
         .routes(routes!(scheduler::shutdown_scheduler))
+        .routes(routes!(events::stream_events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes_and_spec().1
+}
+
+fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = api_routes().split_for_parts();
+    auth::document(&mut spec);
+    limits::document(&mut spec);
+    links::document(&mut spec);
+    (router, spec)
 }
 
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
-    let (router, spec) = api_routes().split_for_parts();
+    let (router, spec) = routes_and_spec();
+    let auth = auth::Auth::new(&state.scheduler.config.api);
+    let timeout = state.scheduler.config.api.request_timeout();
     router
         .with_state(state)
+        .merge(crate::ui::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost last: authentication first, then the clock on what remains.
+        .layer(axum::middleware::from_fn_with_state(timeout, limits::request_timeout))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::authenticate))
 }
 
 /// A JSON body: malformed JSON is 400, a body of the wrong shape 422 naming the field, too large 413.

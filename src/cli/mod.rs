@@ -1,3 +1,578 @@
-//! The `apsched` command line: `serve`, `migrate`, `preview`.
+//! The `apsched` command line. `serve` and `migrate` run the service (see `main.rs`); the client commands (`jobs`,
+//! `runs`, `scheduler`, and `preview --server`) talk to a running server through its public REST API only, so
+//! everything they do a script or SDK can do too. `preview` without `--server` computes locally.
 
+pub mod client;
+pub mod output;
 pub mod preview;
+pub mod shorthand;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use client::{CliError, Client, DEFAULT_SERVER, segment};
+use output::{cell, table, trigger_summary};
+
+/// Shown under the client commands' help, as in the README.
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the API refused the request (4xx); 2 usage error, nothing \
+     sent; 3 the server failed (5xx) or could not be reached.";
+
+/// How a client command reaches the server and prints its answer. Global, so the flags may follow the verb.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The server's base URL.
+    #[arg(long, env = "APSCHED_URL", default_value = DEFAULT_SERVER, global = true)]
+    pub server: String,
+    /// A bearer token for servers that require one.
+    #[arg(long, env = "APSCHED_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, soonest next run first.
+    List {
+        /// Only paused jobs.
+        #[arg(long, conflicts_with = "active")]
+        paused: bool,
+        /// Only jobs that are not paused.
+        #[arg(long)]
+        active: bool,
+        /// Only jobs of this job store.
+        #[arg(long)]
+        jobstore: Option<String>,
+        /// At most this many jobs (default: all of them).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one job.
+    Get { id: String },
+    /// Add a job from JSON (a file, or - for standard input) and/or shorthand flags; flags override the JSON.
+    Add {
+        /// A job as the API takes it (`POST /v1/jobs`); - reads standard input.
+        file: Option<PathBuf>,
+        /// The job's id (default: a UUID chosen by the server).
+        #[arg(long)]
+        id: Option<String>,
+        /// The job store to keep it in.
+        #[arg(long)]
+        jobstore: Option<String>,
+        /// Replace a job with the same id instead of failing.
+        #[arg(long)]
+        replace: bool,
+        /// Add it paused.
+        #[arg(long)]
+        paused: bool,
+        #[command(flatten)]
+        fields: JobFields,
+    },
+    /// Change a job: a JSON patch (a file, or -) and/or shorthand flags. A new trigger reschedules it.
+    Edit {
+        id: String,
+        /// Fields to change, as the API takes them (`PATCH /v1/jobs/{id}`); - reads standard input.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        fields: JobFields,
+    },
+    /// Pause a job: it stops firing until resumed.
+    Pause { id: String },
+    /// Resume a job: its next run time is recomputed from now.
+    Resume { id: String },
+    /// Run a job once now, outside its schedule.
+    Run { id: String },
+    /// Remove a job (its run history stays).
+    Remove { id: String },
+}
+
+/// Shorthand for the fields of a job; each one given overrides the same field of the JSON.
+#[derive(Debug, Default, Args)]
+pub struct JobFields {
+    /// A name for people.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A crontab line, e.g. "*/5 * * * *" (0 and 7 are Sunday).
+    #[arg(long, group = "when")]
+    pub cron: Option<String>,
+    /// Every so long: 30s, 5m, 2h, 1d, 1w, 1h30m.
+    #[arg(long, group = "when")]
+    pub interval: Option<String>,
+    /// Once, at this time (RFC 3339, or a date-time read in --timezone).
+    #[arg(long, group = "when")]
+    pub at: Option<String>,
+    /// Any trigger as JSON, e.g. '{"type": "cron", "hour": 9, "day_of_week": "mon-fri"}'.
+    #[arg(long, group = "when")]
+    pub trigger: Option<String>,
+    /// The trigger's IANA zone (default: the scheduler's).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// The webhook's URL.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The webhook's method (default POST).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// A header of the webhook call, "Name: value"; repeat for more.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A JSON body for the webhook call.
+    #[arg(long, conflicts_with = "body")]
+    pub json_body: Option<String>,
+    /// A text body for the webhook call.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Seconds before the webhook call is abandoned.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Fold a backlog of missed fires into one run: true or false.
+    #[arg(long)]
+    pub coalesce: Option<bool>,
+    /// How many runs of the job may overlap.
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Seconds a fire may be late and still run, or "none" to always run.
+    #[arg(long)]
+    pub misfire_grace_time: Option<String>,
+    /// The executor (delivery pool) to run it in.
+    #[arg(long)]
+    pub executor: Option<String>,
+}
+
+impl JobFields {
+    fn touches_action(&self) -> bool {
+        self.url.is_some()
+            || self.method.is_some()
+            || !self.headers.is_empty()
+            || self.json_body.is_some()
+            || self.body.is_some()
+            || self.timeout.is_some()
+    }
+
+    /// Write the flags given into `job` (a job to add or a patch).
+    fn apply(&self, job: &mut Map<String, Value>) -> Result<(), CliError> {
+        if let Some(name) = &self.name {
+            job.insert("name".into(), json!(name));
+        }
+        let trigger = shorthand::trigger(
+            self.trigger.as_deref(),
+            self.cron.as_deref(),
+            self.interval.as_deref(),
+            self.at.as_deref(),
+            self.timezone.as_deref(),
+        )?;
+        if let Some(trigger) = trigger {
+            job.insert("trigger".into(), trigger);
+        }
+        if self.touches_action() {
+            let action = job.entry("action").or_insert_with(|| json!({}));
+            let Value::Object(action) = action else {
+                return Err(CliError::usage("action: expected a JSON object"));
+            };
+            if let Some(url) = &self.url {
+                action.insert("url".into(), json!(url));
+            }
+            if let Some(method) = &self.method {
+                action.insert("method".into(), json!(method.to_uppercase()));
+            }
+            if !self.headers.is_empty() {
+                let headers = action.entry("headers").or_insert_with(|| json!({}));
+                let Value::Object(headers) = headers else {
+                    return Err(CliError::usage("action.headers: expected a JSON object"));
+                };
+                for text in &self.headers {
+                    let (name, value) = shorthand::header(text)?;
+                    // Header names are case-insensitive: a new value replaces the old whatever its case.
+                    headers.retain(|existing, _| !existing.eq_ignore_ascii_case(&name));
+                    headers.insert(name, json!(value));
+                }
+            }
+            if let Some(body) = &self.json_body {
+                action.remove("body");
+                action.insert("json".into(), shorthand::json_value("--json-body", body)?);
+            }
+            if let Some(body) = &self.body {
+                action.remove("json");
+                action.insert("body".into(), json!(body));
+            }
+            if let Some(timeout) = self.timeout {
+                action.insert("timeout_seconds".into(), json!(timeout));
+            }
+        }
+        if let Some(coalesce) = self.coalesce {
+            job.insert("coalesce".into(), json!(coalesce));
+        }
+        if let Some(max_instances) = self.max_instances {
+            job.insert("max_instances".into(), json!(max_instances));
+        }
+        if let Some(misfire) = &self.misfire_grace_time {
+            job.insert("misfire_grace_time".into(), shorthand::misfire(misfire)?);
+        }
+        if let Some(executor) = &self.executor {
+            job.insert("executor".into(), json!(executor));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The job's id (its runs outlive it).
+    pub job: String,
+    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulerCommand {
+    /// State, timezone, executors, job stores and job defaults.
+    Status,
+    /// Stop firing for all jobs; the API keeps serving.
+    Pause,
+    /// Start firing again.
+    Resume,
+    /// Stop the server: stop firing, wait for running deliveries (unless --no-wait), then exit.
+    Shutdown {
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// What a client command asks for.
+#[derive(Debug)]
+// Built once per process from the command line; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    Jobs(JobsCommand),
+    Runs(RunsArgs),
+    Scheduler(SchedulerCommand),
+    /// `apsched preview --server …`: the server's preview of a trigger.
+    Preview {
+        trigger: Value,
+        count: usize,
+        now: Option<String>,
+    },
+}
+
+/// Run a client command; the exit code is 0 on success, else `client::EXIT_*` with the error on stderr.
+pub fn run_client(connection: Connection, request: Request) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start: {err}");
+            return client::EXIT_SERVER;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = Client::new(&connection.server, connection.token.clone())?;
+        execute(&client, request, connection.json).await
+    });
+    match result {
+        Ok(text) => {
+            // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+            if !text.is_empty() {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
+            0
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Read a JSON object from a file, or from standard input for `-`.
+fn read_object(path: &PathBuf) -> Result<Map<String, Value>, CliError> {
+    let what = path.display().to_string();
+    let text = if what == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|err| CliError::usage(format!("cannot read standard input: {err}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(|err| CliError::usage(format!("cannot read {what}: {err}")))?
+    };
+    shorthand::json_object(&what, &text)
+}
+
+async fn execute(client: &Client, request: Request, as_json: bool) -> Result<String, CliError> {
+    match request {
+        Request::Jobs(command) => jobs(client, command, as_json).await,
+        Request::Runs(args) => runs(client, args, as_json).await,
+        Request::Scheduler(command) => scheduler(client, command, as_json).await,
+        Request::Preview { trigger, count, now } => {
+            let mut body = json!({"trigger": trigger, "count": count});
+            if let Some(now) = now {
+                body["now"] = json!(now);
+            }
+            let answer = client.post("/triggers/preview", Some(&body)).await?;
+            if as_json {
+                return Ok(pretty(&answer));
+            }
+            let times: Vec<String> = answer["fire_times"].as_array().into_iter().flatten().map(cell).collect();
+            Ok(times.join("\n"))
+        }
+    }
+}
+
+/// Every job (following cursors), up to `limit`.
+async fn list_jobs(client: &Client, filter: &str, limit: Option<usize>) -> Result<Vec<Value>, CliError> {
+    /// The API's largest page: fewest round trips.
+    const PAGE: usize = 1000;
+    let mut jobs = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_size = limit.map_or(PAGE, |limit| (limit - jobs.len()).min(PAGE));
+        if page_size == 0 {
+            return Ok(jobs);
+        }
+        let mut query = format!("/jobs?limit={page_size}{filter}");
+        if let Some(cursor) = &cursor {
+            query.push_str(&format!("&cursor={}", segment(cursor)));
+        }
+        let page = client.get(&query).await?;
+        jobs.extend(page["jobs"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(jobs),
+        }
+    }
+}
+
+fn job_state(job: &Value) -> &'static str {
+    if job["paused"] == true { "paused" } else { "active" }
+}
+
+fn describe_job(job: &Value) -> String {
+    let action = &job["action"];
+    let mut lines = vec![
+        ("id", cell(&job["id"])),
+        ("name", cell(&job["name"])),
+        ("trigger", trigger_summary(&job["trigger"])),
+        ("state", job_state(job).to_string()),
+        ("next run", cell(&job["next_run_time"])),
+        ("webhook", format!("{} {}", cell(&action["method"]), cell(&action["url"]))),
+    ];
+    if let Some(headers) = action["headers"].as_object() {
+        for (name, value) in headers {
+            lines.push(("header", format!("{name}: {}", cell(value))));
+        }
+    }
+    if !action["json"].is_null() {
+        lines.push(("json body", action["json"].to_string()));
+    }
+    if !action["body"].is_null() {
+        lines.push(("body", cell(&action["body"])));
+    }
+    lines.extend([
+        ("coalesce", cell(&job["coalesce"])),
+        ("max instances", cell(&job["max_instances"])),
+        ("misfire grace", cell(&job["misfire_grace_time"])),
+        ("executor", cell(&job["executor"])),
+        ("job store", cell(&job["jobstore"])),
+        ("created", cell(&job["created_at"])),
+        ("updated", cell(&job["updated_at"])),
+    ]);
+    lines.iter().map(|(key, value)| format!("{:<14} {value}", format!("{key}:"))).collect::<Vec<_>>().join("\n")
+}
+
+async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<String, CliError> {
+    let job_path = |id: &str| format!("/jobs/{}", segment(id));
+    let (answer, human) = match command {
+        JobsCommand::List { paused, active, jobstore, limit } => {
+            let mut filter = String::new();
+            if paused || active {
+                filter.push_str(&format!("&paused={paused}"));
+            }
+            if let Some(store) = &jobstore {
+                filter.push_str(&format!("&jobstore={}", segment(store)));
+            }
+            let jobs = list_jobs(client, &filter, limit).await?;
+            let rows: Vec<Vec<String>> = jobs
+                .iter()
+                .map(|job| {
+                    vec![
+                        cell(&job["id"]),
+                        cell(&job["name"]),
+                        trigger_summary(&job["trigger"]),
+                        cell(&job["next_run_time"]),
+                        job_state(job).to_string(),
+                    ]
+                })
+                .collect();
+            let human = if jobs.is_empty() {
+                "no jobs".to_string()
+            } else {
+                table(&["ID", "NAME", "TRIGGER", "NEXT RUN", "STATE"], &rows)
+            };
+            (Value::Array(jobs), human)
+        }
+        JobsCommand::Get { id } => {
+            let job = client.get(&job_path(&id)).await?;
+            let human = describe_job(&job);
+            (job, human)
+        }
+        JobsCommand::Add { file, id, jobstore, replace, paused, fields } => {
+            let mut job = match &file {
+                Some(path) => read_object(path)?,
+                None => Map::new(),
+            };
+            if let Some(id) = id {
+                job.insert("id".into(), json!(id));
+            }
+            if let Some(store) = jobstore {
+                job.insert("jobstore".into(), json!(store));
+            }
+            if replace {
+                job.insert("replace_existing".into(), json!(true));
+            }
+            if paused {
+                job.insert("paused".into(), json!(true));
+            }
+            fields.apply(&mut job)?;
+            let added = client.post("/jobs", Some(&Value::Object(job))).await?;
+            let human = format!("added job {}; next run {}", cell(&added["id"]), cell(&added["next_run_time"]));
+            (added, human)
+        }
+        JobsCommand::Edit { id, file, fields } => {
+            let mut patch = match &file {
+                Some(path) => read_object(path)?,
+                None => Map::new(),
+            };
+            if fields.touches_action() && !patch.contains_key("action") {
+                // The API replaces the action whole; start from the stored one so unnamed parts stay.
+                let current = client.get(&job_path(&id)).await?;
+                let mut action = current["action"].clone();
+                if let Some(headers) = action["headers"].as_object_mut() {
+                    headers.retain(|name, _| {
+                        !fields
+                            .headers
+                            .iter()
+                            .any(|h| h.split(':').next().is_some_and(|n| n.trim().eq_ignore_ascii_case(name)))
+                    });
+                    if let Some((name, _)) = headers.iter().find(|(_, value)| *value == crate::action::MASK) {
+                        return Err(CliError::usage(format!(
+                            "action.headers: {name} is a masked secret ({}); give it again with --header \"{name}: …\" \
+                             or send the whole action as JSON, else the mask itself would be saved",
+                            crate::action::MASK
+                        )));
+                    }
+                }
+                patch.insert("action".into(), action);
+            }
+            fields.apply(&mut patch)?;
+            if patch.is_empty() {
+                return Err(CliError::usage("nothing to change: give a JSON patch or flags such as --cron or --url"));
+            }
+            let edited = client.send(reqwest::Method::PATCH, &job_path(&id), Some(&Value::Object(patch))).await?;
+            let human = format!("changed job {}; next run {}", cell(&edited["id"]), cell(&edited["next_run_time"]));
+            (edited, human)
+        }
+        JobsCommand::Pause { id } => {
+            let job = client.post(&format!("{}/pause", job_path(&id)), None).await?;
+            let human = format!("paused job {}", cell(&job["id"]));
+            (job, human)
+        }
+        JobsCommand::Resume { id } => {
+            let job = client.post(&format!("{}/resume", job_path(&id)), None).await?;
+            let human = format!("resumed job {}; next run {}", cell(&job["id"]), cell(&job["next_run_time"]));
+            (job, human)
+        }
+        JobsCommand::Run { id } => {
+            let run = client.post(&format!("{}/run", job_path(&id)), None).await?;
+            let human = format!("started a run of job {id} (idempotency key {})", cell(&run["idempotency_key"]));
+            (run, human)
+        }
+        JobsCommand::Remove { id } => {
+            client.send(reqwest::Method::DELETE, &job_path(&id), None).await?;
+            (json!({"id": id, "removed": true}), format!("removed job {id}"))
+        }
+    };
+    Ok(if as_json { pretty(&answer) } else { human })
+}
+
+async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, CliError> {
+    let mut path = format!("/jobs/{}/runs?limit={}", segment(&args.job), args.limit);
+    if let Some(status) = &args.status {
+        path.push_str(&format!("&status={}", segment(status)));
+    }
+    let answer = client.get(&path).await?;
+    let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+    if as_json {
+        return Ok(pretty(&Value::Array(runs)));
+    }
+    if runs.is_empty() {
+        return Ok(format!("no runs of job {}", args.job));
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            let duration = run["duration_ms"].as_u64().map_or("-".to_string(), |ms| format!("{ms} ms"));
+            let note = [&run["error"], &run["response_excerpt"]].into_iter().find(|v| v.is_string()).map(cell);
+            vec![
+                cell(&run["scheduled_time"]),
+                cell(&run["status"]),
+                cell(&run["attempts"]),
+                cell(&run["http_status"]),
+                duration,
+                note.unwrap_or_default().replace('\n', " "),
+            ]
+        })
+        .collect();
+    Ok(table(&["SCHEDULED", "STATUS", "ATTEMPTS", "HTTP", "DURATION", "ERROR / RESPONSE"], &rows))
+}
+
+async fn scheduler(client: &Client, command: SchedulerCommand, as_json: bool) -> Result<String, CliError> {
+    let answer = match &command {
+        SchedulerCommand::Status => client.get("/scheduler").await?,
+        SchedulerCommand::Pause => client.post("/scheduler/pause", None).await?,
+        SchedulerCommand::Resume => client.post("/scheduler/resume", None).await?,
+        SchedulerCommand::Shutdown { no_wait } => {
+            client.post("/scheduler/shutdown", Some(&json!({"wait": !no_wait}))).await?
+        }
+    };
+    if as_json {
+        return Ok(pretty(&answer));
+    }
+    let mut lines = match command {
+        SchedulerCommand::Status => vec![],
+        SchedulerCommand::Pause => vec!["scheduler paused: no job fires until it is resumed".to_string()],
+        SchedulerCommand::Resume => vec!["scheduler resumed".to_string()],
+        SchedulerCommand::Shutdown { .. } => vec!["scheduler shut down; the server is exiting".to_string()],
+    };
+    lines.push(format!("state:        {}", cell(&answer["state"])));
+    lines.push(format!("timezone:     {}", cell(&answer["timezone"])));
+    for (name, pool) in answer["executors"].as_object().into_iter().flatten() {
+        lines.push(format!(
+            "executor:     {name} ({} workers, {} running, {} queued)",
+            cell(&pool["max_workers"]),
+            cell(&pool["running"]),
+            cell(&pool["queued"])
+        ));
+    }
+    for (name, store) in answer["jobstores"].as_object().into_iter().flatten() {
+        lines.push(format!("job store:    {name} ({})", cell(&store["type"])));
+    }
+    let defaults = &answer["job_defaults"];
+    lines.push(format!(
+        "job defaults: coalesce={} max_instances={} misfire_grace_time={}",
+        cell(&defaults["coalesce"]),
+        cell(&defaults["max_instances"]),
+        cell(&defaults["misfire_grace_time"])
+    ));
+    Ok(lines.join("\n"))
+}

@@ -1,5 +1,5 @@
 //! Executors: named delivery pools (APScheduler's executors). A pool bounds how many webhook calls run at once;
-//! the rest wait in its queue.
+//! the rest wait in its queue. A run waiting between two attempts holds no worker; the pool only counts it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     running: AtomicUsize,
     queued: AtomicUsize,
+    retrying: AtomicUsize,
 }
 
 /// A worker slot: counted as running until dropped.
@@ -30,6 +31,17 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// A run waiting to be tried again: counted as retrying until dropped.
+pub struct Waiting<'a> {
+    pool: &'a Pool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pool.retrying.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Pool {
     pub fn new(max_workers: usize) -> Pool {
         Pool {
@@ -37,6 +49,7 @@ impl Pool {
             permits: Arc::new(Semaphore::new(max_workers)),
             running: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            retrying: AtomicUsize::new(0),
         }
     }
 
@@ -55,11 +68,18 @@ impl Pool {
         Slot { pool: self, _permit: permit }
     }
 
+    /// Count a run as waiting for its next attempt.
+    pub fn waiting_to_retry(&self) -> Waiting<'_> {
+        self.retrying.fetch_add(1, Ordering::Relaxed);
+        Waiting { pool: self }
+    }
+
     pub fn status(&self) -> PoolStatus {
         PoolStatus {
             max_workers: self.max_workers,
             running: self.running.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            retrying: self.retrying.load(Ordering::Relaxed),
         }
     }
 }
@@ -69,6 +89,8 @@ pub struct PoolStatus {
     pub max_workers: usize,
     pub running: usize,
     pub queued: usize,
+    /// Runs waiting between two attempts; they hold no worker.
+    pub retrying: usize,
 }
 
 pub struct Executors {
@@ -103,7 +125,7 @@ mod tests {
         let pool = Arc::new(Pool::new(2));
         let a = pool.slot().await;
         let _b = pool.slot().await;
-        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 2, queued: 0 });
+        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 2, queued: 0, retrying: 0 });
         let waiting = {
             let pool = pool.clone();
             tokio::spawn(async move {
@@ -116,6 +138,6 @@ mod tests {
         assert_eq!(pool.status().queued, 1);
         drop(a);
         waiting.await.unwrap();
-        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 1, queued: 0 });
+        assert_eq!(pool.status(), PoolStatus { max_workers: 2, running: 1, queued: 0, retrying: 0 });
     }
 }

@@ -1,8 +1,10 @@
 //! The scheduler: one loop per process that sleeps until the earliest next run time across the job stores (or
 //! until woken by a change), claims what is due through the run ledger, and hands each fire to its executor's
-//! pool for delivery. `tick` is one round; `run` is the loop.
+//! pool for delivery. `tick` is one round; `run` is the loop. Deliveries run apart from the loop (a retry never
+//! holds up a fire), publish events, and count metrics; a background task prunes the run history.
 
 pub mod clock;
+pub mod events;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,12 +20,18 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use crate::action::http::{self, DeliveryHeaders};
+use crate::action::policy::TargetPolicy;
+use crate::action::ratelimit::RateLimits;
+use crate::action::retry::{is_retryable, parse_retry_after};
+use crate::action::signing::SigningKey;
 use crate::config::Config;
 use crate::executor::Executors;
 use crate::job::{Job, Run, RunStatus};
-use crate::store::{JobStore, StoreError, StoreResult};
+use crate::metrics::Metrics;
+use crate::store::{JobStore, Prune, StoreError, StoreResult};
 use crate::trigger::time::format_time;
 use clock::Clock;
+use events::{EVENT_BUFFER, EventBus, EventKind, Subject};
 use plan::RulesPlanner;
 
 /// Due jobs claimed per store in one transaction: large enough for a burst, small enough to keep the transaction
@@ -37,6 +45,8 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// A run whose lease is older than any process could hold it: what start-up uses to take over everything an
 /// exclusive store (memory, SQLite) left unfinished.
 const EXCLUSIVE_TAKEOVER: chrono::TimeDelta = chrono::TimeDelta::days(365 * 100);
+/// Runs deleted per prune call: keeps each transaction (and SQLite's write lock) short so claims are not held up.
+const PRUNE_BATCH: usize = 1000;
 
 /// The current backoff, doubling the next one up to the cap.
 fn grow(backoff: &mut Duration) -> Duration {
@@ -68,6 +78,9 @@ pub struct Scheduler {
     pub executors: Executors,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// Which targets deliveries may reach (`[webhooks] allow`/`deny`); the API checks it when a job is saved.
+    pub policy: Arc<TargetPolicy>,
+    rate_limits: RateLimits,
     wake: Notify,
     state: watch::Sender<SchedulerState>,
     /// Stops the loop and lease upkeep; deliveries in flight go on.
@@ -75,6 +88,10 @@ pub struct Scheduler {
     deliveries: TaskTracker,
     /// Runs being delivered, by idempotency key → store name, whose leases this process extends.
     in_flight: Mutex<HashMap<String, String>>,
+    /// `[webhooks] signing_secret`, for jobs without their own.
+    signing_key: Option<SigningKey>,
+    pub events: EventBus,
+    pub metrics: Metrics,
 }
 
 impl Scheduler {
@@ -88,18 +105,34 @@ impl Scheduler {
             stores.insert(name.clone(), StoreEntry { store, exclusive });
         }
         let (state, _) = watch::channel(SchedulerState::Running);
+        let signing_key = match &config.webhooks.signing_secret {
+            Some(secret) => Some(
+                SigningKey::parse(secret)
+                    .map_err(|message| anyhow::anyhow!("configuration: webhooks.signing_secret: {message}"))?,
+            ),
+            None => None,
+        };
+        let policy = Arc::new(
+            TargetPolicy::from_config(&config.webhooks)
+                .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?,
+        );
         Ok(Arc::new(Scheduler {
+            rate_limits: RateLimits::new(&config.webhooks),
             executors: Executors::new(&config.executors),
             config: Arc::new(config),
             default_tz,
             stores,
             clock,
-            http: http::client(),
+            http: http::client(policy.clone()),
+            policy,
             wake: Notify::new(),
             state,
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
+            signing_key,
+            events: EventBus::new(EVENT_BUFFER),
+            metrics: Metrics::default(),
         }))
     }
 
@@ -134,32 +167,45 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
+    /// Publish an event stamped with the scheduler's clock.
+    pub fn publish(&self, kind: EventKind, subject: Subject) {
+        self.events.publish(kind, self.clock.now(), subject);
+    }
+
     pub fn pause(&self) {
-        self.state.send_if_modified(|state| {
+        let changed = self.state.send_if_modified(|state| {
             let change = *state == SchedulerState::Running;
             if change {
                 *state = SchedulerState::Paused;
             }
             change
         });
+        if changed {
+            self.publish(EventKind::SchedulerPaused, Subject::Scheduler);
+        }
         self.wake();
     }
 
     pub fn resume(&self) {
-        self.state.send_if_modified(|state| {
+        let changed = self.state.send_if_modified(|state| {
             let change = *state == SchedulerState::Paused;
             if change {
                 *state = SchedulerState::Running;
             }
             change
         });
+        if changed {
+            self.publish(EventKind::SchedulerResumed, Subject::Scheduler);
+        }
         self.wake();
     }
 
     /// Stop firing; with `wait`, return once every delivery in flight has finished. Runs not yet delivered stay in
-    /// the ledger and are delivered at the next start.
+    /// the ledger and are delivered at the next start; so do runs waiting for a retry, which stop waiting.
     pub async fn shutdown(&self, wait: bool) {
-        self.state.send_replace(SchedulerState::Stopped);
+        if self.state.send_replace(SchedulerState::Stopped) != SchedulerState::Stopped {
+            self.publish(EventKind::SchedulerShutdown, Subject::Scheduler);
+        }
         self.stop_firing.cancel();
         self.deliveries.close();
         if wait {
@@ -174,10 +220,22 @@ impl Scheduler {
     }
 
     async fn run(self: Arc<Self>) {
+        self.publish(EventKind::SchedulerStarted, Subject::Scheduler);
+        // Replicas sharing a store wake this loop when they change its jobs.
+        let watchers: Vec<_> = (self.stores.values())
+            .map(|entry| {
+                let (store, stop, scheduler) = (entry.store.clone(), self.stop_firing.clone(), self.clone());
+                tokio::spawn(async move { store.watch_changes(stop, Arc::new(move || scheduler.wake())).await })
+            })
+            .collect();
         self.recover_unfinished(true).await;
         let upkeep = {
             let scheduler = self.clone();
             tokio::spawn(async move { scheduler.lease_upkeep().await })
+        };
+        let pruner = {
+            let scheduler = self.clone();
+            tokio::spawn(async move { scheduler.prune_periodically().await })
         };
         let mut backoff = STORE_RETRY_MIN;
         loop {
@@ -220,6 +278,9 @@ impl Scheduler {
             }
         }
         upkeep.abort();
+        // The pruner stops at its next await once firing stops; a batch in progress finishes first.
+        let _ = pruner.await;
+        watchers.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     /// One round: claim what is due in every store and hand it to the executors. `true` when a store had more due
@@ -233,10 +294,28 @@ impl Scheduler {
             match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
                 Ok(runs) => {
                     more |= runs.len() >= CLAIM_BATCH;
+                    // Published only now, after the claim committed: what the planner decided is then the ledger's.
+                    let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
+                        runs.into_iter().partition(|run| run.status.is_unfinished());
+                    for run in recorded {
+                        self.metrics.fire(run.status);
+                        let kind = match run.status {
+                            RunStatus::Missed => EventKind::JobMissed,
+                            RunStatus::Skipped => EventKind::JobMaxInstances,
+                            // A coalesced fire ran as part of a later one; APScheduler reports nothing for it.
+                            _ => continue,
+                        };
+                        self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: name.clone() });
+                    }
                     let mut jitter = planner.take_jitter();
-                    for chain in chains(runs) {
+                    for chain in chains(to_deliver) {
+                        chain.iter().for_each(|run| self.metrics.fire(run.status));
                         let delays = chain.iter().map(|run| jitter.remove(&run.idempotency_key)).collect();
                         self.submit(name, entry.store.clone(), chain, delays);
+                    }
+                    for job_id in planner.take_finished() {
+                        let subject = Subject::RemovedJob { job_id, jobstore: name.clone() };
+                        self.publish(EventKind::JobRemoved, subject);
                     }
                 }
                 // One store down must not stop the others from firing.
@@ -310,6 +389,69 @@ impl Scheduler {
         }
     }
 
+    /// Run a job once now, outside its schedule: a new ledger row (its scheduled time is now, its key new),
+    /// delivered at once.
+    pub async fn run_now(self: &Arc<Self>, store_name: &str, job: &Job) -> StoreResult<Run> {
+        let store = self.store(store_name).cloned().ok_or(StoreError::NotFound)?;
+        let now = self.clock.now();
+        let tz = job.compiled_trigger(self.default_tz).map(|t| t.timezone()).unwrap_or(self.default_tz);
+        let mut run = Run::new(job, now, RunStatus::Pending, now, tz);
+        run.lease_expires_at = Some(now + self.lease());
+        store.insert_run(&run).await?;
+        self.metrics.fire(run.status);
+        self.submit(store_name, store, vec![run.clone()], vec![None]);
+        Ok(run)
+    }
+
+    /// Apply `[runs]` retention every `prune_interval_seconds` until firing stops.
+    async fn prune_periodically(self: Arc<Self>) {
+        let period = Duration::from_secs(self.config.runs.prune_interval_seconds);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.stop_firing.cancelled() => return,
+            }
+            self.prune_runs().await;
+        }
+    }
+
+    /// One round of retention over every store, in batches; the number of runs deleted.
+    pub async fn prune_runs(&self) -> u64 {
+        let retention = &self.config.runs;
+        let prune = Prune {
+            finished_before: (retention.retention_seconds > 0).then(|| {
+                self.clock.now()
+                    - chrono::TimeDelta::seconds(i64::try_from(retention.retention_seconds).unwrap_or(i64::MAX))
+            }),
+            keep_per_job: (retention.retention_per_job > 0).then_some(retention.retention_per_job),
+            limit: PRUNE_BATCH,
+        };
+        let mut total = 0;
+        for (name, entry) in &self.stores {
+            loop {
+                match entry.store.prune_runs(&prune).await {
+                    Ok(deleted) => {
+                        total += deleted;
+                        self.metrics.pruned(deleted);
+                        if deleted < PRUNE_BATCH as u64 || self.stop_firing.is_cancelled() {
+                            break;
+                        }
+                        // Let claims and API calls in between batches.
+                        tokio::task::yield_now().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(store = %name, error = %err, "cannot prune the run history; next round retries");
+                        break;
+                    }
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(runs = total, "pruned the run history");
+        }
+        total
+    }
+
     /// Queue claimed runs of one job for delivery, one after another, on its executor's pool; `delays` are their
     /// jitter.
     pub fn submit(
@@ -325,45 +467,123 @@ impl Scheduler {
                 in_flight.insert(run.idempotency_key.clone(), store_name.to_string());
             }
         }
+        for run in &chain {
+            let subject = Subject::Run { run: Arc::new(run.clone()), jobstore: store_name.to_string() };
+            self.publish(EventKind::JobSubmitted, subject);
+        }
         let scheduler = self.clone();
+        let store_name = store_name.to_string();
         self.deliveries.spawn(async move {
             for (run, delay) in chain.into_iter().zip(delays) {
-                scheduler.deliver(store.as_ref(), run, delay).await;
+                scheduler.deliver(store.as_ref(), &store_name, run, delay).await;
             }
         });
     }
 
-    async fn deliver(&self, store: &dyn JobStore, mut run: Run, delay: Option<Duration>) {
-        let pool = self.executors.pool(&run.executor);
-        let _slot = pool.slot().await;
+    /// The key that signs a run's calls: the action's own secret, else the configured one. A stored secret that
+    /// no longer parses (saved before validation existed) sends the call unsigned rather than not at all.
+    fn signing_key_for(&self, run: &Run) -> Option<SigningKey> {
+        match run.action.signing_secret.as_deref() {
+            Some(secret) => match SigningKey::parse(secret) {
+                Ok(key) => Some(key),
+                Err(message) => {
+                    tracing::error!(job_id = %run.job_id, %message, "the job's signing secret is invalid; sending unsigned");
+                    None
+                }
+            },
+            None => self.signing_key.clone(),
+        }
+    }
+
+    /// Deliver one run: attempt, and while the action's retry policy allows, wait and attempt again. The worker
+    /// slot is held only during an attempt; while waiting the run stays `running` in the ledger (so it counts
+    /// against max_instances and keeps its lease), and the scheduler loop goes on firing regardless.
+    async fn deliver(&self, store: &dyn JobStore, store_name: &str, mut run: Run, delay: Option<Duration>) {
+        // Jitter is waited out before taking a worker, so a jittered fire holds none idle.
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
+        let pool = self.executors.pool(&run.executor);
         let scheduled_time = format_time(run.scheduled_time, run.timezone());
-        run.status = RunStatus::Running;
-        run.started_at = Some(self.clock.now());
-        run.attempts += 1;
-        self.save_run(store, &run).await;
-        let attempt = http::attempt(
-            &self.http,
-            &run.action,
-            &DeliveryHeaders {
-                job_id: &run.job_id,
-                scheduled_time: &scheduled_time,
-                idempotency_key: &run.idempotency_key,
-            },
-        )
-        .await;
-        run.status = if attempt.succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
-        run.http_status = attempt.http_status;
-        run.error = attempt.error;
-        run.response_excerpt = attempt.response_excerpt;
-        run.duration_ms = Some(attempt.duration.as_millis() as u64);
+        let signing_key = self.signing_key_for(&run);
+        loop {
+            // Before taking a worker, so a rate-limited target does not hold up the pool.
+            self.rate_limits.acquire(&run.action.url).await;
+            let slot = pool.slot().await;
+            let started = self.clock.now();
+            if run.started_at.is_none() {
+                run.started_at = Some(started);
+                self.metrics.lateness(started - run.scheduled_time);
+            }
+            run.status = RunStatus::Running;
+            // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
+            run.attempts += 1;
+            self.save_run(store, &run).await;
+            // A literal address never reaches the policy's resolver; names are checked there, after resolution.
+            let attempt = match self.policy.check_url(&run.action.url) {
+                Err(reason) => http::Attempt::refused(format!("target policy: {reason}; no request was made")),
+                Ok(()) => {
+                    http::attempt(
+                        &self.http,
+                        &run.action,
+                        &DeliveryHeaders {
+                            job_id: &run.job_id,
+                            scheduled_time: &scheduled_time,
+                            idempotency_key: &run.idempotency_key,
+                            signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
+                        },
+                    )
+                    .await
+                }
+            };
+            drop(slot);
+            self.metrics.attempt(&attempt);
+            run.http_status = attempt.http_status;
+            run.error = attempt.error.clone();
+            run.response_excerpt = attempt.response_excerpt.clone();
+            run.duration_ms = Some(attempt.duration.as_millis() as u64);
+            let policy = run.action.retry.clone().filter(|policy| {
+                !attempt.succeeded
+                    && run.attempts < policy.max_attempts
+                    && is_retryable(attempt.http_status, attempt.transport_failed)
+            });
+            let Some(policy) = policy else {
+                run.status = if attempt.succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
+                break;
+            };
+            let retry_after =
+                attempt.retry_after.as_deref().and_then(|value| parse_retry_after(value, self.clock.now()));
+            let wait = policy.wait(run.attempts, retry_after);
+            run.error = Some(format!(
+                "{} (attempt {} of {}; next in {:.1} s)",
+                attempt.error.as_deref().unwrap_or("failed"),
+                run.attempts,
+                policy.max_attempts,
+                wait.as_secs_f64()
+            ));
+            tracing::info!(job_id = %run.job_id, attempt = run.attempts, http_status = ?run.http_status, ?wait, "delivery failed; retrying");
+            self.save_run(store, &run).await;
+            self.metrics.retry();
+            let _waiting = pool.waiting_to_retry();
+            tokio::select! {
+                biased;
+                _ = self.stop_firing.cancelled() => {
+                    // Left running in the ledger: the next start delivers it again, with the same key.
+                    tracing::info!(job_id = %run.job_id, attempts = run.attempts, "stopping; the retry is left for the next start");
+                    self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
+                    return;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         run.finished_at = Some(self.clock.now());
         run.lease_expires_at = None;
-        tracing::info!(job_id = %run.job_id, status = run.status.as_str(), http_status = ?run.http_status, "delivered");
+        tracing::info!(job_id = %run.job_id, status = run.status.as_str(), http_status = ?run.http_status, attempts = run.attempts, "delivered");
         self.save_run(store, &run).await;
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
+        self.metrics.delivered(run.status);
+        let kind = if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
+        self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });
     }
 
     /// Record a run's progress, riding out a store outage: the fire stays leased meanwhile, and if the process

@@ -26,16 +26,23 @@ const BROKEN_TRIGGER_RETRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub struct RulesPlanner {
     default_tz: Tz,
     jitter: Mutex<HashMap<String, Duration>>,
+    /// Jobs whose trigger ended in this round: the store removes them, the scheduler reports it.
+    finished: Mutex<Vec<String>>,
 }
 
 impl RulesPlanner {
     pub fn new(default_tz: Tz) -> RulesPlanner {
-        RulesPlanner { default_tz, jitter: Mutex::new(HashMap::new()) }
+        RulesPlanner { default_tz, jitter: Mutex::new(HashMap::new()), finished: Mutex::new(Vec::new()) }
     }
 
     /// The jitter delays drawn in this round, by idempotency key.
     pub fn take_jitter(&self) -> HashMap<String, Duration> {
         std::mem::take(&mut *self.jitter.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// The jobs planned in this round whose trigger has no further fire time (removed by the claim).
+    pub fn take_finished(&self) -> Vec<String> {
+        std::mem::take(&mut *self.finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
@@ -105,6 +112,9 @@ impl Planner for RulesPlanner {
                 self.jitter.lock().unwrap_or_else(|p| p.into_inner()).insert(run.idempotency_key.clone(), delay);
             }
             runs.push(run);
+        }
+        if next.is_none() {
+            self.finished.lock().unwrap_or_else(|p| p.into_inner()).push(job.id.clone());
         }
         FirePlan { runs, next_run_time: next }
     }
@@ -219,6 +229,19 @@ mod tests {
         let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, at("2026-06-01T00:00:00Z"));
         assert_eq!(statuses(&plan), [RunStatus::Pending]);
         assert_eq!(plan.next_run_time, None);
+    }
+
+    #[test]
+    fn the_planner_reports_the_jobs_whose_trigger_ended() {
+        let mut ending = every_minute(true, None, 1);
+        ending.id = "ending".into();
+        ending.trigger =
+            serde_json::from_value(serde_json::json!({"type": "date", "run_date": "2026-06-01T00:00:00Z"})).unwrap();
+        let planner = RulesPlanner::new(Tz::UTC);
+        planner.plan(&ending, 0, at("2026-06-01T00:00:00Z"));
+        planner.plan(&every_minute(true, None, 1), 0, at("2026-06-01T00:00:00Z"));
+        assert_eq!(planner.take_finished(), ["ending"]);
+        assert!(planner.take_finished().is_empty(), "taken once");
     }
 
     #[test]

@@ -12,8 +12,9 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
-use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, RunCursor, RunQuery, StoreError, job_order_key};
+use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError, job_order_key};
 use crate::job::{Job, Run, RunStatus};
 
 /// A store for one test, with whatever must live as long as it (a temporary directory, a scratch schema).
@@ -48,6 +49,58 @@ pub(crate) async fn sqlite_fixture() -> Fixture {
     Fixture::new(store).keeping(dir)
 }
 
+/// The test database when `APSCHED_TEST_DATABASE_URL` is unset (what CI sets): the PostgreSQL tests always run,
+/// and fail when the server is unreachable.
+pub(crate) const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Connections per test store: a contract case makes one call at a time.
+const TEST_POOL_SIZE: u32 = 2;
+
+/// A schema of its own for one test, so tests run in parallel on one database; dropped with everything in it.
+pub(crate) struct ScratchSchema {
+    admin_url: String,
+    name: String,
+    /// The test database with this schema as its search path.
+    pub(crate) url: String,
+}
+
+impl ScratchSchema {
+    pub(crate) async fn create() -> ScratchSchema {
+        let admin_url =
+            std::env::var("APSCHED_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string());
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| panic!("PostgreSQL at {admin_url} (APSCHED_TEST_DATABASE_URL): {err}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut admin).await.unwrap();
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{separator}options[search_path]={name}");
+        ScratchSchema { admin_url, name, url }
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any async context; a thread of its own can block on the cleanup.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut admin).await
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not drop the scratch schema {}: {err}", self.name);
+        }
+    }
+}
+
+pub(crate) async fn postgres_fixture() -> Fixture {
+    let schema = ScratchSchema::create().await;
+    let store = PostgresStore::connect(&schema.url, TEST_POOL_SIZE).await.expect("connect to a fresh schema");
+    Fixture::new(store).keeping(schema)
+}
+
 /// Expands every contract case into a `#[tokio::test]` in a module `$module`, each against a fresh store from
 /// `$fixture` (an expression, resolved inside `$module`, whose value is a future of a `Fixture`).
 macro_rules! store_contract_tests {
@@ -65,13 +118,16 @@ macro_rules! store_contract_tests {
             claim_respects_the_limit,
             claim_tells_the_planner_the_jobs_active_runs,
             claim_removes_a_job_whose_plan_has_no_next_run_time,
-            claim_records_finished_runs_but_returns_only_pending_ones,
+            claim_returns_every_inserted_run_and_leases_only_pending_ones,
             claim_never_inserts_a_fire_twice,
             insert_run_conflicts_on_a_taken_fire,
             update_run_round_trips_every_field,
             take_expired_runs_releases_only_expired_unfinished_runs,
             extend_leases_moves_only_the_named_unfinished_runs,
             list_runs_newest_first_filtered_and_paginated,
+            prune_by_age_deletes_only_old_finished_runs,
+            prune_by_count_keeps_each_jobs_newest_finished_runs,
+            prune_respects_its_limit_and_needs_a_rule,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -504,23 +560,24 @@ pub(crate) async fn claim_removes_a_job_whose_plan_has_no_next_run_time(store: &
     assert_eq!(store.list_runs("once", &all_runs()).await.unwrap(), claimed, "its last fire is still delivered");
 }
 
-pub(crate) async fn claim_records_finished_runs_but_returns_only_pending_ones(store: &dyn JobStore) {
+pub(crate) async fn claim_returns_every_inserted_run_and_leases_only_pending_ones(store: &dyn JobStore) {
     store.add_job(&job("behind", Some(at(0))), false).await.unwrap();
     let claimed = store.claim_due(at(0), 10, at(30), &Backlog).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!((claimed[0].status, claimed[0].scheduled_time), (RunStatus::Pending, at(0)));
-
-    let ledger = store.list_runs("behind", &all_runs()).await.unwrap();
-    let rows: Vec<(RunStatus, DateTime<Utc>, Option<DateTime<Utc>>)> =
-        ledger.iter().map(|run| (run.status, run.scheduled_time, run.lease_expires_at)).collect();
+    let returned: Vec<(RunStatus, DateTime<Utc>, Option<DateTime<Utc>>)> =
+        claimed.iter().map(|run| (run.status, run.scheduled_time, run.lease_expires_at)).collect();
     assert_eq!(
-        rows,
+        returned,
         [
-            (RunStatus::Pending, at(0), Some(at(30))),
-            (RunStatus::Coalesced, at(-60), None),
             (RunStatus::Missed, at(-120), None),
-        ]
+            (RunStatus::Coalesced, at(-60), None),
+            (RunStatus::Pending, at(0), Some(at(30))),
+        ],
+        "in plan order, only the pending run leased"
     );
+
+    let mut ledger = store.list_runs("behind", &all_runs()).await.unwrap();
+    ledger.reverse();
+    assert_eq!(ledger, claimed, "the ledger holds what was returned");
     assert_eq!(store.get_job("behind").await.unwrap().unwrap().next_run_time, Some(at(60)));
 }
 
@@ -534,9 +591,10 @@ pub(crate) async fn claim_never_inserts_a_fire_twice(store: &dyn JobStore) {
     assert!(second.is_empty(), "a fire already in the ledger is not delivered again: {second:?}");
     assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), first, "the first claim's row is untouched");
 
-    // Only the taken fire is left out: the same plan's other rows still go in.
+    // Only the taken fire is left out (and not returned): the same plan's other rows still go in.
     let third = store.claim_due(at(1), 10, at(31), &Backlog).await.unwrap();
-    assert!(third.is_empty());
+    let statuses: Vec<RunStatus> = third.iter().map(|run| run.status).collect();
+    assert_eq!(statuses, [RunStatus::Missed, RunStatus::Coalesced]);
     let statuses: Vec<RunStatus> = store.list_runs("j", &all_runs()).await.unwrap().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [RunStatus::Pending, RunStatus::Coalesced, RunStatus::Missed]);
 }
@@ -703,5 +761,84 @@ pub(crate) async fn list_runs_newest_first_filtered_and_paginated(store: &dyn Jo
     assert!(store.list_runs("never-existed", &all_runs()).await.unwrap().is_empty());
 }
 
+fn finished_at(mut run: Run, finished: DateTime<Utc>) -> Run {
+    run.finished_at = Some(finished);
+    run
+}
+
+async fn ledger_keys(store: &dyn JobStore, job_id: &str) -> Vec<String> {
+    store.list_runs(job_id, &all_runs()).await.unwrap().into_iter().map(|run| run.idempotency_key).collect()
+}
+
+pub(crate) async fn prune_by_age_deletes_only_old_finished_runs(store: &dyn JobStore) {
+    let old_done = finished_at(run("j", at(-100), RunStatus::Succeeded), at(-99));
+    let old_failed = finished_at(run("j", at(-90), RunStatus::Failed), at(-89));
+    let old_pending = run("j", at(-80), RunStatus::Pending);
+    let old_running = run("j", at(-70), RunStatus::Running);
+    // Scheduled long ago but finished recently (a slow retry): its age counts from when it finished.
+    let late_finish = finished_at(run("j", at(-60), RunStatus::Succeeded), at(-5));
+    // No finished_at recorded: its creation time stands in.
+    let mut unknown_finish = run("k", at(-50), RunStatus::Missed);
+    unknown_finish.finished_at = None;
+    let recent = finished_at(run("k", at(-3), RunStatus::Skipped), at(-2));
+    for row in [&old_done, &old_failed, &old_pending, &old_running, &late_finish, &unknown_finish, &recent] {
+        store.insert_run(row).await.unwrap();
+    }
+
+    let prune = Prune { finished_before: Some(at(-10)), keep_per_job: None, limit: 100 };
+    assert_eq!(store.prune_runs(&prune).await.unwrap(), 3);
+    let expected_j = [late_finish.idempotency_key, old_running.idempotency_key, old_pending.idempotency_key];
+    assert_eq!(ledger_keys(store, "j").await, expected_j);
+    assert_eq!(ledger_keys(store, "k").await, [recent.idempotency_key]);
+    assert_eq!(store.prune_runs(&prune).await.unwrap(), 0, "nothing left to prune");
+}
+
+pub(crate) async fn prune_by_count_keeps_each_jobs_newest_finished_runs(store: &dyn JobStore) {
+    // Job "j": five finished runs and, among them, unfinished ones that neither go nor count.
+    let statuses = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Coalesced,
+        RunStatus::Pending,
+        RunStatus::Succeeded,
+        RunStatus::Running,
+        RunStatus::Missed,
+    ];
+    let rows: Vec<Run> =
+        statuses.iter().enumerate().map(|(index, status)| run("j", at(index as i64 * 10), *status)).collect();
+    for row in &rows {
+        store.insert_run(row).await.unwrap();
+    }
+    store.insert_run(&run("few", at(0), RunStatus::Succeeded)).await.unwrap();
+
+    let prune = Prune { finished_before: None, keep_per_job: Some(2), limit: 100 };
+    assert_eq!(store.prune_runs(&prune).await.unwrap(), 3);
+    // Newest first: missed (60), running (50), succeeded (40), pending (30); the older finished ones are gone.
+    let expected: Vec<String> = [6, 5, 4, 3].iter().map(|&i| rows[i].idempotency_key.clone()).collect();
+    assert_eq!(ledger_keys(store, "j").await, expected);
+    assert_eq!(ledger_keys(store, "few").await.len(), 1, "a job under the limit keeps all");
+
+    let keep_none = Prune { finished_before: None, keep_per_job: Some(0), limit: 100 };
+    assert_eq!(store.prune_runs(&keep_none).await.unwrap(), 3);
+    let unfinished: Vec<String> = [5, 3].iter().map(|&i| rows[i].idempotency_key.clone()).collect();
+    assert_eq!(ledger_keys(store, "j").await, unfinished, "unfinished runs are never pruned");
+}
+
+pub(crate) async fn prune_respects_its_limit_and_needs_a_rule(store: &dyn JobStore) {
+    for index in 0..5 {
+        store.insert_run(&run("j", at(index), RunStatus::Succeeded)).await.unwrap();
+    }
+    let nothing = Prune { finished_before: None, keep_per_job: None, limit: 100 };
+    assert_eq!(store.prune_runs(&nothing).await.unwrap(), 0);
+    let all_but_one = |limit| Prune { finished_before: Some(at(100)), keep_per_job: Some(1), limit };
+    assert_eq!(store.prune_runs(&all_but_one(0)).await.unwrap(), 0);
+    assert_eq!(store.prune_runs(&all_but_one(2)).await.unwrap(), 2);
+    assert_eq!(ledger_keys(store, "j").await.len(), 3);
+    assert_eq!(store.prune_runs(&all_but_one(2)).await.unwrap(), 2);
+    assert_eq!(store.prune_runs(&all_but_one(2)).await.unwrap(), 1);
+    assert!(ledger_keys(store, "j").await.is_empty());
+}
+
 store_contract_tests!(memory, memory_fixture());
 store_contract_tests!(sqlite, sqlite_fixture());
+store_contract_tests!(postgres, postgres_fixture());

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
-use super::{FirePlan, JobQuery, JobStore, Planner, RunQuery, StoreError, StoreResult, job_order_key};
+use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult, job_order_key};
 use crate::job::{Job, Run};
 
 #[derive(Default)]
@@ -113,7 +113,7 @@ impl JobStore for MemoryStore {
         due.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
         due.truncate(limit);
         let due: Vec<Job> = due.into_iter().cloned().collect();
-        let mut to_deliver = Vec::new();
+        let mut inserted = Vec::new();
         for job in due {
             let FirePlan { runs, next_run_time } = planner.plan(&job, active_runs(&state.runs, &job.id), now);
             for mut run in runs {
@@ -123,8 +123,8 @@ impl JobStore for MemoryStore {
                 }
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
-                    to_deliver.push(run.clone());
                 }
+                inserted.push(run.clone());
                 state.runs.insert(key, run);
             }
             match next_run_time {
@@ -138,7 +138,7 @@ impl JobStore for MemoryStore {
                 }
             }
         }
-        Ok(to_deliver)
+        Ok(inserted)
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
@@ -202,5 +202,37 @@ impl JobStore for MemoryStore {
             .collect();
         runs.sort_by_key(|run| std::cmp::Reverse(run.scheduled_time));
         Ok(runs.into_iter().take(query.limit).cloned().collect())
+    }
+
+    async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64> {
+        if prune.limit == 0 {
+            return Ok(0);
+        }
+        let mut state = self.state.lock().await;
+        let mut doomed = Vec::new();
+        let mut kept_of_job: (Option<&str>, u64) = (None, 0);
+        // The map is ordered by (job id, scheduled time): walking it backwards meets each job's newest runs first.
+        for (key, run) in state.runs.iter().rev() {
+            if run.status.is_unfinished() {
+                continue;
+            }
+            if kept_of_job.0 != Some(run.job_id.as_str()) {
+                kept_of_job = (Some(run.job_id.as_str()), 0);
+            }
+            kept_of_job.1 += 1;
+            let too_old =
+                prune.finished_before.is_some_and(|cutoff| run.finished_at.unwrap_or(run.created_at) < cutoff);
+            let too_many = prune.keep_per_job.is_some_and(|keep| kept_of_job.1 > keep);
+            if too_old || too_many {
+                doomed.push(key.clone());
+                if doomed.len() >= prune.limit {
+                    break;
+                }
+            }
+        }
+        for key in &doomed {
+            state.runs.remove(key);
+        }
+        Ok(doomed.len() as u64)
     }
 }

@@ -6,13 +6,17 @@
 //! that claiming a fire, recording it in the ledger and advancing the job are one atomic step on every store.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod contract;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::job::{Job, Run, RunStatus};
 
@@ -78,6 +82,19 @@ pub struct RunQuery {
     pub limit: usize,
 }
 
+/// Which runs `prune_runs` deletes: finished ones (neither pending nor running) that are too old or beyond a job's
+/// newest `keep_per_job`. Unfinished runs are never deleted and do not count towards `keep_per_job`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prune {
+    /// A finished run whose `finished_at` (its `created_at` if it has none) is strictly before this goes.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Of each job's finished runs, the newest this many by scheduled time stay; older ones go.
+    pub keep_per_job: Option<u64>,
+    /// At most this many are deleted in one call, so one call holds the store briefly; the caller repeats while
+    /// a call deletes `limit`.
+    pub limit: usize,
+}
+
 /// What to do with one due job, decided by the scheduler inside the store's claim transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirePlan {
@@ -117,7 +134,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// In one transaction: take up to `limit` unpaused jobs whose next_run_time <= now, earliest first; for each,
     /// ask `planner`, insert its runs (a run whose (job id, scheduled time) is already in the ledger is left out:
     /// that fire was claimed before), give the `pending` ones a lease until `lease_until`, and set the job's
-    /// next_run_time, or remove the job when the plan's is `None`. Returns the pending runs to deliver.
+    /// next_run_time, or remove the job when the plan's is `None`. Returns every run it inserted, in plan order
+    /// per job: the `pending` ones (with their lease) to deliver, and the missed, skipped and coalesced ones it only
+    /// recorded (for events and metrics). A run left out because its fire was taken is not returned.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -138,6 +157,15 @@ pub trait JobStore: Send + Sync + 'static {
     async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()>;
     /// A job's runs, newest scheduled time first; also after the job was removed.
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>>;
+    /// Delete finished runs as `prune` says (see `Prune`), at most `prune.limit` of them; the number deleted. With
+    /// neither `finished_before` nor `keep_per_job` nothing is deleted.
+    async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64>;
+
+    /// Call `wake` whenever another process (a replica sharing the store) changes its jobs, until `stop`. A store
+    /// only this process writes to has nothing to watch: the default returns at once.
+    async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = (stop, wake);
+    }
 }
 
 /// Open a configured store (running its migrations).
@@ -153,6 +181,15 @@ pub async fn open(name: &str, config: &crate::config::JobStoreConfig) -> anyhow:
                     .map_err(|err| anyhow::anyhow!("job store {name:?} ({url}): {err}"))?,
             )
         }
-        StoreType::Postgres => anyhow::bail!("job store {name:?}: the postgres store is not built yet"),
+        StoreType::Postgres => {
+            let url = config.url.as_deref().ok_or_else(|| anyhow::anyhow!("job store {name:?}: url is required"))?;
+            let pool_size = config.pool_size.unwrap_or(postgres::DEFAULT_POOL_SIZE);
+            // The url is left out of the message: it may hold a password.
+            std::sync::Arc::new(
+                postgres::PostgresStore::connect(url, pool_size)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("job store {name:?} (postgres): {err}"))?,
+            )
+        }
     })
 }

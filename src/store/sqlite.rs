@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
 
-use super::{FirePlan, JobQuery, JobStore, Planner, RunQuery, StoreError, StoreResult};
+use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
 use crate::job::{Job, Run, RunStatus};
 
 /// SQLite has one writer at a time; a few more connections let WAL readers (the API's lists) proceed while the
@@ -44,6 +44,14 @@ const TAKE_EXPIRED_RUNS_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE 
 /// The keys travel as one JSON array, so any number of them is one statement with two parameters.
 const EXTEND_LEASES_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
     AND idempotency_key IN (SELECT value FROM json_each(?))";
+
+/// Finished runs older than a cutoff; the expression is the `runs_finished_age` index's, verbatim.
+const PRUNE_BY_AGE_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM runs \
+    WHERE status NOT IN ('pending', 'running') AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
+/// Each job's finished runs beyond its newest N by scheduled time.
+const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM \
+    (SELECT idempotency_key, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_time DESC) AS newer \
+    FROM runs WHERE status NOT IN ('pending', 'running')) WHERE newer > ? LIMIT ?)";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -446,7 +454,7 @@ impl JobStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(store_error)?;
-        let mut to_deliver = Vec::new();
+        let mut inserted = Vec::new();
         for row in due {
             let id = row.id.clone();
             let job = match Job::try_from(row) {
@@ -471,8 +479,8 @@ impl JobStore for SqliteStore {
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
                 }
-                if insert_run_unless_taken(&mut *tx, &run).await? && run.status.is_unfinished() {
-                    to_deliver.push(run);
+                if insert_run_unless_taken(&mut *tx, &run).await? {
+                    inserted.push(run);
                 }
             }
             let query = match next_run_time {
@@ -482,7 +490,7 @@ impl JobStore for SqliteStore {
             query.bind(&job.id).execute(&mut *tx).await.map_err(store_error)?;
         }
         tx.commit().await.map_err(store_error)?;
-        Ok(to_deliver)
+        Ok(inserted)
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
@@ -552,6 +560,38 @@ impl JobStore for SqliteStore {
         let mut sql = list_runs_query("", job_id, query);
         let rows: Vec<RunRow> = sql.build_query_as().fetch_all(&self.pool).await.map_err(store_error)?;
         runs_from_rows(rows)
+    }
+
+    async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64> {
+        let mut left = limit_of(prune.limit);
+        if left == 0 || (prune.finished_before.is_none() && prune.keep_per_job.is_none()) {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+        let mut deleted = 0;
+        if let Some(cutoff) = prune.finished_before {
+            let result = sqlx::query(PRUNE_BY_AGE_SQL)
+                .bind(micros(cutoff))
+                .bind(left)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            deleted += result.rows_affected();
+            left -= i64::try_from(result.rows_affected()).unwrap_or(left);
+        }
+        if let Some(keep) = prune.keep_per_job
+            && left > 0
+        {
+            let result = sqlx::query(PRUNE_BY_COUNT_SQL)
+                .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+                .bind(left)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            deleted += result.rows_affected();
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(deleted)
     }
 }
 
@@ -718,6 +758,8 @@ mod tests {
         // A scan, but of a partial index that holds only the unfinished runs.
         let expired = plan_of(&store, explain(TAKE_EXPIRED_RUNS_SQL).bind(0_i64).bind(0_i64)).await;
         assert!(expired.contains("INDEX runs_unfinished_lease"), "{expired}");
+        let by_age = plan_of(&store, explain(PRUNE_BY_AGE_SQL).bind(0_i64).bind(10_i64)).await;
+        assert!(by_age.contains("INDEX runs_finished_age"), "{by_age}");
 
         let cursor = JobCursor { next_run_time: Some(at(0)), id: "a".to_string() };
         let page = JobQuery { paused: Some(false), after: Some(cursor), limit: 10 };

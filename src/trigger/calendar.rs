@@ -6,13 +6,15 @@
 //! The fire times are a fixed grid of *nominal dates* starting at `start_date`; every query searches that grid,
 //! so a previous fire time that is not on it (one from another trigger of an `or`) still yields the grid's next.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::TriggerError;
-use super::interval::validate_jitter;
+use super::interval::{serialize_number, validate_jitter};
 use super::time::{parse_time, parse_timezone};
 use super::wall;
 
@@ -23,6 +25,13 @@ pub const MAX_CALENDAR_STEP: i64 = 1_000_000;
 /// Adding n months to a valid date returns to the same month and leap-year phase within the 400-year Gregorian
 /// cycle (4 800 months), so a valid date is always found within this many additions.
 const MAX_INVALID_DATE_STEPS: usize = 4_800;
+
+/// The grid ends with this year: APScheduler (Python's `date`) cannot go further, and it bounds every walk.
+pub const LAST_YEAR: i32 = 9999;
+
+/// On a grid without closed form every this many dates one is remembered, so a search restarts near its target
+/// (an `and` asks thousands of times, ever further out).
+const CHECKPOINT_SPACING: usize = 64;
 
 /// A fire time's local date can differ from its nominal date only around a DST gap (at most a day); searching
 /// from a few days earlier never misses a fire.
@@ -53,7 +62,7 @@ pub struct CalendarIntervalSpec {
     pub end_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
@@ -68,6 +77,15 @@ pub struct CalendarIntervalTrigger {
     pub end_date: Option<NaiveDate>,
     pub timezone: Tz,
     pub jitter: Option<f64>,
+    /// Shared between clones: the grid is a pure function of the fields above.
+    checkpoints: Arc<Mutex<Checkpoints>>,
+}
+
+/// Every `CHECKPOINT_SPACING`-th date of the grid from `start_date`, as far as walked so far.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    dates: Vec<NaiveDate>,
+    grid_ended: bool,
 }
 
 impl CalendarIntervalSpec {
@@ -121,6 +139,7 @@ impl CalendarIntervalSpec {
             end_date,
             timezone,
             jitter,
+            checkpoints: Arc::default(),
         })
     }
 
@@ -163,7 +182,7 @@ impl CalendarIntervalTrigger {
         let near = wall::wall_time(self.timezone, bound).date().checked_sub_days(Days::new(SEARCH_MARGIN_DAYS))?;
         let mut date = self.last_date_at_or_before(near)?;
         loop {
-            if self.end_date.is_some_and(|end| date > end) {
+            if self.end_date.is_some_and(|end| date > end) || date.year() > LAST_YEAR {
                 return None;
             }
             let fire = self.fire_time(date);
@@ -196,7 +215,7 @@ impl CalendarIntervalTrigger {
             }
             next = found?;
         }
-        next.checked_add_days(Days::new(self.days))
+        next.checked_add_days(Days::new(self.days)).filter(|next| next.year() <= LAST_YEAR)
     }
 
     /// The last grid date at or before `target` (the start when the grid begins later). Jumps straight there when
@@ -227,14 +246,34 @@ impl CalendarIntervalTrigger {
             }
             return Some(start);
         }
-        let mut date = start;
-        loop {
-            let next = self.step(date)?;
-            if next > target {
-                return Some(date);
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        if checkpoints.dates.is_empty() {
+            checkpoints.dates.push(start);
+        }
+        while !checkpoints.grid_ended && checkpoints.dates.last().is_some_and(|&last| last <= target) {
+            let mut date = *checkpoints.dates.last()?;
+            for _ in 0..CHECKPOINT_SPACING {
+                match self.step(date) {
+                    Some(next) => date = next,
+                    None => {
+                        checkpoints.grid_ended = true;
+                        break;
+                    }
+                }
             }
+            if !checkpoints.grid_ended {
+                checkpoints.dates.push(date);
+            }
+        }
+        let at_or_before = checkpoints.dates.partition_point(|&date| date <= target);
+        let mut date = checkpoints.dates[at_or_before.saturating_sub(1)];
+        drop(checkpoints);
+        while let Some(next) = self.step(date)
+            && next <= target
+        {
             date = next;
         }
+        Some(date)
     }
 }
 
@@ -393,5 +432,13 @@ mod tests {
         assert_eq!(fires(json, "2026-01-01T00:00:00Z", 5).len(), 5);
         let json = r#"{"type": "calendarinterval", "years": 1000000, "start_date": "2026-01-01"}"#;
         assert_eq!(fires(json, "2026-01-01T00:00:00Z", 5), ["2026-01-01T00:00:00+00:00"]);
+    }
+
+    #[test]
+    fn the_grid_ends_with_year_9999() {
+        let json = r#"{"type": "calendarinterval", "years": 500, "start_date": "9000-06-01"}"#;
+        assert_eq!(fires(json, "2026-01-01T00:00:00Z", 5), ["9000-06-01T00:00:00+00:00", "9500-06-01T00:00:00+00:00"]);
+        let json = r#"{"type": "calendarinterval", "months": 7, "days": 1, "start_date": "9999-01-01"}"#;
+        assert_eq!(fires(json, "2026-01-01T00:00:00Z", 5), ["9999-01-01T00:00:00+00:00", "9999-08-02T00:00:00+00:00"]);
     }
 }

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::interval::validate_jitter;
+use super::interval::{serialize_number, validate_jitter};
 use super::time::parse_timezone;
 use super::{Trigger, TriggerError, TriggerSpec};
 
@@ -35,7 +35,7 @@ pub struct CombineSpec {
     pub triggers: Vec<TriggerSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
@@ -198,6 +198,20 @@ mod tests {
             {"type": "date", "run_date": "2026-01-01T01:00:00Z"},
             {"type": "interval", "hours": 2, "start_date": "2026-01-01T00:00:00Z"}]}"#;
         assert!(fires(json, "2026-01-01T00:00:00Z", 3).is_empty());
+    }
+
+    #[test]
+    fn and_over_walked_calendar_grids_ends_quickly() {
+        // Rounds jump two years at a time until the calendar grids end in 9999; each round must stay cheap.
+        let json = r#"{"type": "and", "timezone": "Australia/Lord_Howe", "triggers": [
+            {"type": "interval", "hours": 96, "start_date": "2026-09-30T03:30:00+10:30"},
+            {"type": "calendarinterval", "years": 2, "hour": 3, "minute": 30, "start_date": "2026-09-30"},
+            {"type": "calendarinterval", "weeks": 2, "months": 5, "hour": 3, "minute": 30, "start_date": "2026-09-30"}]}"#;
+        let started = std::time::Instant::now();
+        let times = fires(json, "2026-10-02T23:19:45Z", 20);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        // The first two meet every 16 years; the third never joins them before the grids end.
+        assert!(times.is_empty(), "{times:?}");
     }
 
     #[test]

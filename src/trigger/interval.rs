@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use super::TriggerError;
@@ -22,15 +22,15 @@ const SECONDS_PER_UNIT: [(&str, f64); 5] =
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntervalSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub weeks: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub days: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub hours: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub minutes: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub seconds: Option<f64>,
     /// The first fire time; resolved to "now + interval" when a job is saved without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +40,7 @@ pub struct IntervalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Seconds of random delay added to each fire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
@@ -126,6 +126,20 @@ impl IntervalSpec {
             ));
         }
         Ok(IntervalTrigger { interval, start_date, end_date, timezone, jitter })
+    }
+}
+
+/// f64 holds every integer up to 2^53 exactly.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Whole numbers serialize as integers, so a stored spec reads back as the client wrote it (`"hours": 2`).
+pub(crate) fn serialize_number<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match *value {
+        Some(number) if number.fract() == 0.0 && number.abs() < MAX_EXACT_INTEGER => {
+            serializer.serialize_i64(number as i64)
+        }
+        Some(number) => serializer.serialize_f64(number),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -290,8 +304,10 @@ mod tests {
     #[test]
     fn unknown_fields_are_rejected_and_none_is_not_serialized() {
         assert!(serde_json::from_str::<TriggerSpec>(r#"{"type": "interval", "hourz": 1}"#).is_err());
-        let spec = spec(r#"{"type": "interval", "hours": 1}"#);
-        assert_eq!(serde_json::to_string(&spec).unwrap(), r#"{"hours":1.0}"#);
+        let whole = spec(r#"{"type": "interval", "hours": 1}"#);
+        assert_eq!(serde_json::to_string(&whole).unwrap(), r#"{"hours":1}"#);
+        let fractional = spec(r#"{"type": "interval", "seconds": 1.5, "jitter": 2}"#);
+        assert_eq!(serde_json::to_string(&fractional).unwrap(), r#"{"seconds":1.5,"jitter":2}"#);
     }
 
     #[test]

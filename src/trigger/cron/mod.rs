@@ -31,35 +31,35 @@ pub struct CronSpec {
     /// 4-digit year (1970–9999).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub year: Option<String>,
+    pub year: Option<CronValue>,
     /// Month (1–12 or jan–dec).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub month: Option<String>,
+    pub month: Option<CronValue>,
     /// Day of month (1–31, `last`, `last fri`, `2nd mon`).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub day: Option<String>,
+    pub day: Option<CronValue>,
     /// ISO week (1–53).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub week: Option<String>,
+    pub week: Option<CronValue>,
     /// Weekday (0–6 with 0 = monday, or mon–sun).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub day_of_week: Option<String>,
+    pub day_of_week: Option<CronValue>,
     /// Hour (0–23).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub hour: Option<String>,
+    pub hour: Option<CronValue>,
     /// Minute (0–59).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub minute: Option<String>,
+    pub minute: Option<CronValue>,
     /// Second (0–59).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_integer")]
     #[schema(schema_with = string_or_integer_schema)]
-    pub second: Option<String>,
+    pub second: Option<CronValue>,
     /// A standard 5-field crontab (`*/5 * * * *`, `0 9 * * 1-5`, `@daily`); not combinable with the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crontab: Option<String>,
@@ -238,21 +238,44 @@ impl CronTrigger {
 }
 
 /// Accepts `"5"`, `5` or `null` for a field and keeps it as the string APScheduler would read (`str(value)`).
-fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+/// A cron field as the client wrote it, a string or an integer, so a stored job reads back as it was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronValue {
+    text: String,
+    integer: bool,
+}
+
+impl std::ops::Deref for CronValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for CronValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text.parse::<i64>() {
+            Ok(number) if self.integer => serializer.serialize_i64(number),
+            _ => serializer.serialize_str(&self.text),
+        }
+    }
+}
+
+fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CronValue>, D::Error> {
     struct Visitor;
     impl serde::de::Visitor<'_> for Visitor {
-        type Value = Option<String>;
+        type Value = Option<CronValue>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a cron expression as a string or an integer")
         }
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok(Some(value.to_owned()))
+            Ok(Some(CronValue { text: value.to_owned(), integer: false }))
         }
         fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(CronValue { text: value.to_string(), integer: true }))
         }
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(CronValue { text: value.to_string(), integer: true }))
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)

@@ -1,0 +1,75 @@
+//! API limits beyond the body size (`MAX_BODY_BYTES`) and the field bounds checked where fields are parsed: a time
+//! limit on every request, and a cap on the jobs one store may hold (`[api] request_timeout_seconds`,
+//! `max_jobs_per_store`).
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::error::{ApiError, Result};
+use crate::store::JobStore;
+
+/// Waits for deliveries by design (`{"wait": true}`), and cutting it short would leave the scheduler stopped with
+/// the server still up.
+const UNTIMED_PATHS: [&str; 1] = ["/v1/scheduler/shutdown"];
+
+/// A request not answered within the limit is answered 503 (the work it started is dropped with it). The limit
+/// covers producing the response head, so a long-lived stream (server-sent events) is not cut off.
+pub async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    if UNTIMED_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit = ?limit, "request timed out");
+            ApiError::Unavailable(format!("the request took longer than {limit:?}; retry later")).into_response()
+        }
+    }
+}
+
+/// Refuse a job that would grow a full store; replacing a job it already holds is fine. Concurrent adds may pass
+/// the check together, so the bound can be exceeded by at most the number of requests in flight.
+pub async fn check_store_capacity(state: &AppState, store: &dyn JobStore, id: &str) -> Result<()> {
+    let limit = state.scheduler.config.api.max_jobs_per_store;
+    if store.count_jobs().await? >= limit && store.get_job(id).await?.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "the job store holds its maximum of {limit} jobs ([api] max_jobs_per_store); remove some first"
+        )));
+    }
+    Ok(())
+}
+
+/// Responses every operation may give because of these limits: 503 when a request times out (or a store is
+/// unreachable), 413 when a body is over `MAX_BODY_BYTES`.
+pub fn document(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for item in spec.paths.paths.values_mut() {
+        for operation in
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("503".to_string())
+                .or_insert_with(|| problem("The request timed out or a job store is unreachable; retry later").into());
+            if operation.request_body.is_some() {
+                responses
+                    .entry("413".to_string())
+                    .or_insert_with(|| problem("The request body is larger than 1 MiB").into());
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Events: APScheduler's `EVENT_*` kinds, published in-process on a broadcast channel. Publishing never waits: a
+//! subscriber that falls more than `EVENT_BUFFER` events behind loses the oldest and is told how many. The API
+//! streams them as server-sent events (`api::events`).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+
+use crate::job::{Job, Run};
+
+/// Events a subscriber may fall behind by before it loses some: a few seconds of a busy scheduler, and a bound on
+/// the memory a stalled SSE client can pin.
+pub const EVENT_BUFFER: usize = 1024;
+
+/// DESIGN.md: APScheduler's event constants in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    SchedulerStarted,
+    SchedulerShutdown,
+    SchedulerPaused,
+    SchedulerResumed,
+    JobAdded,
+    JobRemoved,
+    JobModified,
+    JobSubmitted,
+    JobExecuted,
+    JobError,
+    JobMissed,
+    JobMaxInstances,
+    AllJobsRemoved,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 13] = [
+        EventKind::SchedulerStarted,
+        EventKind::SchedulerShutdown,
+        EventKind::SchedulerPaused,
+        EventKind::SchedulerResumed,
+        EventKind::JobAdded,
+        EventKind::JobRemoved,
+        EventKind::JobModified,
+        EventKind::JobSubmitted,
+        EventKind::JobExecuted,
+        EventKind::JobError,
+        EventKind::JobMissed,
+        EventKind::JobMaxInstances,
+        EventKind::AllJobsRemoved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SchedulerStarted => "scheduler_started",
+            EventKind::SchedulerShutdown => "scheduler_shutdown",
+            EventKind::SchedulerPaused => "scheduler_paused",
+            EventKind::SchedulerResumed => "scheduler_resumed",
+            EventKind::JobAdded => "job_added",
+            EventKind::JobRemoved => "job_removed",
+            EventKind::JobModified => "job_modified",
+            EventKind::JobSubmitted => "job_submitted",
+            EventKind::JobExecuted => "job_executed",
+            EventKind::JobError => "job_error",
+            EventKind::JobMissed => "job_missed",
+            EventKind::JobMaxInstances => "job_max_instances",
+            EventKind::AllJobsRemoved => "all_jobs_removed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
+/// What an event is about. Jobs and runs are shared, not copied, between subscribers.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Scheduler,
+    /// Added or modified: the job as saved.
+    Job(Arc<Job>),
+    RemovedJob {
+        job_id: String,
+        jobstore: String,
+    },
+    /// A fire: submitted, executed, error, missed or max_instances.
+    Run {
+        run: Arc<Run>,
+        jobstore: String,
+    },
+    /// `jobstore` is `None` when every store was emptied.
+    AllJobs {
+        jobstore: Option<String>,
+        removed: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: EventKind,
+    pub time: DateTime<Utc>,
+    pub subject: Subject,
+}
+
+impl Event {
+    /// The job the event is about, if any.
+    pub fn job_id(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Job(job) => Some(&job.id),
+            Subject::RemovedJob { job_id, .. } => Some(job_id),
+            Subject::Run { run, .. } => Some(&run.job_id),
+            Subject::Scheduler | Subject::AllJobs { .. } => None,
+        }
+    }
+}
+
+/// The in-process event bus.
+pub struct EventBus {
+    sender: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> EventBus {
+        EventBus { sender: broadcast::channel(capacity).0 }
+    }
+
+    /// Publish to whoever listens; with no subscriber the event is dropped.
+    pub fn publish(&self, kind: EventKind, time: DateTime<Utc>, subject: Subject) {
+        let _ = self.sender.send(Event { kind, time, subject });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_apschedulers_constants_in_lower_case() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(EventKind::JobMaxInstances.as_str(), "job_max_instances");
+        assert_eq!(EventKind::parse("JOB_ADDED"), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_loses_the_oldest_and_the_publisher_never_waits() {
+        let bus = EventBus::new(4);
+        let mut slow = bus.subscribe();
+        for _ in 0..10 {
+            bus.publish(EventKind::SchedulerPaused, Utc::now(), Subject::Scheduler);
+        }
+        assert!(matches!(slow.recv().await, Err(broadcast::error::RecvError::Lagged(6))));
+        assert_eq!(slow.recv().await.unwrap().kind, EventKind::SchedulerPaused);
+    }
+}
