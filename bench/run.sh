@@ -7,8 +7,9 @@
 #   bench/run.sh --quick    small sizes on a debug build, to keep the scripts working (CI); writes to a scratch
 #                           directory instead of BENCHMARKS.md
 #
-# Environment: APSCHED_BENCH_VENV (default ~/.cache/apsched-bench-venv), APSCHED_BENCH_POSTGRES (a PostgreSQL URL
-# on 127.0.0.1 whose database the suite may empty; unset: the PostgreSQL scenarios are skipped).
+# Environment: APSCHED_BENCH_VENV (default ~/.cache/apsched-bench-venv); APSCHED_BENCH_POSTGRES, a PostgreSQL URL on
+# 127.0.0.1 whose database the suite drops and recreates (default postgres://postgres@127.0.0.1:5432/apsched_bench
+# when a server answers there; set it empty to skip the PostgreSQL scenarios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,10 @@ else
   cargo build --locked --bin apsched --example bench >&2
 fi
 
+# PostgreSQL scenarios run when a server answers on 127.0.0.1:5432 (CI starts one for the tests).
+if [[ -z "${APSCHED_BENCH_POSTGRES+set}" ]] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  APSCHED_BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/apsched_bench
+fi
 postgres=()
 if [[ -n "${APSCHED_BENCH_POSTGRES:-}" ]]; then
   postgres=(--postgres "$APSCHED_BENCH_POSTGRES")

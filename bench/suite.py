@@ -232,26 +232,28 @@ class Suite:
         server.post("/v1/scheduler/pause")
         step = period * 1_000_000 // active
         bulk = kind != "memory"
-        margin = 3 + (active + idle) / 100_000 * (4 if bulk else 20)
-        start = (now_us() // 1_000_000 + int(margin) + 2) * 1_000_000
-        interval = {"type": "interval", "seconds": period, "start_date": iso(start)}
         loaded = time.time()
         if bulk:
-            server.post("/v1/jobs", {"id": "active-0", "trigger": interval, "action": action(self.sink),
+            # Templates through the API (the interval one's start is fixed below), then the copies in SQL.
+            placeholder = {"type": "interval", "seconds": period, "start_date": iso(now_us() + 3_600_000_000)}
+            server.post("/v1/jobs", {"id": "template-active", "trigger": placeholder, "action": action(self.sink),
                                      "misfire_grace_time": None})
             if idle:
                 server.post("/v1/jobs", {"id": "idle-0", "trigger": {"type": "cron", "month": 1, "day": 1},
                                          "action": action(self.sink), "misfire_grace_time": None})
             server.post("/v1/jobs", {"id": "first", "action": action(self.sink), "misfire_grace_time": None})
             server.stop()
-            clone_jobs(store, "active-0", "active-", active, start, step)
             if idle:
                 clone_jobs(store, "idle-0", "idle-", idle)
+            start = (now_us() // 1_000_000 + 6 + active // 20_000) * 1_000_000
+            clone_jobs(store, "template-active", "active-", active, start, step)
             self.sink.dump()
             server.start()
             self.sink.wait_for(1, 60)
             first_fire = self.sink.dump()[0][0] / 1e6 - server.spawned
         else:
+            start = (now_us() // 1_000_000 + 5 + (active + idle) // 5_000) * 1_000_000
+            interval = {"type": "interval", "seconds": period, "start_date": iso(start)}
             template = {"trigger": interval, "action": action(self.sink), "misfire_grace_time": None}
             run([self.args.tool, "add-jobs", server.api, json.dumps(template), "active-", str(active), str(CLIENTS),
                  str(start), str(step)])
@@ -375,39 +377,63 @@ def summarise(summary):
 
 
 def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None):
-    """Bulk-load `count` copies of a job the API stored, differing only in id (and, for an interval job, in its
-    start_date and next_run_time = start_us + i × step_us, written as the API writes them): exactly the rows the
-    API would have stored, at the database's own speed."""
+    """Bulk-load copies of a job the API stored, differing only in id: `prefix`1 … `prefix`(count − 1) beside the
+    template; or, for an interval template (`start_us` given), `prefix`0 … `prefix`(count − 1) replacing it, job i
+    with start_date and next_run_time start_us + i × step_us, written as the API writes them (RFC 3339, UTC,
+    fractional seconds only when there are any). Exactly the rows the API would have stored, at the database's
+    own speed."""
+    spread = start_us is not None
+    first = 0 if spread else 1
+    columns = ("name, {trigger}, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, "
+               "{next_run_time}, paused, created_at, updated_at")
+    names = columns.format(trigger="trigger", next_run_time="next_run_time")
     if store["type"] == "sqlite":
-        path = store["url"].removeprefix("sqlite://")
-        db = sqlite3.connect(path)
-        start_expression = (
-            "strftime('%Y-%m-%dT%H:%M:%S', t / 1000000, 'unixepoch') "
-            "|| CASE WHEN t % 1000000 = 0 THEN '' WHEN t % 1000 = 0 THEN printf('.%03d', t / 1000 % 1000) "
-            "ELSE printf('.%06d', t % 1000000) END || '+00:00'"
-        )
-        trigger = f"json_set(trigger, '$.start_date', {start_expression})" if start_us is not None else "trigger"
-        next_run_time = "t" if start_us is not None else "next_run_time"
-        db.execute(
-            f"""
-            WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?),
-                 times(i, t) AS (SELECT i, ? + i * ? FROM n)
-            INSERT INTO jobs (id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor,
-                              jobstore, next_run_time, paused, created_at, updated_at)
-            SELECT ? || times.i, name, {trigger}, action, coalesce, max_instances, misfire_grace_time, executor,
-                   jobstore, {next_run_time}, paused, created_at, updated_at
-            FROM jobs, times WHERE jobs.id = ? AND times.i > 0
-            """,
-            (count, start_us or 0, step_us or 0, prefix, template_id),
-        )
-        db.commit()
+        text = ("strftime('%Y-%m-%dT%H:%M:%S', t / 1000000, 'unixepoch') || CASE WHEN t % 1000000 = 0 THEN '' "
+                "WHEN t % 1000 = 0 THEN printf('.%03d', t / 1000 % 1000) ELSE printf('.%06d', t % 1000000) END "
+                "|| '+00:00'")
+        values = columns.format(trigger=f"json_set(trigger, '$.start_date', {text})" if spread else "trigger",
+                                next_run_time="t" if spread else "next_run_time")
+        sql = f"""
+            WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {count}),
+                 times(i, t) AS (SELECT i, {start_us or 0} + i * {step_us or 0} FROM n)
+            INSERT INTO jobs (id, {names})
+            SELECT '{prefix}' || times.i, {values} FROM jobs, times WHERE jobs.id = '{template_id}';
+        """
+        if spread:
+            sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        db = sqlite3.connect(store["url"].removeprefix("sqlite://"))
+        db.executescript(f"BEGIN; {sql} COMMIT;")
         db.close()
+    elif store["type"] == "postgres":
+        at = "('epoch'::timestamptz + t * interval '1 microsecond')"
+        text = (f"to_char({at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN t % 1000000 = 0 "
+                "THEN '' WHEN t % 1000 = 0 THEN '.' || lpad((t / 1000 % 1000)::text, 3, '0') "
+                "ELSE '.' || lpad((t % 1000000)::text, 6, '0') END || '+00:00'")
+        values = columns.format(trigger=f"jsonb_set(trigger, '{{start_date}}', to_jsonb({text}))" if spread
+                                else "trigger", next_run_time=at if spread else "next_run_time")
+        sql = f"""
+            INSERT INTO jobs (id, {names})
+            SELECT '{prefix}' || i, {values}
+            FROM jobs, generate_series({first}, {count - 1}) AS i,
+                 LATERAL (SELECT {start_us or 0}::bigint + i * {step_us or 0}::bigint AS t) AS times
+            WHERE jobs.id = '{template_id}';
+        """
+        if spread:
+            sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", store["url"], "-c", sql])
+        run(["psql", "-q", store["url"], "-c", "VACUUM ANALYZE jobs"])
     else:
         raise RuntimeError(f"cannot bulk-load a {store['type']} store")
 
 
 def reset_postgres(url):
-    raise RuntimeError("postgres: not wired yet")
+    """Drop and recreate the benchmark database named in `url` (never the one the tests use)."""
+    base, name = url.rsplit("/", 1)
+    name = name.split("?")[0]
+    if name in ("postgres", "test"):
+        raise RuntimeError(f"refusing to reset database {name!r}: give the suite its own (e.g. apsched_bench)")
+    run(["psql", "-q", f"{base}/postgres", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    run(["psql", "-q", f"{base}/postgres", "-c", f"CREATE DATABASE {name}"])
 
 
 def main():

@@ -37,7 +37,8 @@ fn now_us() -> i64 {
 async fn record(State(inbox): State<Inbox>, headers: HeaderMap) -> &'static str {
     let arrival_us = now_us();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let scheduled_us = DateTime::parse_from_rfc3339(&header("apsched-scheduled-time")).ok().map(|t| t.timestamp_micros());
+    let scheduled_us =
+        DateTime::parse_from_rfc3339(&header("apsched-scheduled-time")).ok().map(|t| t.timestamp_micros());
     let arrival = Arrival { arrival_us, job_id: header("apsched-job-id"), scheduled_us };
     inbox.0.lock().unwrap_or_else(|p| p.into_inner()).push(arrival);
     ""
@@ -151,7 +152,13 @@ async fn add_jobs(
 
 /// Single-row INSERTs of a copy of job `template_id` (ids `{prefix}{i}`) into the `jobs` table at `db`, one
 /// statement (and so one transaction) each, `concurrency` connections at once: what the database itself manages.
-async fn insert_rate(db: String, template_id: String, prefix: String, count: usize, concurrency: usize) -> anyhow::Result<()> {
+async fn insert_rate(
+    db: String,
+    template_id: String,
+    prefix: String,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     use sqlx::Row;
     macro_rules! columns {
         () => {
@@ -160,7 +167,8 @@ async fn insert_rate(db: String, template_id: String, prefix: String, count: usi
         };
     }
     const SELECT: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?");
-    const INSERT: &str = concat!("INSERT INTO jobs (id, ", columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const INSERT: &str =
+        concat!("INSERT INTO jobs (id, ", columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     let started;
@@ -173,10 +181,7 @@ async fn insert_rate(db: String, template_id: String, prefix: String, count: usi
             .busy_timeout(Duration::from_secs(5));
         let pool =
             sqlx::sqlite::SqlitePoolOptions::new().max_connections(concurrency as u32).connect_with(options).await?;
-        let row = sqlx::query(SELECT)
-            .bind(&template_id)
-            .fetch_one(&pool)
-            .await?;
+        let row = sqlx::query(SELECT).bind(&template_id).fetch_one(&pool).await?;
         let (trigger, action): (String, String) = (row.get("trigger"), row.get("action"));
         let (executor, jobstore): (String, String) = (row.get("executor"), row.get("jobstore"));
         let values: (Option<String>, bool, i64, Option<i64>, Option<i64>, bool, i64, i64) = (
@@ -192,7 +197,8 @@ async fn insert_rate(db: String, template_id: String, prefix: String, count: usi
         started = Instant::now();
         for _ in 0..concurrency {
             let (pool, next, prefix) = (pool.clone(), next.clone(), prefix.clone());
-            let (trigger, action, executor, jobstore) = (trigger.clone(), action.clone(), executor.clone(), jobstore.clone());
+            let (trigger, action, executor, jobstore) =
+                (trigger.clone(), action.clone(), executor.clone(), jobstore.clone());
             let values = values.clone();
             workers.push(tokio::spawn(async move {
                 loop {
@@ -201,6 +207,61 @@ async fn insert_rate(db: String, template_id: String, prefix: String, count: usi
                         return anyhow::Ok(());
                     }
                     sqlx::query(INSERT)
+                        .bind(format!("{prefix}{i}"))
+                        .bind(values.0.clone())
+                        .bind(trigger.clone())
+                        .bind(action.clone())
+                        .bind(values.1)
+                        .bind(values.2)
+                        .bind(values.3)
+                        .bind(executor.clone())
+                        .bind(jobstore.clone())
+                        .bind(values.4)
+                        .bind(values.5)
+                        .bind(values.6)
+                        .bind(values.7)
+                        .execute(&pool)
+                        .await?;
+                }
+            }));
+        }
+    } else if db.starts_with("postgres:") {
+        const PG_INSERT: &str = concat!(
+            "INSERT INTO jobs (id, ",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(concurrency as u32).connect(&db).await?;
+        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+            .bind(&template_id)
+            .fetch_one(&pool)
+            .await?;
+        type Times = Option<chrono::DateTime<chrono::Utc>>;
+        let (trigger, action): (serde_json::Value, serde_json::Value) = (row.get("trigger"), row.get("action"));
+        let (executor, jobstore): (String, String) = (row.get("executor"), row.get("jobstore"));
+        let values: (Option<String>, bool, i64, Option<i64>, Times, bool, Times, Times) = (
+            row.get("name"),
+            row.get("coalesce"),
+            row.get("max_instances"),
+            row.get("misfire_grace_time"),
+            row.get("next_run_time"),
+            row.get("paused"),
+            row.get("created_at"),
+            row.get("updated_at"),
+        );
+        started = Instant::now();
+        for _ in 0..concurrency {
+            let (pool, next, prefix) = (pool.clone(), next.clone(), prefix.clone());
+            let (trigger, action, executor, jobstore) =
+                (trigger.clone(), action.clone(), executor.clone(), jobstore.clone());
+            let values = values.clone();
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return anyhow::Ok(());
+                    }
+                    sqlx::query(PG_INSERT)
                         .bind(format!("{prefix}{i}"))
                         .bind(values.0.clone())
                         .bind(trigger.clone())
