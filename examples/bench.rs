@@ -20,6 +20,12 @@ use axum::http::HeaderMap;
 use axum::routing::{any, get};
 use chrono::DateTime;
 
+/// A job row's columns besides id, trigger, action, executor and jobstore: name, coalesce, max_instances,
+/// misfire_grace_time, next_run_time, paused, created_at, updated_at (times as each database keeps them).
+type SqliteValues = (Option<String>, bool, i64, Option<i64>, Option<i64>, bool, i64, i64);
+type Time = Option<DateTime<chrono::Utc>>;
+type PostgresValues = (Option<String>, bool, i64, Option<i64>, Time, bool, Time, Time);
+
 /// One delivery as the sink saw it.
 struct Arrival {
     arrival_us: i64,
@@ -184,7 +190,7 @@ async fn insert_rate(
         let row = sqlx::query(SELECT).bind(&template_id).fetch_one(&pool).await?;
         let (trigger, action): (String, String) = (row.get("trigger"), row.get("action"));
         let (executor, jobstore): (String, String) = (row.get("executor"), row.get("jobstore"));
-        let values: (Option<String>, bool, i64, Option<i64>, Option<i64>, bool, i64, i64) = (
+        let values: SqliteValues = (
             row.get("name"),
             row.get("coalesce"),
             row.get("max_instances"),
@@ -236,10 +242,9 @@ async fn insert_rate(
             .bind(&template_id)
             .fetch_one(&pool)
             .await?;
-        type Times = Option<chrono::DateTime<chrono::Utc>>;
         let (trigger, action): (serde_json::Value, serde_json::Value) = (row.get("trigger"), row.get("action"));
         let (executor, jobstore): (String, String) = (row.get("executor"), row.get("jobstore"));
-        let values: (Option<String>, bool, i64, Option<i64>, Times, bool, Times, Times) = (
+        let values: PostgresValues = (
             row.get("name"),
             row.get("coalesce"),
             row.get("max_instances"),
