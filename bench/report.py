@@ -43,7 +43,15 @@ Profiled with `perf record -e cpu-clock -g` (the VM has no hardware counters) on
 - **Memory store, idle jobs**: `claim_due` and `earliest_next_run_time` scan every job (O(n) per wake-up); an index
   by next run time would make them O(log n). SQLite and PostgreSQL use their `jobs_due` index, as the scale table
   shows.
-- **PostgreSQL lateness**: its p50 is several ms above SQLite's at the same load; not yet profiled.
+- **Lateness at low load**: at 1 000 jobs APScheduler (memory store, no ledger) is ahead of apsched on SQLite: a
+  fire's path to the wire holds the claim transaction and the `running` ledger write (now batched, but still a
+  round trip) before the HTTP request starts. Writing `running` after the request is sent, or off the critical
+  path, is the next step for the 5 ms target on SQLite. At 100 000 jobs (1 000 fires/s) apsched is well ahead.
+- **API add rate**: each `POST /v1/jobs` is an INSERT plus a read-back of the stored job plus the scheduler's
+  wake-up (a read of the earliest next run time); the read-back and the wake-up's reads are what keep it under
+  0.5× the raw INSERT. Dropping the read-back (answer with the job as built) is the next fix.
+- **An earlier run** measured PostgreSQL's lateness p50 at 15 ms at 1 000 jobs while compilers shared the
+  machine; in the quiet final run it is 3 ms — compare only figures from the same run.
 - **Noise**: the machine is shared (load average 6–9 during these runs, including compilers), which shows in the
   max and p99 lateness of every runner, APScheduler's included.
 """
