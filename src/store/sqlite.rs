@@ -8,12 +8,14 @@
 //! write lock up front: claimers on the same file then queue on the busy timeout instead of failing on a stale
 //! read snapshot, and the ledger's unique (job_id, scheduled_time) catches whatever slips past.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
 use crate::job::{Job, Run, RunStatus};
@@ -32,6 +34,22 @@ const NO_NEXT_RUN_TIME_KEY: i64 = i64::MAX;
 
 const DUE_JOBS_SQL: &str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
     AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
+/// Run updates written in one statement at most: a burst's deliveries record their runs together, and each
+/// statement stays well under SQLite's limits.
+const RUN_UPDATE_BATCH: usize = 256;
+/// Every run in the JSON array `?` is found by its key and its fire (as the memory store does) and overwritten;
+/// RETURNING says which were found.
+const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.value ->> 'status', attempts = u.value ->> 'attempts', \
+    started_at = u.value ->> 'started_at', finished_at = u.value ->> 'finished_at', \
+    http_status = u.value ->> 'http_status', duration_ms = u.value ->> 'duration_ms', error = u.value ->> 'error', \
+    response_excerpt = u.value ->> 'response_excerpt', action = u.value ->> 'action', \
+    executor = u.value ->> 'executor', timezone = u.value ->> 'timezone', \
+    lease_expires_at = u.value ->> 'lease_expires_at', created_at = u.value ->> 'created_at' \
+    FROM json_each(?) AS u WHERE runs.idempotency_key = u.value ->> 'idempotency_key' \
+    AND runs.job_id = u.value ->> 'job_id' AND runs.scheduled_time = u.value ->> 'scheduled_time' \
+    RETURNING runs.idempotency_key";
+const ANY_DUE_SQL: &str =
+    "SELECT 1 FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL AND next_run_time <= ? LIMIT 1";
 const EARLIEST_NEXT_RUN_TIME_SQL: &str = "SELECT next_run_time FROM jobs WHERE paused = 0 \
     AND next_run_time IS NOT NULL ORDER BY next_run_time LIMIT 1";
 const ACTIVE_RUNS_SQL: &str = "SELECT COUNT(*) FROM runs WHERE job_id = ? AND status IN ('pending', 'running')";
@@ -53,6 +71,12 @@ const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SEL
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `update_run` hands its run to the recorder (`record_runs`), which writes all waiting ones in one statement.
+    run_updates: mpsc::UnboundedSender<RunUpdate>,
+    /// Writers take turns here rather than in SQLite: a writer that finds the file locked waits in SQLite's busy
+    /// handler, which sleeps in steps of up to 100 ms, so under load (deliveries recording runs while a claim
+    /// holds the lock) most of the time went to sleeping. Readers do not take it.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -76,7 +100,10 @@ impl SqliteStore {
         .connect_with(options)
         .await
         .map_err(store_error)?;
-        let store = SqliteStore { pool };
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let (run_updates, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(record_runs(pool.clone(), writer.clone(), waiting));
+        let store = SqliteStore { pool, writer, run_updates };
         store.migrate().await?;
         Ok(store)
     }
@@ -344,6 +371,69 @@ fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder
     sql
 }
 
+/// A run to save and where to say how that went.
+type RunUpdate = (Run, oneshot::Sender<StoreResult<()>>);
+
+/// Save runs for `update_run`, all that are waiting in one statement (one transaction): a delivery records its run
+/// twice, and one commit and one trip to SQLite's thread per run were most of a burst's time (perf: context switches
+/// between the runtime and sqlx's SQLite worker). Ends when the last store handle is dropped.
+async fn record_runs(
+    pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    mut waiting: mpsc::UnboundedReceiver<RunUpdate>,
+) {
+    let mut batch = Vec::with_capacity(RUN_UPDATE_BATCH);
+    while waiting.recv_many(&mut batch, RUN_UPDATE_BATCH).await > 0 {
+        let outcome = {
+            let _writer = writer.lock().await;
+            save_runs(&pool, &batch).await
+        };
+        for (run, reply) in batch.drain(..) {
+            let result = match &outcome {
+                Ok(found) if found.contains(&run.idempotency_key) => Ok(()),
+                Ok(_) => Err(StoreError::NotFound),
+                Err(StoreError::Corrupt(message)) => Err(StoreError::Corrupt(message.clone())),
+                Err(other) => Err(StoreError::Unavailable(other.to_string())),
+            };
+            // The caller may have given up waiting; the run is saved all the same.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// One UPDATE for every run in `batch` (the last update of a run wins); the keys of the runs found.
+async fn save_runs(pool: &SqlitePool, batch: &[RunUpdate]) -> StoreResult<std::collections::HashSet<String>> {
+    let mut latest: std::collections::HashMap<&str, &Run> = std::collections::HashMap::new();
+    for (run, _) in batch {
+        latest.insert(run.idempotency_key.as_str(), run);
+    }
+    let mut rows = Vec::with_capacity(latest.len());
+    for run in latest.values() {
+        rows.push(serde_json::json!({
+            "idempotency_key": run.idempotency_key,
+            "job_id": run.job_id,
+            "scheduled_time": micros(run.scheduled_time),
+            "status": run.status.as_str(),
+            "attempts": run.attempts,
+            "started_at": run.started_at.map(micros),
+            "finished_at": run.finished_at.map(micros),
+            "http_status": run.http_status,
+            // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
+            "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            "error": run.error,
+            "response_excerpt": run.response_excerpt,
+            "action": to_json(&run.action, "run action")?,
+            "executor": run.executor,
+            "timezone": run.timezone,
+            "lease_expires_at": run.lease_expires_at.map(micros),
+            "created_at": micros(run.created_at),
+        }));
+    }
+    let found: Vec<String> =
+        sqlx::query_scalar(UPDATE_RUNS_SQL).bind(to_json(&rows, "runs")?).fetch_all(pool).await.map_err(store_error)?;
+    Ok(found.into_iter().collect())
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -352,6 +442,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let sql = if replace_existing {
             // Every column but created_at, which the replaced job keeps.
             insert_job_sql!(
@@ -372,6 +463,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let query = sqlx::query(
             "UPDATE jobs SET id = ?, name = ?, trigger = ?, action = ?, coalesce = ?, max_instances = ?, \
              misfire_grace_time = ?, executor = ?, jobstore = ?, next_run_time = ?, paused = ?, created_at = ?, \
@@ -394,12 +486,14 @@ impl JobStore for SqliteStore {
     }
 
     async fn remove_job(&self, id: &str) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
         let result =
             sqlx::query("DELETE FROM jobs WHERE id = ?").bind(id).execute(&self.pool).await.map_err(store_error)?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn remove_all_jobs(&self) -> StoreResult<u64> {
+        let _writer = self.writer.lock().await;
         let result = sqlx::query("DELETE FROM jobs").execute(&self.pool).await.map_err(store_error)?;
         Ok(result.rows_affected())
     }
@@ -429,6 +523,13 @@ impl JobStore for SqliteStore {
         lease_until: DateTime<Utc>,
         planner: &dyn Planner,
     ) -> StoreResult<Vec<Run>> {
+        // Nothing due, as after most wake-ups for an API change: a read says so without taking the write lock.
+        let any_due: Option<i64> =
+            sqlx::query_scalar(ANY_DUE_SQL).bind(micros(now)).fetch_optional(&self.pool).await.map_err(store_error)?;
+        if any_due.is_none() {
+            return Ok(Vec::new());
+        }
+        let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
         let due: Vec<JobRow> = sqlx::query_as(DUE_JOBS_SQL)
             .bind(micros(now))
@@ -476,6 +577,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         match bind_run(sqlx::query(insert_run_sql!("")), run)?.execute(&self.pool).await {
             Ok(_) => Ok(()),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
@@ -487,28 +589,15 @@ impl JobStore for SqliteStore {
     }
 
     async fn update_run(&self, run: &Run) -> StoreResult<()> {
-        // The whole row, found by its key and its fire (as the memory store does); the identity columns are
-        // written back unchanged so `bind_run`'s order serves both statements.
-        let query = sqlx::query(
-            "UPDATE runs SET idempotency_key = ?, job_id = ?, scheduled_time = ?, status = ?, attempts = ?, \
-             started_at = ?, finished_at = ?, http_status = ?, duration_ms = ?, error = ?, response_excerpt = ?, \
-             action = ?, executor = ?, timezone = ?, lease_expires_at = ?, created_at = ? \
-             WHERE idempotency_key = ? AND job_id = ? AND scheduled_time = ?",
-        );
-        let result = bind_run(query, run)?
-            .bind(run.idempotency_key.clone())
-            .bind(run.job_id.clone())
-            .bind(micros(run.scheduled_time))
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let (reply, outcome) = oneshot::channel();
+        self.run_updates
+            .send((run.clone(), reply))
+            .map_err(|_| StoreError::Unavailable("the run recorder has stopped".into()))?;
+        outcome.await.map_err(|_| StoreError::Unavailable("the run recorder has stopped".into()))?
     }
 
     async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
+        let _writer = self.writer.lock().await;
         let rows: Vec<RunRow> = sqlx::query_as(TAKE_EXPIRED_RUNS_SQL)
             .bind(micros(lease_until))
             .bind(micros(now))
@@ -525,6 +614,7 @@ impl JobStore for SqliteStore {
         if idempotency_keys.is_empty() {
             return Ok(());
         }
+        let _writer = self.writer.lock().await;
         sqlx::query(EXTEND_LEASES_SQL)
             .bind(micros(lease_until))
             .bind(to_json(&idempotency_keys, "idempotency keys")?)

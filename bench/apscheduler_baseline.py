@@ -1,0 +1,107 @@
+"""APScheduler 3.11 as the baseline of bench/suite.py: a BackgroundScheduler with a ThreadPoolExecutor and the
+default MemoryJobStore (its fastest store), whose job POSTs to the benchmark sink with a pooled `requests`
+session and the same `apsched-job-id` header apsched sends. Misfire grace is unlimited and coalescing off, so every
+fire is delivered however late, as apsched is configured in the same run.
+
+    python bench/apscheduler_baseline.py burst SINK_URL JOBS WORKERS
+        JOBS date jobs due at once: prints {"released": unix seconds when the scheduler was resumed,
+        "delivered": how many reached the sink} once the sink has every delivery or has been quiet for 5 s.
+    python bench/apscheduler_baseline.py interval SINK_URL JOBS WORKERS PERIOD START_US STEP_US END_US
+        JOBS interval jobs every PERIOD seconds, job i starting at START_US + i * STEP_US; runs until END_US,
+        then prints {"ready": unix seconds when every job was added and the scheduler running}.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import requests
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+SESSION_LOCAL = threading.local()
+POLL_SECONDS = 0.01
+QUIET_SECONDS = 5
+
+
+def session():
+    """One pooled session per worker thread (requests.Session is not documented as thread-safe)."""
+    if not hasattr(SESSION_LOCAL, "session"):
+        SESSION_LOCAL.session = requests.Session()
+    return SESSION_LOCAL.session
+
+
+def deliver(url, job_id):
+    session().post(url, json={}, headers={"apsched-job-id": job_id}).close()
+
+
+def scheduler(workers):
+    return BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(workers)},
+        job_defaults={"misfire_grace_time": None, "coalesce": False},
+        timezone=timezone.utc,
+    )
+
+
+def sink_count(sink):
+    return int(requests.get(f"{sink}/count").text)
+
+
+def burst(sink, jobs, workers):
+    sched = scheduler(workers)
+    sched.start(paused=True)
+    due = datetime.now(timezone.utc) + timedelta(seconds=0.2)
+    for i in range(jobs):
+        sched.add_job(deliver, "date", run_date=due, args=[f"{sink}/hook", f"aps-{i}"], id=f"aps-{i}")
+    while datetime.now(timezone.utc) < due:
+        time.sleep(POLL_SECONDS)
+    released = time.time()
+    sched.resume()
+    # A request that fails is not retried by APScheduler: stop waiting once the sink has been quiet for a while.
+    count, quiet_since = 0, time.time()
+    while count < jobs and time.time() - quiet_since < QUIET_SECONDS:
+        time.sleep(POLL_SECONDS)
+        latest = sink_count(sink)
+        if latest > count:
+            count, quiet_since = latest, time.time()
+    print(json.dumps({"released": released, "delivered": count}), flush=True)
+
+
+def interval(sink, jobs, workers, period, start_us, step_us, end_us):
+    sched = scheduler(workers)
+    for i in range(jobs):
+        start = datetime.fromtimestamp((start_us + i * step_us) / 1e6, timezone.utc)
+        sched.add_job(
+            deliver,
+            "interval",
+            seconds=period,
+            start_date=start,
+            args=[f"{sink}/hook", f"aps-{i}"],
+            id=f"aps-{i}",
+        )
+    sched.start()
+    ready = time.time()
+    while time.time() * 1e6 < end_us:
+        time.sleep(POLL_SECONDS)
+    print(json.dumps({"ready": ready}), flush=True)
+
+
+def main():
+    mode, sink, *numbers = sys.argv[1:]
+    if mode == "burst":
+        jobs, workers = map(int, numbers)
+        burst(sink, jobs, workers)
+    elif mode == "interval":
+        jobs, workers, period, start_us, step_us, end_us = map(int, numbers)
+        interval(sink, jobs, workers, period, start_us, step_us, end_us)
+    else:
+        sys.exit(__doc__)
+    # Do not wait for queued fires: the measurement is over.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

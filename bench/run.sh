@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: builds apsched and the bench tools (examples/bench.rs), sets up a virtualenv
+# with APScheduler 3.11.3 outside the repository, runs every scenario against its baselines on one sink, and writes
+# BENCHMARKS.md and the plots under bench/.
+#
+#   bench/run.sh            the full suite, release build (about 10 minutes on 2 cores)
+#   bench/run.sh --quick    small sizes on a debug build, to keep the scripts working (CI); writes to a scratch
+#                           directory instead of BENCHMARKS.md
+#
+# Environment: APSCHED_BENCH_VENV (default ~/.cache/apsched-bench-venv); APSCHED_BENCH_POSTGRES, a PostgreSQL URL on
+# 127.0.0.1 whose database the suite drops and recreates (default postgres://postgres@127.0.0.1:5432/apsched_bench
+# when a server answers there; set it empty to skip the PostgreSQL scenarios).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=""
+profile=release
+if [[ "${1:-}" == "--quick" ]]; then
+  quick="--quick"
+  profile=debug
+fi
+
+venv=${APSCHED_BENCH_VENV:-$HOME/.cache/apsched-bench-venv}
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import apscheduler, requests, matplotlib, tzdata' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check apscheduler==3.11.3 requests matplotlib tzdata
+fi
+
+target=${CARGO_TARGET_DIR:-target}
+if [[ "$profile" == release ]]; then
+  cargo build --release --locked --bin apsched --example bench >&2
+else
+  cargo build --locked --bin apsched --example bench >&2
+fi
+
+# PostgreSQL scenarios run when a server answers on 127.0.0.1:5432 (CI starts one for the tests).
+if [[ -z "${APSCHED_BENCH_POSTGRES+set}" ]] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  APSCHED_BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/apsched_bench
+fi
+postgres=()
+if [[ -n "${APSCHED_BENCH_POSTGRES:-}" ]]; then
+  postgres=(--postgres "$APSCHED_BENCH_POSTGRES")
+fi
+
+if [[ -n "$quick" ]]; then
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+else
+  out=bench
+fi
+
+"$venv/bin/python" bench/suite.py $quick "${postgres[@]}" \
+  --apsched "$target/$profile/apsched" --tool "$target/$profile/examples/bench" --results "$out/results.json"
+"$venv/bin/python" bench/report.py "$out/results.json" --markdown "$out/BENCHMARKS.md" --plots "$out"
+if [[ -z "$quick" ]]; then
+  mv bench/BENCHMARKS.md BENCHMARKS.md
+fi
+echo "report: $out/BENCHMARKS.md" >&2

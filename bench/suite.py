@@ -1,0 +1,481 @@
+"""The benchmark suite (bench/run.sh runs it): every scenario of issue 7 against its baseline in the same run, on the
+same sink, then BENCHMARKS.md and the plots under bench/. Every figure is reported beside its baseline and as a
+ratio, so the comparison holds on a noisy machine.
+
+    python bench/suite.py --apsched BIN --tool BIN [--quick] [--postgres URL]
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SINK_PORT = 18700
+API_PORT = 18701
+# apsched's delivery pool, APScheduler's thread pool and the bare-reqwest loop all get this many workers.
+WORKERS = 32
+# Loaders and API clients keep this many requests in flight.
+CLIENTS = 8
+START_TIMEOUT = 60
+
+
+def now_us():
+    return int(time.time() * 1e6)
+
+
+def iso(us):
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def lateness_summary(lateness_ms, due):
+    values = sorted(lateness_ms)
+    return {
+        "due": due,
+        "delivered": len(values),
+        "p50_ms": percentile(values, 50),
+        "p99_ms": percentile(values, 99),
+        "max_ms": values[-1] if values else float("nan"),
+        "values": values,
+    }
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid, key):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class Sink:
+    def __init__(self, tool, workdir):
+        self.url = f"http://127.0.0.1:{SINK_PORT}"
+        log = open(workdir / "sink.log", "w")
+        self.process = subprocess.Popen([tool, "sink", f"127.0.0.1:{SINK_PORT}"], stderr=log)
+        wait_for(lambda: requests.get(f"{self.url}/count", timeout=1).ok, "the sink")
+
+    def count(self):
+        return int(requests.get(f"{self.url}/count").text)
+
+    def dump(self):
+        """Arrivals since the last dump: (arrival µs, job id, scheduled µs or None)."""
+        arrivals = []
+        for line in requests.get(f"{self.url}/dump").text.splitlines():
+            arrival, job_id, scheduled = line.split(",")
+            arrivals.append((int(arrival), job_id, int(scheduled) if scheduled else None))
+        return arrivals
+
+    def wait_for(self, count, timeout):
+        deadline = time.time() + timeout
+        while self.count() < count:
+            if time.time() > deadline:
+                raise RuntimeError(f"the sink got {self.count()} of {count} deliveries in {timeout} s")
+            time.sleep(0.005)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def wait_for(check, what, timeout=START_TIMEOUT):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{what} did not come up in {timeout} s")
+        time.sleep(0.02)
+
+
+class Apsched:
+    """One `apsched serve` process on a store, with WORKERS delivery workers."""
+
+    def __init__(self, binary, workdir, store):
+        self.binary, self.workdir, self.store = binary, workdir, store
+        self.api = f"http://127.0.0.1:{API_PORT}"
+        self.config = workdir / "apsched.toml"
+        self.config.write_text(
+            'timezone = "UTC"\n'
+            f"[jobstores.default]\ntype = \"{store['type']}\"\n"
+            + (f"url = \"{store['url']}\"\n" if store.get("url") else "")
+            + f"[executors.default]\nmax_workers = {WORKERS}\n"
+        )
+        self.process = None
+
+    def start(self):
+        log = open(self.workdir / "apsched.log", "a")
+        self.spawned = time.time()
+        self.process = subprocess.Popen(
+            [self.binary, "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{API_PORT}"], stderr=log
+        )
+        wait_for(lambda: requests.get(f"{self.api}/healthz", timeout=1).ok, "apsched")
+        return self
+
+    def post(self, path, body=None):
+        response = requests.post(f"{self.api}{path}", json=body)
+        if not response.ok:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.process = None
+
+
+def action(sink):
+    return {"type": "http", "method": "POST", "url": f"{sink.url}/hook", "json": {}}
+
+
+def run(command, **kwargs):
+    result = subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+    return result.stdout
+
+
+def run_json(command, **kwargs):
+    return json.loads(run(command, **kwargs).strip().splitlines()[-1])
+
+
+class Suite:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.work = Path(tempfile.mkdtemp(prefix="apsched-bench-"))
+        self.sink = Sink(args.tool, self.work)
+        self.results = {}
+
+    def stores(self):
+        stores = [("sqlite", None), ("memory", None)]
+        if self.args.postgres:
+            stores.append(("postgres", self.args.postgres))
+        return stores
+
+    def fresh_store(self, kind, url=None):
+        directory = Path(tempfile.mkdtemp(dir=self.work, prefix=f"{kind}-"))
+        if kind == "sqlite":
+            return directory, {"type": "sqlite", "url": f"sqlite://{directory}/bench.db"}
+        if kind == "postgres":
+            reset_postgres(url)
+            return directory, {"type": "postgres", "url": url}
+        return directory, {"type": "memory"}
+
+    # 1. burst -------------------------------------------------------------------------------------------------
+    def burst(self):
+        jobs = 500 if self.quick else 10_000
+        figures = {"jobs": jobs}
+        limit = run_json([self.args.tool, "limit", f"{self.sink.url}/hook", str(jobs), str(WORKERS)])
+        self.sink.wait_for(jobs, 60)
+        self.sink.dump()
+        figures["limit"] = {"seconds": limit["seconds"], "per_second": limit["per_second"]}
+        for kind, url in self.stores():
+            directory, store = self.fresh_store(kind, url)
+            server = Apsched(self.args.apsched, directory, store).start()
+            server.post("/v1/scheduler/pause")
+            due = now_us() + 1_000_000
+            template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(self.sink),
+                        "misfire_grace_time": None}
+            run([self.args.tool, "add-jobs", server.api, json.dumps(template), "burst-", str(jobs), str(CLIENTS)])
+            while now_us() < due:
+                time.sleep(0.01)
+            released = time.time()
+            server.post("/v1/scheduler/resume")
+            self.sink.wait_for(jobs, 300)
+            arrivals = self.sink.dump()
+            seconds = max(a[0] for a in arrivals) / 1e6 - released
+            figures[kind] = {"seconds": seconds, "per_second": jobs / seconds}
+            server.stop()
+        started = self.baseline(["burst", self.sink.url, str(jobs), str(WORKERS)])
+        arrivals = self.sink.dump()
+        seconds = max(a[0] for a in arrivals) / 1e6 - started["released"]
+        figures["apscheduler"] = {"seconds": seconds, "per_second": len(arrivals) / seconds,
+                                  "delivered": len(arrivals)}
+        self.results["burst"] = figures
+        print(f"burst: {json.dumps(figures)}", file=sys.stderr)
+
+    def baseline(self, arguments):
+        return run_json([self.args.python, str(BENCH / "apscheduler_baseline.py"), *arguments])
+
+    # 2. lateness and 3. idle jobs -----------------------------------------------------------------------------
+    def schedule(self, kind, url, active, period, window, idle=0):
+        """`active` interval jobs every `period` s spread evenly over it, plus `idle` cron jobs that fire once a
+        year and one date job due at start-up; the lateness of fires due in the first `window` seconds."""
+        directory, store = self.fresh_store(kind, url)
+        server = Apsched(self.args.apsched, directory, store).start()
+        server.post("/v1/scheduler/pause")
+        step = period * 1_000_000 // active
+        bulk = kind != "memory"
+        loaded = time.time()
+        if bulk:
+            # Templates through the API (the interval one's start is fixed below), then the copies in SQL.
+            placeholder = {"type": "interval", "seconds": period, "start_date": iso(now_us() + 3_600_000_000)}
+            server.post("/v1/jobs", {"id": "template-active", "trigger": placeholder, "action": action(self.sink),
+                                     "misfire_grace_time": None})
+            if idle:
+                server.post("/v1/jobs", {"id": "idle-0", "trigger": {"type": "cron", "month": 1, "day": 1},
+                                         "action": action(self.sink), "misfire_grace_time": None})
+            server.post("/v1/jobs", {"id": "first", "action": action(self.sink), "misfire_grace_time": None})
+            server.stop()
+            if idle:
+                clone_jobs(store, "idle-0", "idle-", idle)
+            start = (now_us() // 1_000_000 + 6 + active // 20_000) * 1_000_000
+            clone_jobs(store, "template-active", "active-", active, start, step)
+            self.sink.dump()
+            server.start()
+            self.sink.wait_for(1, 60)
+            first_fire = self.sink.dump()[0][0] / 1e6 - server.spawned
+        else:
+            start = (now_us() // 1_000_000 + 5 + (active + idle) // 5_000) * 1_000_000
+            interval = {"type": "interval", "seconds": period, "start_date": iso(start)}
+            template = {"trigger": interval, "action": action(self.sink), "misfire_grace_time": None}
+            run([self.args.tool, "add-jobs", server.api, json.dumps(template), "active-", str(active), str(CLIENTS),
+                 str(start), str(step)])
+            if idle:
+                template = {"trigger": {"type": "cron", "month": 1, "day": 1}, "action": action(self.sink)}
+                run([self.args.tool, "add-jobs", server.api, json.dumps(template), "idle-", str(idle), str(CLIENTS)])
+            server.post("/v1/scheduler/resume")
+            first_fire = None
+        loaded = time.time() - loaded
+        if now_us() > start:
+            raise RuntimeError(f"loading {active + idle} jobs took {loaded:.1f} s, past the first fire")
+        while now_us() < start:
+            time.sleep(0.01)
+        pid = server.process.pid
+        cpu_before = cpu_seconds(pid)
+        time.sleep(window)
+        cpu = cpu_seconds(pid) - cpu_before
+        rss = memory_kib(pid, "VmRSS")
+        time.sleep(1.5)
+        hwm = memory_kib(pid, "VmHWM")
+        server.stop()
+        end = start + window * 1_000_000
+        lateness = [(a - s) / 1000 for a, _, s in self.sink.dump() if s is not None and start <= s < end]
+        due = window * active // period
+        summary = lateness_summary(lateness, due)
+        summary.update({"cpu_ms_per_fire": cpu * 1000 / max(1, len(lateness)), "rss_mib": rss / 1024,
+                        "peak_rss_mib": hwm / 1024, "first_fire_s": first_fire, "load_s": loaded})
+        return summary
+
+    def apscheduler_schedule(self, active, period, window):
+        step = period * 1_000_000 // active
+        margin = 3 + active / 100_000 * 25
+        start = (now_us() // 1_000_000 + int(margin) + 2) * 1_000_000
+        end = start + window * 1_000_000
+        self.sink.dump()
+        ready = self.baseline(["interval", self.sink.url, str(active), str(WORKERS), str(period), str(start),
+                               str(step), str(end + 1_500_000)])["ready"]
+        if ready * 1e6 > start:
+            raise RuntimeError(f"APScheduler took until {ready - start / 1e6:.1f} s past the first fire to start")
+        seen = {}
+        lateness = []
+        for arrival, job_id, _ in sorted(self.sink.dump()):
+            i = int(job_id.removeprefix("aps-"))
+            k = seen.get(i, 0)
+            seen[i] = k + 1
+            scheduled = start + i * step + k * period * 1_000_000
+            if scheduled < end:
+                lateness.append((arrival - scheduled) / 1000)
+        return lateness_summary(lateness, window * active // period)
+
+    def lateness(self):
+        sizes = [(200, 5, 3)] if self.quick else [(1_000, 10, 10), (100_000, 100, 20)]
+        figures = {}
+        for active, period, window in sizes:
+            row = {"period_s": period, "window_s": window}
+            for kind, url in self.stores():
+                if kind == "memory" and active > 1_000:
+                    continue
+                row[kind] = self.schedule(kind, url, active, period, window)
+                print(f"lateness {active} {kind}: {summarise(row[kind])}", file=sys.stderr)
+            row["apscheduler"] = self.apscheduler_schedule(active, period, window)
+            print(f"lateness {active} apscheduler: {summarise(row['apscheduler'])}", file=sys.stderr)
+            figures[active] = row
+        self.results["lateness"] = figures
+
+    def idle(self):
+        active, period, window = (200, 5, 3) if self.quick else (1_000, 10, 10)
+        totals = [1_000, 10_000] if self.quick else [1_000, 100_000, 1_000_000]
+        figures = {"active": active, "period_s": period, "window_s": window}
+        kinds = [(kind, url) for kind, url in self.stores() if kind != "memory"]
+        for kind, url in kinds:
+            figures[kind] = {}
+            for total in totals:
+                summary = self.schedule(kind, url, active, period, window, idle=total - active)
+                figures[kind][total] = summary
+                print(f"idle {total} {kind}: {summarise(summary)}", file=sys.stderr)
+        self.results["idle"] = figures
+
+    # 4. API -----------------------------------------------------------------------------------------------------
+    def api(self):
+        jobs = 500 if self.quick else 5_000
+        figures = {"jobs": jobs}
+        for kind, url in self.stores():
+            directory, store = self.fresh_store(kind, url)
+            server = Apsched(self.args.apsched, directory, store).start()
+            template = {"trigger": {"type": "cron", "month": 1, "day": 1}, "action": action(self.sink)}
+            server.post("/v1/jobs", dict(template, id="template"))
+            added = run_json([self.args.tool, "add-jobs", server.api, json.dumps(template), "api-", str(jobs),
+                              str(CLIENTS)])
+            server.stop()
+            row = {"api_per_second": added["per_second"]}
+            if kind != "memory":
+                raw = run_json([self.args.tool, "insert-rate", store["url"], "template", "raw-", str(jobs),
+                                str(CLIENTS)])
+                row["insert_per_second"] = raw["per_second"]
+            figures[kind] = row
+        self.results["api"] = figures
+        print(f"api: {json.dumps(figures)}", file=sys.stderr)
+
+    # 5. cron arithmetic ---------------------------------------------------------------------------------------
+    def cron(self):
+        if self.quick:
+            self.results["cron"] = None
+            return
+        env = dict(os.environ, APSCHED_BENCH_PYTHON=self.args.python)
+        output = run([str(BENCH / "cron_compare.sh")], cwd=ROOT, env=env)
+        rows = []
+        for line in output.splitlines()[1:]:
+            name, rust, _, python, _, ratio = line.split()
+            rows.append({"name": name, "apsched_ns": float(rust), "apscheduler_ns": float(python),
+                         "ratio": float(ratio.rstrip("x"))})
+        self.results["cron"] = rows
+
+    def close(self):
+        self.sink.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def summarise(summary):
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items() if k != "values"}
+
+
+def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None):
+    """Bulk-load copies of a job the API stored, differing only in id: `prefix`1 … `prefix`(count − 1) beside the
+    template; or, for an interval template (`start_us` given), `prefix`0 … `prefix`(count − 1) replacing it, job i
+    with start_date and next_run_time start_us + i × step_us, written as the API writes them (RFC 3339, UTC,
+    fractional seconds only when there are any). Exactly the rows the API would have stored, at the database's
+    own speed."""
+    spread = start_us is not None
+    first = 0 if spread else 1
+    columns = ("name, {trigger}, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, "
+               "{next_run_time}, paused, created_at, updated_at")
+    names = columns.format(trigger="trigger", next_run_time="next_run_time")
+    if store["type"] == "sqlite":
+        text = ("strftime('%Y-%m-%dT%H:%M:%S', t / 1000000, 'unixepoch') || CASE WHEN t % 1000000 = 0 THEN '' "
+                "WHEN t % 1000 = 0 THEN printf('.%03d', t / 1000 % 1000) ELSE printf('.%06d', t % 1000000) END "
+                "|| '+00:00'")
+        values = columns.format(trigger=f"json_set(trigger, '$.start_date', {text})" if spread else "trigger",
+                                next_run_time="t" if spread else "next_run_time")
+        sql = f"""
+            WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {count}),
+                 times(i, t) AS (SELECT i, {start_us or 0} + i * {step_us or 0} FROM n)
+            INSERT INTO jobs (id, {names})
+            SELECT '{prefix}' || times.i, {values} FROM jobs, times WHERE jobs.id = '{template_id}';
+        """
+        if spread:
+            sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        db = sqlite3.connect(store["url"].removeprefix("sqlite://"))
+        db.executescript(f"BEGIN; {sql} COMMIT;")
+        db.close()
+    elif store["type"] == "postgres":
+        at = "('epoch'::timestamptz + t * interval '1 microsecond')"
+        text = (f"to_char({at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN t % 1000000 = 0 "
+                "THEN '' WHEN t % 1000 = 0 THEN '.' || lpad((t / 1000 % 1000)::text, 3, '0') "
+                "ELSE '.' || lpad((t % 1000000)::text, 6, '0') END || '+00:00'")
+        values = columns.format(trigger=f"jsonb_set(trigger, '{{start_date}}', to_jsonb({text}))" if spread
+                                else "trigger", next_run_time=at if spread else "next_run_time")
+        sql = f"""
+            INSERT INTO jobs (id, {names})
+            SELECT '{prefix}' || i, {values}
+            FROM jobs, generate_series({first}, {count - 1}) AS i,
+                 LATERAL (SELECT {start_us or 0}::bigint + i * {step_us or 0}::bigint AS t) AS times
+            WHERE jobs.id = '{template_id}';
+        """
+        if spread:
+            sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", store["url"], "-c", sql])
+        run(["psql", "-q", store["url"], "-c", "VACUUM ANALYZE jobs"])
+    else:
+        raise RuntimeError(f"cannot bulk-load a {store['type']} store")
+
+
+def reset_postgres(url):
+    """Drop and recreate the benchmark database named in `url` (never the one the tests use)."""
+    base, name = url.rsplit("/", 1)
+    name = name.split("?")[0]
+    if name in ("postgres", "test"):
+        raise RuntimeError(f"refusing to reset database {name!r}: give the suite its own (e.g. apsched_bench)")
+    run(["psql", "-q", f"{base}/postgres", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    run(["psql", "-q", f"{base}/postgres", "-c", f"CREATE DATABASE {name}"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--apsched", required=True)
+    parser.add_argument("--tool", required=True)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--postgres")
+    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron"])
+    parser.add_argument("--results", default=str(BENCH / "results.json"))
+    args = parser.parse_args()
+    suite = Suite(args)
+    started = time.time()
+    try:
+        for scenario in args.only:
+            print(f"== {scenario}", file=sys.stderr)
+            getattr(suite, scenario)()
+    finally:
+        suite.close()
+    suite.results["meta"] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": args.quick,
+        "seconds": time.time() - started,
+        "workers": WORKERS,
+        "clients": CLIENTS,
+        "machine": machine(),
+    }
+    Path(args.results).write_text(json.dumps(suite.results, indent=1))
+    print(f"results in {args.results} after {time.time() - started:.0f} s", file=sys.stderr)
+
+
+def machine():
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(int(memory) / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+if __name__ == "__main__":
+    main()
