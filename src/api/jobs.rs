@@ -351,7 +351,9 @@ pub async fn add_job(
         other => other.into(),
     })?;
     tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
-    let stored = store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job));
+    // A replaced job keeps its first created_at, which only the store knows; a new one is as built.
+    let stored =
+        if input.replace_existing { store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job)) } else { Ok(job) };
     // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
     if let Ok(stored) = &stored {
         scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
