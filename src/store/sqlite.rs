@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
@@ -52,7 +52,23 @@ const ANY_DUE_SQL: &str =
     "SELECT 1 FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL AND next_run_time <= ? LIMIT 1";
 const EARLIEST_NEXT_RUN_TIME_SQL: &str = "SELECT next_run_time FROM jobs WHERE paused = 0 \
     AND next_run_time IS NOT NULL ORDER BY next_run_time LIMIT 1";
-const ACTIVE_RUNS_SQL: &str = "SELECT COUNT(*) FROM runs WHERE job_id = ? AND status IN ('pending', 'running')";
+/// A claim's statements take its jobs and runs as JSON arrays, so their number does not grow with the claim.
+const ACTIVE_RUNS_SQL: &str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
+    AND status IN ('pending', 'running') GROUP BY job_id";
+const PARK_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = NULL WHERE id IN (SELECT value FROM json_each(?))";
+/// `WHERE true` settles SQLite's parse of INSERT … SELECT … ON CONFLICT. RETURNING has no order: the caller
+/// matches the keys back to its plan.
+const INSERT_RUNS_SQL: &str = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, \
+    started_at, finished_at, http_status, duration_ms, error, response_excerpt, action, executor, timezone, \
+    lease_expires_at, created_at) SELECT u.value ->> 'idempotency_key', u.value ->> 'job_id', \
+    u.value ->> 'scheduled_time', u.value ->> 'status', u.value ->> 'attempts', u.value ->> 'started_at', \
+    u.value ->> 'finished_at', u.value ->> 'http_status', u.value ->> 'duration_ms', u.value ->> 'error', \
+    u.value ->> 'response_excerpt', u.value ->> 'action', u.value ->> 'executor', u.value ->> 'timezone', \
+    u.value ->> 'lease_expires_at', u.value ->> 'created_at' FROM json_each(?) AS u WHERE true \
+    ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING job_id, scheduled_time";
+const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = u.value ->> 'next_run_time' FROM json_each(?) AS u \
+    WHERE jobs.id = u.value ->> 'id'";
+const DELETE_JOBS_SQL: &str = "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))";
 /// One statement is one transaction: two takers cannot both re-lease a run.
 const TAKE_EXPIRED_RUNS_SQL: &str = "UPDATE runs SET lease_expires_at = ? WHERE status IN ('pending', 'running') \
     AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *";
@@ -328,13 +344,6 @@ macro_rules! insert_run_sql {
     };
 }
 
-/// Insert `run` unless its fire is already in the ledger; whether it was inserted.
-async fn insert_run_unless_taken(executor: impl SqliteExecutor<'_>, run: &Run) -> StoreResult<bool> {
-    let query = bind_run(sqlx::query(insert_run_sql!(" ON CONFLICT (job_id, scheduled_time) DO NOTHING")), run)?;
-    let result = query.execute(executor).await.map_err(store_error)?;
-    Ok(result.rows_affected() == 1)
-}
-
 fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -537,40 +546,107 @@ impl JobStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(store_error)?;
-        let mut inserted = Vec::new();
+        let mut jobs = Vec::with_capacity(due.len());
+        let mut parked = Vec::new();
         for row in due {
             let id = row.id.clone();
-            let job = match Job::try_from(row) {
-                Ok(job) => job,
+            match Job::try_from(row) {
+                Ok(job) => jobs.push(job),
                 Err(err) => {
                     // A row that cannot be read can never be planned; left due, it would hold the head of every
                     // claim and wake the scheduler in a loop. Park it (no next run time) and leave it for a person.
                     tracing::error!(job_id = %id, error = %err, "unreadable job parked: next_run_time cleared");
-                    sqlx::query("UPDATE jobs SET next_run_time = NULL WHERE id = ?")
-                        .bind(&id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(store_error)?;
-                    continue;
+                    parked.push(id);
                 }
-            };
-            let active_runs: i64 =
-                sqlx::query_scalar(ACTIVE_RUNS_SQL).bind(&job.id).fetch_one(&mut *tx).await.map_err(store_error)?;
+            }
+        }
+        if !parked.is_empty() {
+            sqlx::query(PARK_JOBS_SQL)
+                .bind(to_json(&parked, "job ids")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        let ids: Vec<&str> = jobs.iter().map(|job| job.id.as_str()).collect();
+        let active: std::collections::HashMap<String, i64> = if ids.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            sqlx::query_as::<_, (String, i64)>(ACTIVE_RUNS_SQL)
+                .bind(to_json(&ids, "job ids")?)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .collect()
+        };
+        let mut planned = Vec::new();
+        let mut advanced = Vec::new();
+        let mut deleted = Vec::new();
+        for job in &jobs {
+            let active_runs = active.get(&job.id).copied().unwrap_or(0);
             let FirePlan { runs, next_run_time } =
-                planner.plan(&job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
+                planner.plan(job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
             for mut run in runs {
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
                 }
-                if insert_run_unless_taken(&mut *tx, &run).await? {
+                planned.push(run);
+            }
+            match next_run_time {
+                Some(next) => advanced.push(serde_json::json!({ "id": job.id, "next_run_time": micros(next) })),
+                None => deleted.push(job.id.as_str()),
+            }
+        }
+        let mut inserted = Vec::new();
+        if !planned.is_empty() {
+            let mut rows = Vec::with_capacity(planned.len());
+            for run in &planned {
+                rows.push(serde_json::json!({
+                    "idempotency_key": run.idempotency_key,
+                    "job_id": run.job_id,
+                    "scheduled_time": micros(run.scheduled_time),
+                    "status": run.status.as_str(),
+                    "attempts": run.attempts,
+                    "started_at": run.started_at.map(micros),
+                    "finished_at": run.finished_at.map(micros),
+                    "http_status": run.http_status,
+                    // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
+                    "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                    "error": run.error,
+                    "response_excerpt": run.response_excerpt,
+                    "action": to_json(&run.action, "run action")?,
+                    "executor": run.executor,
+                    "timezone": run.timezone,
+                    "lease_expires_at": run.lease_expires_at.map(micros),
+                    "created_at": micros(run.created_at),
+                }));
+            }
+            let returned: Vec<(String, i64)> = sqlx::query_as(INSERT_RUNS_SQL)
+                .bind(to_json(&rows, "runs")?)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            let mut taken: std::collections::HashSet<(String, i64)> = returned.into_iter().collect();
+            // Removing each match keeps a fire planned twice from being reported twice; SQLite kept the first.
+            for run in planned {
+                if taken.remove(&(run.job_id.clone(), micros(run.scheduled_time))) {
                     inserted.push(run);
                 }
             }
-            let query = match next_run_time {
-                Some(next) => sqlx::query("UPDATE jobs SET next_run_time = ? WHERE id = ?").bind(micros(next)),
-                None => sqlx::query("DELETE FROM jobs WHERE id = ?"),
-            };
-            query.bind(&job.id).execute(&mut *tx).await.map_err(store_error)?;
+        }
+        if !advanced.is_empty() {
+            sqlx::query(ADVANCE_JOBS_SQL)
+                .bind(to_json(&advanced, "next run times")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        if !deleted.is_empty() {
+            sqlx::query(DELETE_JOBS_SQL)
+                .bind(to_json(&deleted, "job ids")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
         }
         tx.commit().await.map_err(store_error)?;
         Ok(inserted)
