@@ -158,6 +158,29 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// A run as one element of the JSON arrays the batched ledger statements read through `json_each`.
+fn run_row(run: &Run) -> StoreResult<serde_json::Value> {
+    Ok(serde_json::json!({
+        "idempotency_key": run.idempotency_key,
+        "job_id": run.job_id,
+        "scheduled_time": micros(run.scheduled_time),
+        "status": run.status.as_str(),
+        "attempts": run.attempts,
+        "started_at": run.started_at.map(micros),
+        "finished_at": run.finished_at.map(micros),
+        "http_status": run.http_status,
+        // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
+        "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        "error": run.error,
+        "response_excerpt": run.response_excerpt,
+        "action": to_json(&run.action, "run action")?,
+        "executor": run.executor,
+        "timezone": run.timezone,
+        "lease_expires_at": run.lease_expires_at.map(micros),
+        "created_at": micros(run.created_at),
+    }))
+}
+
 fn micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
 }
@@ -418,25 +441,7 @@ async fn save_runs(pool: &SqlitePool, batch: &[RunUpdate]) -> StoreResult<std::c
     }
     let mut rows = Vec::with_capacity(latest.len());
     for run in latest.values() {
-        rows.push(serde_json::json!({
-            "idempotency_key": run.idempotency_key,
-            "job_id": run.job_id,
-            "scheduled_time": micros(run.scheduled_time),
-            "status": run.status.as_str(),
-            "attempts": run.attempts,
-            "started_at": run.started_at.map(micros),
-            "finished_at": run.finished_at.map(micros),
-            "http_status": run.http_status,
-            // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
-            "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-            "error": run.error,
-            "response_excerpt": run.response_excerpt,
-            "action": to_json(&run.action, "run action")?,
-            "executor": run.executor,
-            "timezone": run.timezone,
-            "lease_expires_at": run.lease_expires_at.map(micros),
-            "created_at": micros(run.created_at),
-        }));
+        rows.push(run_row(run)?);
     }
     let found: Vec<String> =
         sqlx::query_scalar(UPDATE_RUNS_SQL).bind(to_json(&rows, "runs")?).fetch_all(pool).await.map_err(store_error)?;
@@ -601,25 +606,7 @@ impl JobStore for SqliteStore {
         if !planned.is_empty() {
             let mut rows = Vec::with_capacity(planned.len());
             for run in &planned {
-                rows.push(serde_json::json!({
-                    "idempotency_key": run.idempotency_key,
-                    "job_id": run.job_id,
-                    "scheduled_time": micros(run.scheduled_time),
-                    "status": run.status.as_str(),
-                    "attempts": run.attempts,
-                    "started_at": run.started_at.map(micros),
-                    "finished_at": run.finished_at.map(micros),
-                    "http_status": run.http_status,
-                    // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
-                    "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                    "error": run.error,
-                    "response_excerpt": run.response_excerpt,
-                    "action": to_json(&run.action, "run action")?,
-                    "executor": run.executor,
-                    "timezone": run.timezone,
-                    "lease_expires_at": run.lease_expires_at.map(micros),
-                    "created_at": micros(run.created_at),
-                }));
+                rows.push(run_row(run)?);
             }
             let returned: Vec<(String, i64)> = sqlx::query_as(INSERT_RUNS_SQL)
                 .bind(to_json(&rows, "runs")?)
