@@ -132,6 +132,20 @@ pub struct Run {
 }
 
 impl Run {
+    /// Take `other`'s progress, what `JobStore::update_run` saves: status, attempts, times, outcome and lease. What
+    /// the claim recorded of the fire (its action, executor, zone, creation) stays.
+    pub fn take_progress(&mut self, other: &Run) {
+        self.status = other.status;
+        self.attempts = other.attempts;
+        self.started_at = other.started_at;
+        self.finished_at = other.finished_at;
+        self.http_status = other.http_status;
+        self.duration_ms = other.duration_ms;
+        self.error = other.error.clone();
+        self.response_excerpt = other.response_excerpt.clone();
+        self.lease_expires_at = other.lease_expires_at;
+    }
+
     /// A new ledger row for a fire of `job` at `scheduled_time`.
     pub fn new(job: &Job, scheduled_time: DateTime<Utc>, status: RunStatus, now: DateTime<Utc>, timezone: Tz) -> Run {
         Run {

@@ -121,7 +121,7 @@ macro_rules! store_contract_tests {
             claim_returns_every_inserted_run_and_leases_only_pending_ones,
             claim_never_inserts_a_fire_twice,
             insert_run_conflicts_on_a_taken_fire,
-            update_run_round_trips_every_field,
+            update_run_saves_every_progress_field,
             take_expired_runs_releases_only_expired_unfinished_runs,
             extend_leases_moves_only_the_named_unfinished_runs,
             list_runs_newest_first_filtered_and_paginated,
@@ -612,7 +612,7 @@ pub(crate) async fn insert_run_conflicts_on_a_taken_fire(store: &dyn JobStore) {
     assert_eq!(store.list_runs("j", &all_runs()).await.unwrap().len(), 2);
 }
 
-pub(crate) async fn update_run_round_trips_every_field(store: &dyn JobStore) {
+pub(crate) async fn update_run_saves_every_progress_field(store: &dyn JobStore) {
     let pending = leased(run("j", at(0), RunStatus::Pending), at(30));
     store.insert_run(&pending).await.unwrap();
 
@@ -633,7 +633,15 @@ pub(crate) async fn update_run_round_trips_every_field(store: &dyn JobStore) {
     failed.timezone = "Europe/Berlin".to_string();
     failed.lease_expires_at = None;
     store.update_run(&failed).await.unwrap();
-    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), [failed]);
+    // What the claim recorded of the fire (its action, executor, zone, creation) is not progress and stays.
+    let saved = Run {
+        action: pending.action.clone(),
+        executor: pending.executor.clone(),
+        timezone: pending.timezone.clone(),
+        created_at: pending.created_at,
+        ..failed
+    };
+    assert_eq!(store.list_runs("j", &all_runs()).await.unwrap(), [saved]);
 
     let unknown = Run { idempotency_key: "nobody".to_string(), ..running };
     assert!(matches!(store.update_run(&unknown).await, Err(StoreError::NotFound)));

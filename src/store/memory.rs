@@ -1,6 +1,6 @@
 //! The memory store: jobs and the ledger in process memory, lost on exit (APScheduler's MemoryJobStore).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,8 +12,39 @@ use crate::job::{Job, Run};
 #[derive(Default)]
 struct State {
     jobs: HashMap<String, Job>,
+    /// (next run time, id) of every unpaused job that has a next run time, as the SQL stores' `jobs_due` index:
+    /// what the claim and the wake-up read, so their cost does not grow with the jobs that are not due.
+    due: BTreeSet<(DateTime<Utc>, String)>,
     /// Ledger keyed by (job id, scheduled time), as the SQL stores' unique index.
     runs: BTreeMap<(String, DateTime<Utc>), Run>,
+}
+
+fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
+    job.next_run_time.filter(|_| !job.paused).map(|time| (time, job.id.clone()))
+}
+
+/// Every change to `jobs` goes through these, so `due` stays in step.
+impl State {
+    fn put(&mut self, job: Job) {
+        self.take(&job.id);
+        if let Some(key) = due_key(&job) {
+            self.due.insert(key);
+        }
+        self.jobs.insert(job.id.clone(), job);
+    }
+
+    fn take(&mut self, id: &str) -> Option<Job> {
+        let job = self.jobs.remove(id)?;
+        if let Some(key) = due_key(&job) {
+            self.due.remove(&key);
+        }
+        Some(job)
+    }
+
+    fn clear(&mut self) {
+        self.jobs.clear();
+        self.due.clear();
+    }
 }
 
 #[derive(Default)]
@@ -48,19 +79,17 @@ impl JobStore for MemoryStore {
             }
             job.created_at = existing.created_at;
         }
-        state.jobs.insert(job.id.clone(), job);
+        state.put(job);
         Ok(())
     }
 
     async fn update_job(&self, job: &Job) -> StoreResult<()> {
         let mut state = self.state.lock().await;
-        match state.jobs.get_mut(&job.id) {
-            Some(stored) => {
-                *stored = job.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
+        if !state.jobs.contains_key(&job.id) {
+            return Err(StoreError::NotFound);
         }
+        state.put(job.clone());
+        Ok(())
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
@@ -68,13 +97,13 @@ impl JobStore for MemoryStore {
     }
 
     async fn remove_job(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.state.lock().await.jobs.remove(id).is_some())
+        Ok(self.state.lock().await.take(id).is_some())
     }
 
     async fn remove_all_jobs(&self) -> StoreResult<u64> {
         let mut state = self.state.lock().await;
         let removed = state.jobs.len() as u64;
-        state.jobs.clear();
+        state.clear();
         Ok(removed)
     }
 
@@ -95,8 +124,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let state = self.state.lock().await;
-        Ok(state.jobs.values().filter(|job| !job.paused).filter_map(|job| job.next_run_time).min())
+        Ok(self.state.lock().await.due.first().map(|(time, _)| *time))
     }
 
     async fn claim_due(
@@ -107,14 +135,11 @@ impl JobStore for MemoryStore {
         planner: &dyn Planner,
     ) -> StoreResult<Vec<Run>> {
         let mut state = self.state.lock().await;
-        // Clone only the batch, not every due job: a burst of 10 000 due jobs cloned them all at each claim.
-        let mut due: Vec<&Job> =
-            state.jobs.values().filter(|job| !job.paused && job.next_run_time.is_some_and(|t| t <= now)).collect();
-        due.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
-        due.truncate(limit);
-        let due: Vec<Job> = due.into_iter().cloned().collect();
+        let due: Vec<String> =
+            state.due.iter().take_while(|(time, _)| *time <= now).take(limit).map(|(_, id)| id.clone()).collect();
         let mut inserted = Vec::new();
-        for job in due {
+        for id in due {
+            let Some(mut job) = state.take(&id) else { continue };
             let FirePlan { runs, next_run_time } = planner.plan(&job, active_runs(&state.runs, &job.id), now);
             for mut run in runs {
                 let key = (run.job_id.clone(), run.scheduled_time);
@@ -127,15 +152,10 @@ impl JobStore for MemoryStore {
                 inserted.push(run.clone());
                 state.runs.insert(key, run);
             }
-            match next_run_time {
-                Some(next) => {
-                    if let Some(stored) = state.jobs.get_mut(&job.id) {
-                        stored.next_run_time = Some(next);
-                    }
-                }
-                None => {
-                    state.jobs.remove(&job.id);
-                }
+            // A finished trigger's job stays taken out.
+            if let Some(next) = next_run_time {
+                job.next_run_time = Some(next);
+                state.put(job);
             }
         }
         Ok(inserted)
@@ -155,7 +175,7 @@ impl JobStore for MemoryStore {
         let mut state = self.state.lock().await;
         match state.runs.get_mut(&(run.job_id.clone(), run.scheduled_time)) {
             Some(stored) if stored.idempotency_key == run.idempotency_key => {
-                *stored = run.clone();
+                stored.take_progress(run);
                 Ok(())
             }
             _ => Err(StoreError::NotFound),

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod postgres;
+pub mod recorder;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -147,7 +148,8 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Insert one run (run-now): `Conflict` if its (job id, scheduled time) is taken.
     async fn insert_run(&self, run: &Run) -> StoreResult<()>;
-    /// Save a run's progress (status, attempts, outcome, lease), found by idempotency key.
+    /// Save a run's progress (`Run::take_progress`: status, attempts, times, outcome, lease), found by idempotency
+    /// key and fire; the rest of the row stays as inserted.
     async fn update_run(&self, run: &Run) -> StoreResult<()>;
     /// Unfinished runs (pending or running) whose lease has expired before `now` (or that have none), re-leased
     /// until `lease_until` in the same transaction so only one taker gets each. At start-up every unfinished run

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use tokio_util::sync::CancellationToken;
 
+use super::recorder::RunRecorder;
 use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
 use crate::job::{Job, Run, RunStatus};
 
@@ -57,6 +58,18 @@ const INSERT_RUNS_SQL: &str = "INSERT INTO runs (idempotency_key, job_id, schedu
     ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING idempotency_key";
 const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = advanced.next_run_time \
     FROM UNNEST($1::text[], $2::timestamptz[]) AS advanced (id, next_run_time) WHERE jobs.id = advanced.id";
+/// Every run of the recorder's batch found by its key and its fire, as the other stores find it, and its progress
+/// (`Run::take_progress`) saved; `$1`…`$12` are arrays.
+const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.status, attempts = u.attempts, \
+    started_at = u.started_at, finished_at = u.finished_at, http_status = u.http_status, \
+    duration_ms = u.duration_ms, error = u.error, response_excerpt = u.response_excerpt, \
+    lease_expires_at = u.lease_expires_at \
+    FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[], $6::timestamptz[], \
+    $7::timestamptz[], $8::int4[], $9::int8[], $10::text[], $11::text[], $12::timestamptz[]) \
+    AS u (idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
+    duration_ms, error, response_excerpt, lease_expires_at) \
+    WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
+    AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key";
 /// Taking over is atomic across replicas: each expired run is locked by exactly one taker.
 const TAKE_EXPIRED_RUNS_SQL: &str = "UPDATE runs SET lease_expires_at = $1 WHERE idempotency_key IN (\
     SELECT idempotency_key FROM runs WHERE status IN ('pending', 'running') \
@@ -81,6 +94,8 @@ pub struct PostgresStore {
     channel: String,
     /// This store's connections write it into every notification they cause, so it can ignore its own.
     origin: String,
+    /// `update_run` hands its run to the recorder, which writes all waiting ones in one statement (`save_runs`).
+    recorder: RunRecorder,
 }
 
 impl PostgresStore {
@@ -103,7 +118,14 @@ impl PostgresStore {
         let schema = schema.ok_or_else(|| {
             StoreError::Unavailable("no schema to work in: the search_path names none that exists".to_string())
         })?;
-        let store = PostgresStore { pool, options, channel: channel_of(&schema), origin };
+        let recorder = {
+            let pool = pool.clone();
+            RunRecorder::spawn(move |runs| {
+                let pool = pool.clone();
+                async move { save_runs(&pool, &runs).await }
+            })
+        };
+        let store = PostgresStore { pool, options, channel: channel_of(&schema), origin, recorder };
         store.migrate().await?;
         Ok(store)
     }
@@ -276,7 +298,7 @@ fn runs_from_rows(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
     rows.into_iter().map(Run::try_from).collect()
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 /// Binds every column of `jobs` as $1…$13 in table order.
 fn bind_job<'q>(query: PgQuery<'q>, job: &Job) -> StoreResult<PgQuery<'q>> {
@@ -336,11 +358,6 @@ fn bind_run<'q>(query: PgQuery<'q>, run: &Run) -> StoreResult<PgQuery<'q>> {
 const INSERT_RUN_SQL: &str = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, \
     started_at, finished_at, http_status, duration_ms, error, response_excerpt, action, executor, timezone, \
     lease_expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-const UPDATE_RUN_SQL: &str = "UPDATE runs SET status = $4, attempts = $5, started_at = $6, finished_at = $7, \
-    http_status = $8, duration_ms = $9, error = $10, response_excerpt = $11, action = $12, executor = $13, \
-    timezone = $14, lease_expires_at = $15, created_at = $16 \
-    WHERE idempotency_key = $1 AND job_id = $2 AND scheduled_time = $3";
-
 /// Insert `runs` in one statement unless their fire is taken; the keys of those inserted.
 async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
     let column = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<String>>();
@@ -369,6 +386,32 @@ async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> 
         .bind(times(&|run| run.lease_expires_at))
         .bind(runs.iter().map(|run| pg_time(run.created_at)).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    Ok(keys.into_iter().collect())
+}
+
+/// Save the progress of every run in `runs` in one statement (the recorder's batch); the keys of the runs found.
+async fn save_runs(pool: &PgPool, runs: &[Run]) -> StoreResult<HashSet<String>> {
+    let times = |f: &dyn Fn(&Run) -> Option<DateTime<Utc>>| {
+        runs.iter().map(|run| f(run).map(pg_time)).collect::<Vec<Option<DateTime<Utc>>>>()
+    };
+    let keys: Vec<String> = sqlx::query_scalar(UPDATE_RUNS_SQL)
+        .bind(runs.iter().map(|run| run.idempotency_key.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.job_id.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| pg_time(run.scheduled_time)).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.status.as_str().to_string()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| i64::from(run.attempts)).collect::<Vec<_>>())
+        .bind(times(&|run| run.started_at))
+        .bind(times(&|run| run.finished_at))
+        .bind(runs.iter().map(|run| run.http_status.map(i32::from)).collect::<Vec<_>>())
+        .bind(
+            runs.iter().map(|run| run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))).collect::<Vec<_>>(),
+        )
+        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.response_excerpt.clone()).collect::<Vec<_>>())
+        .bind(times(&|run| run.lease_expires_at))
+        .fetch_all(pool)
         .await
         .map_err(store_error)?;
     Ok(keys.into_iter().collect())
@@ -585,11 +628,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn update_run(&self, run: &Run) -> StoreResult<()> {
-        let result = bind_run(sqlx::query(UPDATE_RUN_SQL), run)?.execute(&self.pool).await.map_err(store_error)?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.recorder.record(run).await
     }
 
     async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {

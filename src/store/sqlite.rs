@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
+use super::recorder::RunRecorder;
 use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
 use crate::job::{Job, Run, RunStatus};
 
@@ -34,20 +34,6 @@ const NO_NEXT_RUN_TIME_KEY: i64 = i64::MAX;
 
 const DUE_JOBS_SQL: &str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
     AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
-/// Run updates written in one statement at most: a burst's deliveries record their runs together, and each
-/// statement stays well under SQLite's limits.
-const RUN_UPDATE_BATCH: usize = 256;
-/// Every run in the JSON array `?` is found by its key and its fire (as the memory store does) and overwritten;
-/// RETURNING says which were found.
-const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.value ->> 'status', attempts = u.value ->> 'attempts', \
-    started_at = u.value ->> 'started_at', finished_at = u.value ->> 'finished_at', \
-    http_status = u.value ->> 'http_status', duration_ms = u.value ->> 'duration_ms', error = u.value ->> 'error', \
-    response_excerpt = u.value ->> 'response_excerpt', action = u.value ->> 'action', \
-    executor = u.value ->> 'executor', timezone = u.value ->> 'timezone', \
-    lease_expires_at = u.value ->> 'lease_expires_at', created_at = u.value ->> 'created_at' \
-    FROM json_each(?) AS u WHERE runs.idempotency_key = u.value ->> 'idempotency_key' \
-    AND runs.job_id = u.value ->> 'job_id' AND runs.scheduled_time = u.value ->> 'scheduled_time' \
-    RETURNING runs.idempotency_key";
 const ANY_DUE_SQL: &str =
     "SELECT 1 FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL AND next_run_time <= ? LIMIT 1";
 const EARLIEST_NEXT_RUN_TIME_SQL: &str = "SELECT next_run_time FROM jobs WHERE paused = 0 \
@@ -56,16 +42,6 @@ const EARLIEST_NEXT_RUN_TIME_SQL: &str = "SELECT next_run_time FROM jobs WHERE p
 const ACTIVE_RUNS_SQL: &str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
     AND status IN ('pending', 'running') GROUP BY job_id";
 const PARK_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = NULL WHERE id IN (SELECT value FROM json_each(?))";
-/// `WHERE true` settles SQLite's parse of INSERT … SELECT … ON CONFLICT. RETURNING has no order: the caller
-/// matches the keys back to its plan.
-const INSERT_RUNS_SQL: &str = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, \
-    started_at, finished_at, http_status, duration_ms, error, response_excerpt, action, executor, timezone, \
-    lease_expires_at, created_at) SELECT u.value ->> 'idempotency_key', u.value ->> 'job_id', \
-    u.value ->> 'scheduled_time', u.value ->> 'status', u.value ->> 'attempts', u.value ->> 'started_at', \
-    u.value ->> 'finished_at', u.value ->> 'http_status', u.value ->> 'duration_ms', u.value ->> 'error', \
-    u.value ->> 'response_excerpt', u.value ->> 'action', u.value ->> 'executor', u.value ->> 'timezone', \
-    u.value ->> 'lease_expires_at', u.value ->> 'created_at' FROM json_each(?) AS u WHERE true \
-    ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING job_id, scheduled_time";
 const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = u.value ->> 'next_run_time' FROM json_each(?) AS u \
     WHERE jobs.id = u.value ->> 'id'";
 const DELETE_JOBS_SQL: &str = "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))";
@@ -87,8 +63,8 @@ const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SEL
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// `update_run` hands its run to the recorder (`record_runs`), which writes all waiting ones in one statement.
-    run_updates: mpsc::UnboundedSender<RunUpdate>,
+    /// `update_run` hands its run to the recorder, which writes all waiting ones in one statement (`save_runs`).
+    recorder: RunRecorder,
     /// Writers take turns here rather than in SQLite: a writer that finds the file locked waits in SQLite's busy
     /// handler, which sleeps in steps of up to 100 ms, so under load (deliveries recording runs while a claim
     /// holds the lock) most of the time went to sleeping. Readers do not take it.
@@ -117,9 +93,17 @@ impl SqliteStore {
         .await
         .map_err(store_error)?;
         let writer = Arc::new(tokio::sync::Mutex::new(()));
-        let (run_updates, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(record_runs(pool.clone(), writer.clone(), waiting));
-        let store = SqliteStore { pool, writer, run_updates };
+        let recorder = {
+            let (pool, writer) = (pool.clone(), writer.clone());
+            RunRecorder::spawn(move |runs| {
+                let (pool, writer) = (pool.clone(), writer.clone());
+                async move {
+                    let _writer = writer.lock().await;
+                    save_runs(&pool, &runs).await
+                }
+            })
+        };
+        let store = SqliteStore { pool, writer, recorder };
         store.migrate().await?;
         Ok(store)
     }
@@ -156,29 +140,6 @@ fn store_error(err: sqlx::Error) -> StoreError {
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// A run as one element of the JSON arrays the batched ledger statements read through `json_each`.
-fn run_row(run: &Run) -> StoreResult<serde_json::Value> {
-    Ok(serde_json::json!({
-        "idempotency_key": run.idempotency_key,
-        "job_id": run.job_id,
-        "scheduled_time": micros(run.scheduled_time),
-        "status": run.status.as_str(),
-        "attempts": run.attempts,
-        "started_at": run.started_at.map(micros),
-        "finished_at": run.finished_at.map(micros),
-        "http_status": run.http_status,
-        // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
-        "duration_ms": run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-        "error": run.error,
-        "response_excerpt": run.response_excerpt,
-        "action": to_json(&run.action, "run action")?,
-        "executor": run.executor,
-        "timezone": run.timezone,
-        "lease_expires_at": run.lease_expires_at.map(micros),
-        "created_at": micros(run.created_at),
-    }))
 }
 
 fn micros(time: DateTime<Utc>) -> i64 {
@@ -356,15 +317,115 @@ fn bind_run<'q>(query: SqliteQuery<'q>, run: &Run) -> StoreResult<SqliteQuery<'q
         .bind(micros(run.created_at)))
 }
 
-macro_rules! insert_run_sql {
-    ($tail:literal) => {
+/// The statement's head, before its rows of `bind_run`'s 16 values.
+macro_rules! insert_runs_head {
+    () => {
         concat!(
             "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, ",
             "http_status, duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, ",
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            $tail
+            "created_at)"
         )
     };
+}
+
+macro_rules! insert_run_sql {
+    ($tail:literal) => {
+        concat!(insert_runs_head!(), " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", $tail)
+    };
+}
+
+/// Rows per statement in the batched ledger writes, largest first: any batch is made of chunks of these sizes, so
+/// a handful of statements (each prepared once per connection) serve every size, and the largest stays well under
+/// SQLite's limit of 32 766 parameters. Bound parameters, not JSON: perf showed SQLite spending a quarter of a
+/// burst's claim re-parsing `json_each` rows field by field.
+const ROW_CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `rows` split into chunks of `ROW_CHUNKS`' sizes, in order.
+fn row_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = ROW_CHUNKS.into_iter().find(|size| *size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Insert `runs` unless their fire is in the ledger already; the (job id, scheduled time) of those inserted.
+async fn insert_runs_unless_taken(
+    tx: &mut sqlx::SqliteConnection,
+    runs: &[Run],
+) -> StoreResult<std::collections::HashSet<(String, i64)>> {
+    let mut inserted = std::collections::HashSet::with_capacity(runs.len());
+    for chunk in row_chunks(runs) {
+        let sql = format!(
+            "{} VALUES {} ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING job_id, scheduled_time",
+            insert_runs_head!(),
+            placeholders(chunk.len(), 16)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for run in chunk {
+            query = bind_run(query, run)?;
+        }
+        for row in query.fetch_all(&mut *tx).await.map_err(store_error)? {
+            use sqlx::Row;
+            inserted.insert((row.try_get(0).map_err(store_error)?, row.try_get(1).map_err(store_error)?));
+        }
+    }
+    Ok(inserted)
+}
+
+/// The columns `update_run` saves (a run's progress), after the three that find the run.
+const RUN_PROGRESS_COLUMNS: [&str; 9] = [
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "http_status",
+    "duration_ms",
+    "error",
+    "response_excerpt",
+    "lease_expires_at",
+];
+
+/// Save the progress of every run in `runs`, found by its key and its fire (as the memory store finds it); the keys
+/// of the runs found.
+async fn save_runs(pool: &SqlitePool, runs: &[Run]) -> StoreResult<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::with_capacity(runs.len());
+    let mut connection = pool.acquire().await.map_err(store_error)?;
+    for chunk in row_chunks(runs) {
+        let sql = format!(
+            "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) UPDATE runs SET {set} \
+             FROM u WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
+             AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key",
+            columns = RUN_PROGRESS_COLUMNS.join(", "),
+            values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
+            set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
+        );
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for run in chunk {
+            query = query
+                .bind(run.idempotency_key.clone())
+                .bind(run.job_id.clone())
+                .bind(micros(run.scheduled_time))
+                .bind(run.status.as_str())
+                .bind(i64::from(run.attempts))
+                .bind(run.started_at.map(micros))
+                .bind(run.finished_at.map(micros))
+                .bind(run.http_status.map(i64::from))
+                .bind(run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+                .bind(run.error.clone())
+                .bind(run.response_excerpt.clone())
+                .bind(run.lease_expires_at.map(micros));
+        }
+        found.extend(query.fetch_all(&mut *connection).await.map_err(store_error)?);
+    }
+    Ok(found)
 }
 
 fn limit_of(limit: usize) -> i64 {
@@ -401,51 +462,6 @@ fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder
     // A job has one run per scheduled time, so the time alone orders its history.
     sql.push(" ORDER BY scheduled_time DESC LIMIT ").push_bind(limit_of(query.limit));
     sql
-}
-
-/// A run to save and where to say how that went.
-type RunUpdate = (Run, oneshot::Sender<StoreResult<()>>);
-
-/// Save runs for `update_run`, all that are waiting in one statement (one transaction): a delivery records its run
-/// twice, and one commit and one trip to SQLite's thread per run were most of a burst's time (perf: context switches
-/// between the runtime and sqlx's SQLite worker). Ends when the last store handle is dropped.
-async fn record_runs(
-    pool: SqlitePool,
-    writer: Arc<tokio::sync::Mutex<()>>,
-    mut waiting: mpsc::UnboundedReceiver<RunUpdate>,
-) {
-    let mut batch = Vec::with_capacity(RUN_UPDATE_BATCH);
-    while waiting.recv_many(&mut batch, RUN_UPDATE_BATCH).await > 0 {
-        let outcome = {
-            let _writer = writer.lock().await;
-            save_runs(&pool, &batch).await
-        };
-        for (run, reply) in batch.drain(..) {
-            let result = match &outcome {
-                Ok(found) if found.contains(&run.idempotency_key) => Ok(()),
-                Ok(_) => Err(StoreError::NotFound),
-                Err(StoreError::Corrupt(message)) => Err(StoreError::Corrupt(message.clone())),
-                Err(other) => Err(StoreError::Unavailable(other.to_string())),
-            };
-            // The caller may have given up waiting; the run is saved all the same.
-            let _ = reply.send(result);
-        }
-    }
-}
-
-/// One UPDATE for every run in `batch` (the last update of a run wins); the keys of the runs found.
-async fn save_runs(pool: &SqlitePool, batch: &[RunUpdate]) -> StoreResult<std::collections::HashSet<String>> {
-    let mut latest: std::collections::HashMap<&str, &Run> = std::collections::HashMap::new();
-    for (run, _) in batch {
-        latest.insert(run.idempotency_key.as_str(), run);
-    }
-    let mut rows = Vec::with_capacity(latest.len());
-    for run in latest.values() {
-        rows.push(run_row(run)?);
-    }
-    let found: Vec<String> =
-        sqlx::query_scalar(UPDATE_RUNS_SQL).bind(to_json(&rows, "runs")?).fetch_all(pool).await.map_err(store_error)?;
-    Ok(found.into_iter().collect())
 }
 
 #[async_trait]
@@ -604,16 +620,7 @@ impl JobStore for SqliteStore {
         }
         let mut inserted = Vec::new();
         if !planned.is_empty() {
-            let mut rows = Vec::with_capacity(planned.len());
-            for run in &planned {
-                rows.push(run_row(run)?);
-            }
-            let returned: Vec<(String, i64)> = sqlx::query_as(INSERT_RUNS_SQL)
-                .bind(to_json(&rows, "runs")?)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            let mut taken: std::collections::HashSet<(String, i64)> = returned.into_iter().collect();
+            let mut taken = insert_runs_unless_taken(&mut tx, &planned).await?;
             // Removing each match keeps a fire planned twice from being reported twice; SQLite kept the first.
             for run in planned {
                 if taken.remove(&(run.job_id.clone(), micros(run.scheduled_time))) {
@@ -652,11 +659,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn update_run(&self, run: &Run) -> StoreResult<()> {
-        let (reply, outcome) = oneshot::channel();
-        self.run_updates
-            .send((run.clone(), reply))
-            .map_err(|_| StoreError::Unavailable("the run recorder has stopped".into()))?;
-        outcome.await.map_err(|_| StoreError::Unavailable("the run recorder has stopped".into()))?
+        self.recorder.record(run).await
     }
 
     async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
