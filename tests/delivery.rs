@@ -147,6 +147,24 @@ async fn a_call_that_hangs_past_its_timeout_is_retried_then_recorded_as_a_timeou
 }
 
 #[tokio::test]
+async fn a_slow_call_shows_running_while_in_flight_and_its_outcome_after() {
+    let receiver = ScriptedReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(common::sqlite_config(&dir.path().join("apsched.db"))).await;
+    server.post("/v1/jobs", json!({"id": "slow", "action": {"url": receiver.url("slow/3000/s")}})).await;
+    // A call longer than a moment is `running` in the ledger while the receiver holds it (3 s).
+    let runs = server.wait_runs("slow", |runs| runs.first().is_some_and(|run| run["status"] == "running")).await;
+    assert_eq!(runs[0]["attempts"], 1);
+    assert!(runs[0]["started_at"].is_string(), "{:#}", runs[0]);
+    assert!(receiver.matching("slow/3000/s").len() <= 1);
+    let run = final_run(&server, "slow").await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["http_status"], 200);
+    assert!(run["duration_ms"].as_u64().unwrap() >= 3000, "{run:#}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_connection_closed_without_an_answer_is_retried() {
     let closer = Closer::start(2).await;
     let server = Server::start(memory_config()).await;

@@ -130,6 +130,14 @@ impl EventBus {
         let _ = self.sender.send(Event { kind, time, subject });
     }
 
+    /// Publish, building the subject only if someone listens: a fire's events carry a copy of its run, which
+    /// at a burst's rate is worth not making for nobody.
+    pub fn publish_with(&self, kind: EventKind, time: DateTime<Utc>, subject: impl FnOnce() -> Subject) {
+        if self.sender.receiver_count() > 0 {
+            self.publish(kind, time, subject());
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }

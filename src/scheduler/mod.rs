@@ -45,6 +45,9 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// A run whose lease is older than any process could hold it: what start-up uses to take over everything an
 /// exclusive store (memory, SQLite) left unfinished.
 const EXCLUSIVE_TAKEOVER: chrono::TimeDelta = chrono::TimeDelta::days(365 * 100);
+/// A call that has not answered within this is recorded as `running` while it goes on; a quicker one is recorded
+/// once, with its outcome.
+const SHOW_RUNNING_AFTER: Duration = Duration::from_millis(200);
 /// Runs deleted per prune call: keeps each transaction (and SQLite's write lock) short so claims are not held up.
 const PRUNE_BATCH: usize = 1000;
 
@@ -291,8 +294,10 @@ impl Scheduler {
         let mut first_error = None;
         for (name, entry) in &self.stores {
             let planner = RulesPlanner::new(self.default_tz);
+            let claiming = std::time::Instant::now();
             match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
                 Ok(runs) => {
+                    tracing::debug!(store = %name, runs = runs.len(), took = ?claiming.elapsed(), "claimed");
                     more |= runs.len() >= CLAIM_BATCH;
                     // Published only now, after the claim committed: what the planner decided is then the ledger's.
                     let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
@@ -467,9 +472,12 @@ impl Scheduler {
                 in_flight.insert(run.idempotency_key.clone(), store_name.to_string());
             }
         }
+        let now = self.clock.now();
         for run in &chain {
-            let subject = Subject::Run { run: Arc::new(run.clone()), jobstore: store_name.to_string() };
-            self.publish(EventKind::JobSubmitted, subject);
+            self.events.publish_with(EventKind::JobSubmitted, now, || Subject::Run {
+                run: Arc::new(run.clone()),
+                jobstore: store_name.to_string(),
+            });
         }
         let scheduler = self.clone();
         let store_name = store_name.to_string();
@@ -518,25 +526,41 @@ impl Scheduler {
             run.status = RunStatus::Running;
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
-            self.save_run(store, &run).await;
-            // A literal address never reaches the policy's resolver; names are checked there, after resolution.
-            let attempt = match self.policy.check_url(&run.action.url) {
-                Err(reason) => http::Attempt::refused(format!("target policy: {reason}; no request was made")),
-                Ok(()) => {
-                    http::attempt(
-                        &self.http,
-                        &run.action,
-                        &DeliveryHeaders {
-                            job_id: &run.job_id,
-                            scheduled_time: &scheduled_time,
-                            idempotency_key: &run.idempotency_key,
-                            signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
-                        },
-                    )
-                    .await
-                }
+            let call = async {
+                // A literal address never reaches the policy's resolver; names are checked there, after resolution.
+                let attempt = match self.policy.check_url(&run.action.url) {
+                    Err(reason) => http::Attempt::refused(format!("target policy: {reason}; no request was made")),
+                    Ok(()) => {
+                        http::attempt(
+                            &self.http,
+                            &run.action,
+                            &DeliveryHeaders {
+                                job_id: &run.job_id,
+                                scheduled_time: &scheduled_time,
+                                idempotency_key: &run.idempotency_key,
+                                signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
+                            },
+                        )
+                        .await
+                    }
+                };
+                drop(slot);
+                attempt
             };
-            drop(slot);
+            // `running` is written only once a call has taken `SHOW_RUNNING_AFTER`, never before the request goes
+            // out: the fire is already in the ledger, pending and leased, so a crash in between delivers it again
+            // either way, and a quick call goes from pending to its outcome in one write instead of two (a burst's
+            // ledger writes halve) with no commit on its path to the receiver. A `running` write under way when
+            // the call ends is queued ahead of the outcome, so the ledger never goes back to `running`.
+            tokio::pin!(call);
+            let attempt = tokio::select! {
+                biased;
+                attempt = &mut call => attempt,
+                () = async {
+                    tokio::time::sleep(SHOW_RUNNING_AFTER).await;
+                    self.save_run(store, &run).await;
+                } => call.await,
+            };
             self.metrics.attempt(&attempt);
             run.http_status = attempt.http_status;
             run.error = attempt.error.clone();
@@ -578,7 +602,13 @@ impl Scheduler {
         }
         run.finished_at = Some(self.clock.now());
         run.lease_expires_at = None;
-        tracing::info!(job_id = %run.job_id, status = run.status.as_str(), http_status = ?run.http_status, attempts = run.attempts, "delivered");
+        // A success is routine (the ledger and metrics keep it); one log line per fire would cost more than the
+        // fire itself at a burst's rate. Failures are worth a line.
+        if run.status == RunStatus::Succeeded {
+            tracing::debug!(job_id = %run.job_id, http_status = ?run.http_status, attempts = run.attempts, "delivered");
+        } else {
+            tracing::warn!(job_id = %run.job_id, http_status = ?run.http_status, error = ?run.error, attempts = run.attempts, "delivery failed");
+        }
         self.save_run(store, &run).await;
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
         self.metrics.delivered(run.status);
