@@ -46,6 +46,7 @@ pub async fn run_with_clock(
         scheduler: scheduler.clone(),
         server_shutdown: shutdown.clone(),
         streams_stop: streams_stop.clone(),
+        job_counts: Default::default(),
     });
     let listen = listener.local_addr()?;
     if scheduler.config.api.tokens.is_empty() {

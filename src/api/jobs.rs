@@ -334,7 +334,7 @@ pub async fn add_job(
         created_at: now,
         updated_at: now,
     };
-    super::limits::check_store_capacity(&state, store.as_ref(), &job.id).await?;
+    super::limits::check_store_capacity(&state, &jobstore, store.as_ref(), &job.id).await?;
     // Ids are unique across stores, as in APScheduler.
     for (name, other) in scheduler.stores() {
         if *name != jobstore && other.get_job(&job.id).await?.is_some() {
@@ -356,7 +356,9 @@ pub async fn add_job(
         if input.replace_existing { store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job)) } else { Ok(job) };
     // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
     if let Ok(stored) = &stored {
-        scheduler.publish(EventKind::JobAdded, Subject::Job(std::sync::Arc::new(stored.clone())));
+        scheduler
+            .events
+            .publish_with(EventKind::JobAdded, scheduler.now(), || Subject::Job(std::sync::Arc::new(stored.clone())));
     }
     scheduler.wake();
     let stored = stored?;

@@ -37,6 +37,8 @@ pub struct AppState {
     pub server_shutdown: CancellationToken,
     /// Cancelled once the scheduler has shut down, to end event streams after they carried `scheduler_shutdown`.
     pub streams_stop: CancellationToken,
+    /// What `POST /v1/jobs` knows of each store's size, so it need not count on every add.
+    pub job_counts: Arc<limits::JobCounts>,
 }
 
 #[derive(OpenApi)]
