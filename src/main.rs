@@ -7,6 +7,11 @@ use tokio_util::sync::CancellationToken;
 use apsched::cli;
 use apsched::config::{Config, Flags};
 
+/// glibc's malloc serialised the delivery tasks on its arena locks (perf: futex waits in `__lll_lock_wait_private`
+/// under a burst); jemalloc's per-thread caches do not, and it keeps freed pages for reuse rather than zeroing fresh ones.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// apsched: APScheduler's model as an HTTP service.
 #[derive(Parser)]
 #[command(version, about)]
