@@ -30,6 +30,8 @@ API_PORT = 18701
 WORKERS = 32
 # Loaders and API clients keep this many requests in flight.
 CLIENTS = 8
+# Bursts per runner; see Suite.burst.
+BURST_ROUNDS = 3
 START_TIMEOUT = 60
 
 
@@ -189,36 +191,52 @@ class Suite:
 
     # 1. burst -------------------------------------------------------------------------------------------------
     def burst(self):
+        """Each runner bursts BURST_ROUNDS times (a fresh store each time) and reports its median round; the limit
+        reports its best, as it stands for the fastest the machine allows. One round is a fraction of a second, so
+        a single one says more about the machine's neighbours than about the runner."""
         jobs = 500 if self.quick else 10_000
-        figures = {"jobs": jobs}
-        limit = run_json([self.args.tool, "limit", f"{self.sink.url}/hook", str(jobs), str(WORKERS)])
-        self.sink.wait_for(jobs, 60)
-        self.sink.dump()
-        figures["limit"] = {"seconds": limit["seconds"], "per_second": limit["per_second"]}
+        rounds = 1 if self.quick else BURST_ROUNDS
+        figures = {"jobs": jobs, "rounds": rounds}
+        limits = []
+        for _ in range(rounds):
+            limit = run_json([self.args.tool, "limit", f"{self.sink.url}/hook", str(jobs), str(WORKERS)])
+            self.sink.wait_for(jobs, 60)
+            self.sink.dump()
+            limits.append(limit["seconds"])
+        figures["limit"] = burst_figures(jobs, limits, best=True)
         for kind, url in self.stores():
-            directory, store = self.fresh_store(kind, url)
-            server = Apsched(self.args.apsched, directory, store).start()
-            server.post("/v1/scheduler/pause")
-            due = now_us() + 1_000_000
-            template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(self.sink),
-                        "misfire_grace_time": None}
-            run([self.args.tool, "add-jobs", server.api, json.dumps(template), "burst-", str(jobs), str(CLIENTS)])
-            while now_us() < due:
-                time.sleep(0.01)
-            released = time.time()
-            server.post("/v1/scheduler/resume")
-            self.sink.wait_for(jobs, 300)
+            rounds_seconds = []
+            for _ in range(rounds):
+                rounds_seconds.append(self.burst_round(kind, url, jobs))
+            figures[kind] = burst_figures(jobs, rounds_seconds)
+        rounds_seconds = []
+        for _ in range(rounds):
+            started = self.baseline(["burst", self.sink.url, str(jobs), str(WORKERS)])
             arrivals = self.sink.dump()
-            seconds = max(a[0] for a in arrivals) / 1e6 - released
-            figures[kind] = {"seconds": seconds, "per_second": jobs / seconds}
-            server.stop()
-        started = self.baseline(["burst", self.sink.url, str(jobs), str(WORKERS)])
-        arrivals = self.sink.dump()
-        seconds = max(a[0] for a in arrivals) / 1e6 - started["released"]
-        figures["apscheduler"] = {"seconds": seconds, "per_second": len(arrivals) / seconds,
-                                  "delivered": len(arrivals)}
+            if len(arrivals) != jobs:
+                raise RuntimeError(f"APScheduler delivered {len(arrivals)} of {jobs}")
+            rounds_seconds.append(max(a[0] for a in arrivals) / 1e6 - started["released"])
+        figures["apscheduler"] = burst_figures(jobs, rounds_seconds)
         self.results["burst"] = figures
         print(f"burst: {json.dumps(figures)}", file=sys.stderr)
+
+    def burst_round(self, kind, url, jobs):
+        """Seconds from releasing `jobs` date jobs due together to the last delivery."""
+        directory, store = self.fresh_store(kind, url)
+        server = Apsched(self.args.apsched, directory, store).start()
+        server.post("/v1/scheduler/pause")
+        due = now_us() + 1_000_000
+        template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(self.sink),
+                    "misfire_grace_time": None}
+        run([self.args.tool, "add-jobs", server.api, json.dumps(template), "burst-", str(jobs), str(CLIENTS)])
+        while now_us() < due:
+            time.sleep(0.01)
+        released = time.time()
+        server.post("/v1/scheduler/resume")
+        self.sink.wait_for(jobs, 300)
+        arrivals = self.sink.dump()
+        server.stop()
+        return max(a[0] for a in arrivals) / 1e6 - released
 
     def baseline(self, arguments):
         return run_json([self.args.python, str(BENCH / "apscheduler_baseline.py"), *arguments])
@@ -370,6 +388,11 @@ class Suite:
     def close(self):
         self.sink.stop()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def burst_figures(jobs, rounds_seconds, best=False):
+    seconds = min(rounds_seconds) if best else statistics.median(rounds_seconds)
+    return {"seconds": seconds, "per_second": jobs / seconds, "rounds_seconds": rounds_seconds}
 
 
 def summarise(summary):
