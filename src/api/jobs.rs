@@ -200,7 +200,7 @@ impl RunOut {
 }
 
 fn zone_of(job: &Job, default_tz: Tz) -> Tz {
-    job.compiled_trigger(default_tz).map(|t| t.timezone()).unwrap_or(default_tz)
+    job.trigger.timezone(default_tz)
 }
 
 /// Resolve and compile a trigger from a request; errors name `trigger.<field>`.
@@ -360,7 +360,7 @@ pub async fn add_job(
             .events
             .publish_with(EventKind::JobAdded, scheduler.now(), || Subject::Job(std::sync::Arc::new(stored.clone())));
     }
-    scheduler.wake();
+    scheduler.wake_for(next_run_time);
     let stored = stored?;
     Ok((StatusCode::CREATED, Json(JobOut::of(&stored, default_tz))))
 }

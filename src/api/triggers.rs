@@ -40,7 +40,7 @@ pub async fn preview(State(state): State<AppState>, ApiJson(input): ApiJson<Prev
     let default_tz = state.scheduler.default_tz;
     let to_api = |err: trigger::TriggerError| ApiError::invalid(format!("trigger.{}", err.field), err.message);
     // `now` may be naive, read in the trigger's zone: compile once for the zone, then resolve against `now`.
-    let zone = input.trigger.compile(default_tz).map(|t| t.timezone()).unwrap_or(default_tz);
+    let zone = input.trigger.timezone(default_tz);
     let now = match &input.now {
         Some(now) => parse_time("now", now, zone).map_err(|err| ApiError::invalid(err.field, err.message))?,
         None => state.scheduler.now(),

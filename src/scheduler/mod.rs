@@ -85,6 +85,9 @@ pub struct Scheduler {
     pub policy: Arc<TargetPolicy>,
     rate_limits: RateLimits,
     wake: Notify,
+    /// When the loop will next read the stores of its own accord; `None` while it is reading them (or paused, or
+    /// riding out an error), when any change must wake it. Lets an add due after that time skip the wake-up.
+    next_look: Mutex<Option<DateTime<Utc>>>,
     state: watch::Sender<SchedulerState>,
     /// Stops the loop and lease upkeep; deliveries in flight go on.
     stop_firing: CancellationToken,
@@ -129,6 +132,7 @@ impl Scheduler {
             http: http::client(policy.clone()),
             policy,
             wake: Notify::new(),
+            next_look: Mutex::new(None),
             state,
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
@@ -168,6 +172,21 @@ impl Scheduler {
     /// A job was added or changed: recompute when to wake.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A job was added with this next run time: wake the loop only if it would otherwise look later than that.
+    /// At a few thousand adds a second, each wake-up was two reads of the store for nothing.
+    pub fn wake_for(&self, next_run_time: Option<DateTime<Utc>>) {
+        let Some(next_run_time) = next_run_time else { return };
+        let looking_by_then =
+            self.next_look.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at <= next_run_time);
+        if !looking_by_then {
+            self.wake();
+        }
+    }
+
+    fn set_next_look(&self, at: Option<DateTime<Utc>>) {
+        *self.next_look.lock().unwrap_or_else(|p| p.into_inner()) = at;
     }
 
     /// Publish an event stamped with the scheduler's clock.
@@ -242,6 +261,8 @@ impl Scheduler {
         };
         let mut backoff = STORE_RETRY_MIN;
         loop {
+            // Before anything is read, so a change committed while the loop reads still wakes it.
+            self.set_next_look(None);
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -260,9 +281,12 @@ impl Scheduler {
                 Ok(false) => match self.earliest_next_run_time().await {
                     Ok(next) => {
                         backoff = STORE_RETRY_MIN;
-                        next.map_or(IDLE_SAFETY_WAKE, |next| {
-                            (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_SAFETY_WAKE)
-                        })
+                        let now = self.clock.now();
+                        let sleep_for = next.map_or(IDLE_SAFETY_WAKE, |next| {
+                            (next - now).to_std().unwrap_or(Duration::ZERO).min(IDLE_SAFETY_WAKE)
+                        });
+                        self.set_next_look(chrono::TimeDelta::from_std(sleep_for).ok().map(|delta| now + delta));
+                        sleep_for
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, retry_in = ?backoff, "cannot read the next run time");
@@ -399,7 +423,7 @@ impl Scheduler {
     pub async fn run_now(self: &Arc<Self>, store_name: &str, job: &Job) -> StoreResult<Run> {
         let store = self.store(store_name).cloned().ok_or(StoreError::NotFound)?;
         let now = self.clock.now();
-        let tz = job.compiled_trigger(self.default_tz).map(|t| t.timezone()).unwrap_or(self.default_tz);
+        let tz = job.trigger.timezone(self.default_tz);
         let mut run = Run::new(job, now, RunStatus::Pending, now, tz);
         run.lease_expires_at = Some(now + self.lease());
         store.insert_run(&run).await?;

@@ -83,6 +83,19 @@ impl TriggerSpec {
         })
     }
 
+    /// The zone a compiled trigger has, without compiling it (a cron trigger's tables are work); `default_tz` when
+    /// the spec names none, or names one that does not parse (which `compile` refuses).
+    pub fn timezone(&self, default_tz: Tz) -> Tz {
+        let name = match self {
+            TriggerSpec::Date(spec) => spec.timezone.as_deref(),
+            TriggerSpec::Interval(spec) => spec.timezone.as_deref(),
+            TriggerSpec::Cron(spec) => spec.timezone.as_deref(),
+            TriggerSpec::CalendarInterval(spec) => spec.timezone.as_deref(),
+            TriggerSpec::And(spec) | TriggerSpec::Or(spec) => spec.timezone.as_deref(),
+        };
+        time::parse_timezone(name, default_tz).unwrap_or(default_tz)
+    }
+
     /// Validate and compile. `default_tz` is the scheduler's zone, used when the spec names none.
     pub fn compile(&self, default_tz: Tz) -> Result<Trigger, TriggerError> {
         Ok(match self {
@@ -151,4 +164,31 @@ pub fn preview(trigger: &Trigger, now: DateTime<Utc>, count: usize) -> Vec<DateT
         previous = Some(next);
     }
     times
+}
+
+#[cfg(test)]
+mod timezone_tests {
+    use super::*;
+
+    #[test]
+    fn a_specs_zone_is_the_zone_its_compiled_trigger_has() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let specs = [
+            serde_json::json!({"type": "date", "run_date": "2030-01-01T00:00:00"}),
+            serde_json::json!({"type": "date", "run_date": "2030-01-01T00:00:00", "timezone": "Asia/Tokyo"}),
+            serde_json::json!({"type": "interval", "minutes": 5, "start_date": "2030-01-01T00:00:00"}),
+            serde_json::json!({"type": "cron", "hour": 3, "timezone": "America/New_York"}),
+            serde_json::json!({"type": "cron", "crontab": "0 3 * * *"}),
+            serde_json::json!({"type": "calendarinterval", "days": 1, "timezone": "UTC"}),
+            serde_json::json!({"type": "or", "timezone": "Australia/Sydney",
+                               "triggers": [{"type": "cron", "hour": 1}, {"type": "cron", "hour": 2}]}),
+            serde_json::json!({"type": "and", "triggers": [{"type": "cron", "hour": 1, "timezone": "UTC"}]}),
+        ];
+        for spec in specs {
+            let spec: TriggerSpec = serde_json::from_value(spec.clone()).unwrap_or_else(|err| panic!("{spec}: {err}"));
+            let spec = spec.resolve(berlin, Utc::now()).unwrap();
+            let compiled = spec.compile(berlin).unwrap_or_else(|err| panic!("{spec:?}: {err}"));
+            assert_eq!(spec.timezone(berlin), compiled.timezone(), "{spec:?}");
+        }
+    }
 }

@@ -162,7 +162,7 @@ impl CronSpec {
         let mut years = YearSet::empty();
         for term in &year {
             if let Term::Values { first, last, step } = *term {
-                (first..=last).step_by(step as usize).for_each(|y| years.insert(y as i32));
+                years.insert_every(first as i32, last as i32, step as usize);
             }
         }
         let weekdays = value_mask(&expr::DAY_OF_WEEK, &day_of_week);

@@ -41,10 +41,33 @@ impl YearSet {
 
     pub fn all() -> Self {
         let mut set = Self::empty();
-        for year in FIRST_YEAR..=LAST_YEAR {
-            set.insert(year);
-        }
+        set.insert_every(FIRST_YEAR, LAST_YEAR, 1);
         set
+    }
+
+    /// Every `step`th year from `first` to `last`. `*` is 8 030 years, and a cron trigger is compiled on every API
+    /// call that shows or saves its job, so a plain range fills whole words at once.
+    pub fn insert_every(&mut self, first: i32, last: i32, step: usize) {
+        if step != 1 {
+            (first..=last).step_by(step.max(1)).for_each(|year| self.insert(year));
+            return;
+        }
+        let (first, last) = (first.max(FIRST_YEAR), last.min(LAST_YEAR));
+        let mut index = (first - FIRST_YEAR) as usize;
+        while first <= last && index <= (last - FIRST_YEAR) as usize {
+            if index.is_multiple_of(64) && index + 63 <= (last - FIRST_YEAR) as usize {
+                self.words[index / 64] = u64::MAX;
+                index += 64;
+            } else {
+                self.words[index / 64] |= 1 << (index % 64);
+                index += 1;
+            }
+        }
+    }
+
+    fn is_all(&self) -> bool {
+        static ALL: std::sync::LazyLock<YearSet> = std::sync::LazyLock::new(YearSet::all);
+        *self == *ALL
     }
 
     /// Years outside the range are ignored: no fire time can fall in them.
@@ -146,7 +169,7 @@ impl Schedule {
         weeks: Option<u64>,
         (hours, minutes, seconds): (u32, u64, u64),
     ) -> Self {
-        let every_date = years == YearSet::all() && months == ALL_MONTHS && weeks.is_none() && days.is_full();
+        let every_date = years.is_all() && months == ALL_MONTHS && weeks.is_none() && days.is_full();
         Self { years, months, days, weeks, hours, minutes, seconds, every_date }
     }
 
@@ -332,6 +355,32 @@ fn first_bit(mask: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserting_a_range_of_years_sets_exactly_the_years_one_by_one_would() {
+        let ranges = [
+            (FIRST_YEAR, LAST_YEAR, 1),
+            (1900, 2100, 1),
+            (2026, 2026, 1),
+            (FIRST_YEAR + 63, FIRST_YEAR + 64 * 3, 1),
+            (FIRST_YEAR + 64, FIRST_YEAR + 127, 1),
+            (9000, 12000, 1),
+            (1960, 2100, 7),
+            (2000, 2050, 4),
+            (3000, 2000, 1),
+        ];
+        for (first, last, step) in ranges {
+            let mut by_range = YearSet::empty();
+            by_range.insert_every(first, last, step);
+            let mut one_by_one = YearSet::empty();
+            (first..=last).step_by(step).for_each(|year| one_by_one.insert(year));
+            assert_eq!(by_range, one_by_one, "{first}..={last} step {step}");
+        }
+        assert!(YearSet::all().is_all());
+        let mut all_but_one = YearSet::all();
+        all_but_one.words[0] &= !1;
+        assert!(!all_but_one.is_all());
+    }
 
     fn every_day() -> DayTable {
         DayTable::build(|_, _, _| true)
