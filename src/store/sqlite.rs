@@ -89,6 +89,9 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
         }
+        // A file's connection cannot drop the way a server's can; pinging it before each use was a round trip to
+        // its thread per statement.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(store_error)?;
