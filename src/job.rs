@@ -59,9 +59,9 @@ pub fn validate_id(id: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
-    /// Claimed, waiting for a delivery worker.
+    /// Claimed and not yet delivered: waiting for a worker, or its call has taken under 200 ms so far.
     Pending,
-    /// Being delivered.
+    /// Being delivered: a call under way for longer than 200 ms, or a retry waiting for its next attempt.
     Running,
     Succeeded,
     Failed,
