@@ -3,7 +3,7 @@
 //! PostgreSQL, a WAL flush per commit). The recorder takes every update waiting when it is free and saves them in
 //! one statement, so the number of commits falls as the load rises, while a lone update still goes out at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
@@ -51,15 +51,20 @@ where
 {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
-        // Later updates of a run supersede earlier ones in the same batch.
-        let mut latest: HashMap<&str, &Run> = HashMap::with_capacity(batch.len());
-        for (run, _) in &batch {
-            latest.insert(run.idempotency_key.as_str(), run);
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut runs = Vec::with_capacity(batch.len());
+        let mut saved = HashSet::with_capacity(batch.len());
+        // Later updates of a run supersede earlier ones in the same batch: newest first, keep the first seen.
+        for (run, reply) in batch.drain(..).rev() {
+            replies.push((run.idempotency_key.clone(), reply));
+            if saved.insert(run.idempotency_key.clone()) {
+                runs.push(run);
+            }
         }
-        let outcome = save(latest.into_values().cloned().collect()).await;
-        for (run, reply) in batch.drain(..) {
+        let outcome = save(runs).await;
+        for (key, reply) in replies {
             let result = match &outcome {
-                Ok(found) if found.contains(&run.idempotency_key) => Ok(()),
+                Ok(found) if found.contains(&key) => Ok(()),
                 Ok(_) => Err(StoreError::NotFound),
                 Err(StoreError::Corrupt(message)) => Err(StoreError::Corrupt(message.clone())),
                 Err(other) => Err(StoreError::Unavailable(other.to_string())),
