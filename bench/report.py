@@ -71,10 +71,12 @@ date jobs and on `POST /v1/jobs`. Before/after figures below are medians of 5 bu
 **Why ≥ 0.8× the bare-reqwest limit is missed, and stays missed on this machine.** On 2 cores the limit spends
 about 25 µs of CPU per request, the sink's share included, and writes nothing. A durable fire adds a claim
 (ledger row inserted, job advanced or deleted) and an outcome write, in the same process and on the same cores.
-Even the memory store, which writes nothing durable, reaches about two thirds of the limit: the scheduler's own
-work (claim, plan, spawn, record) is already more than a quarter of a bare request. Reaching 0.8× would need a
+Even the memory store, which writes nothing durable, reaches only half to two thirds of the limit (0.50× in this
+run, 0.68× in the run before): the scheduler's own work (claim, plan, spawn, record) is already more than a quarter
+of a bare request. Reaching 0.8× would need a
 delivery path that writes nothing per fire, which would give up the run ledger (DESIGN's no-fire-lost promise).
-The ≥ 20× APScheduler target sits at the edge: both are measured in the same run, see the ratios above.
+The ≥ 20× APScheduler target sits at the edge for SQLite (19.3× here, 16.2× in the run before) and is missed
+by PostgreSQL (16.6×, 17.5×), whose server shares the two cores with apsched, the sink and the load.
 
 - **Noise**: the machine is shared; one burst is a fraction of a second, which is why every runner bursts three
   times and the table shows medians with every round listed.
