@@ -358,15 +358,16 @@ fn bind_run<'q>(query: PgQuery<'q>, run: &Run) -> StoreResult<PgQuery<'q>> {
 const INSERT_RUN_SQL: &str = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, \
     started_at, finished_at, http_status, duration_ms, error, response_excerpt, action, executor, timezone, \
     lease_expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-/// Insert `runs` in one statement unless their fire is taken; the keys of those inserted.
-async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
+type PgScalarQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
+
+/// Binds, as arrays, the columns that find each run (its key and fire) and its progress before its lease: `$1`…`$11`
+/// of both `INSERT_RUNS_SQL` and `UPDATE_RUNS_SQL`.
+fn bind_run_progress_arrays<'q>(query: PgScalarQuery<'q>, runs: &[Run]) -> PgScalarQuery<'q> {
     let column = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<String>>();
     let times = |f: &dyn Fn(&Run) -> Option<DateTime<Utc>>| {
         runs.iter().map(|run| f(run).map(pg_time)).collect::<Vec<Option<DateTime<Utc>>>>()
     };
-    let actions =
-        runs.iter().map(|run| to_json(&run.action, "run action")).collect::<StoreResult<Vec<serde_json::Value>>>()?;
-    let keys: Vec<String> = sqlx::query_scalar(INSERT_RUNS_SQL)
+    query
         .bind(column(&|run| run.idempotency_key.clone()))
         .bind(column(&|run| run.job_id.clone()))
         .bind(runs.iter().map(|run| pg_time(run.scheduled_time)).collect::<Vec<_>>())
@@ -375,15 +376,23 @@ async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> 
         .bind(times(&|run| run.started_at))
         .bind(times(&|run| run.finished_at))
         .bind(runs.iter().map(|run| run.http_status.map(i32::from)).collect::<Vec<_>>())
+        // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
         .bind(
             runs.iter().map(|run| run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))).collect::<Vec<_>>(),
         )
         .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
         .bind(runs.iter().map(|run| run.response_excerpt.clone()).collect::<Vec<_>>())
+}
+
+/// Insert `runs` in one statement unless their fire is taken; the keys of those inserted.
+async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
+    let actions =
+        runs.iter().map(|run| to_json(&run.action, "run action")).collect::<StoreResult<Vec<serde_json::Value>>>()?;
+    let keys: Vec<String> = bind_run_progress_arrays(sqlx::query_scalar(INSERT_RUNS_SQL), runs)
         .bind(actions)
-        .bind(column(&|run| run.executor.clone()))
-        .bind(column(&|run| run.timezone.clone()))
-        .bind(times(&|run| run.lease_expires_at))
+        .bind(runs.iter().map(|run| run.executor.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.timezone.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
         .bind(runs.iter().map(|run| pg_time(run.created_at)).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
@@ -393,24 +402,8 @@ async fn insert_runs_unless_taken(tx: &mut sqlx::PgConnection, runs: &[Run]) -> 
 
 /// Save the progress of every run in `runs` in one statement (the recorder's batch); the keys of the runs found.
 async fn save_runs(pool: &PgPool, runs: &[Run]) -> StoreResult<HashSet<String>> {
-    let times = |f: &dyn Fn(&Run) -> Option<DateTime<Utc>>| {
-        runs.iter().map(|run| f(run).map(pg_time)).collect::<Vec<Option<DateTime<Utc>>>>()
-    };
-    let keys: Vec<String> = sqlx::query_scalar(UPDATE_RUNS_SQL)
-        .bind(runs.iter().map(|run| run.idempotency_key.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.job_id.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| pg_time(run.scheduled_time)).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.status.as_str().to_string()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| i64::from(run.attempts)).collect::<Vec<_>>())
-        .bind(times(&|run| run.started_at))
-        .bind(times(&|run| run.finished_at))
-        .bind(runs.iter().map(|run| run.http_status.map(i32::from)).collect::<Vec<_>>())
-        .bind(
-            runs.iter().map(|run| run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))).collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.response_excerpt.clone()).collect::<Vec<_>>())
-        .bind(times(&|run| run.lease_expires_at))
+    let keys: Vec<String> = bind_run_progress_arrays(sqlx::query_scalar(UPDATE_RUNS_SQL), runs)
+        .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
         .fetch_all(pool)
         .await
         .map_err(store_error)?;

@@ -298,9 +298,10 @@ macro_rules! insert_job_sql {
     };
 }
 
-/// Binds every column of `runs` in the order of `insert_run_sql!`'s placeholders.
-fn bind_run<'q>(query: SqliteQuery<'q>, run: &Run) -> StoreResult<SqliteQuery<'q>> {
-    Ok(query
+/// Binds the columns that find a run (its key and fire) and the progress before its lease, the first eleven of both
+/// `insert_run_sql!` and `save_runs`.
+fn bind_run_progress<'q>(query: SqliteQuery<'q>, run: &Run) -> SqliteQuery<'q> {
+    query
         .bind(run.idempotency_key.clone())
         .bind(run.job_id.clone())
         .bind(micros(run.scheduled_time))
@@ -313,6 +314,11 @@ fn bind_run<'q>(query: SqliteQuery<'q>, run: &Run) -> StoreResult<SqliteQuery<'q
         .bind(run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
         .bind(run.error.clone())
         .bind(run.response_excerpt.clone())
+}
+
+/// Binds every column of `runs` in the order of `insert_run_sql!`'s placeholders.
+fn bind_run<'q>(query: SqliteQuery<'q>, run: &Run) -> StoreResult<SqliteQuery<'q>> {
+    Ok(bind_run_progress(query, run)
         .bind(to_json(&run.action, "run action")?)
         .bind(run.executor.clone())
         .bind(run.timezone.clone())
@@ -410,23 +416,13 @@ async fn save_runs(pool: &SqlitePool, runs: &[Run]) -> StoreResult<std::collecti
             values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
             set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
         );
-        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for run in chunk {
-            query = query
-                .bind(run.idempotency_key.clone())
-                .bind(run.job_id.clone())
-                .bind(micros(run.scheduled_time))
-                .bind(run.status.as_str())
-                .bind(i64::from(run.attempts))
-                .bind(run.started_at.map(micros))
-                .bind(run.finished_at.map(micros))
-                .bind(run.http_status.map(i64::from))
-                .bind(run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
-                .bind(run.error.clone())
-                .bind(run.response_excerpt.clone())
-                .bind(run.lease_expires_at.map(micros));
+            query = bind_run_progress(query, run).bind(run.lease_expires_at.map(micros));
         }
-        found.extend(query.fetch_all(&mut *connection).await.map_err(store_error)?);
+        for row in query.fetch_all(&mut *connection).await.map_err(store_error)? {
+            found.insert(sqlx::Row::try_get(&row, 0).map_err(store_error)?);
+        }
     }
     Ok(found)
 }
