@@ -100,10 +100,7 @@ impl SqliteStore {
             let (pool, writer) = (pool.clone(), writer.clone());
             RunRecorder::spawn(move |runs| {
                 let (pool, writer) = (pool.clone(), writer.clone());
-                async move {
-                    let _writer = writer.lock().await;
-                    save_runs(&pool, &runs).await
-                }
+                async move { save_runs(&pool, &writer, &runs).await }
             })
         };
         let store = SqliteStore { pool, writer, recorder };
@@ -404,10 +401,17 @@ const RUN_PROGRESS_COLUMNS: [&str; 9] = [
 
 /// Save the progress of every run in `runs`, found by its key and its fire (as the memory store finds it); the keys
 /// of the runs found.
-async fn save_runs(pool: &SqlitePool, runs: &[Run]) -> StoreResult<std::collections::HashSet<String>> {
+async fn save_runs(
+    pool: &SqlitePool,
+    writer: &tokio::sync::Mutex<()>,
+    runs: &[Run],
+) -> StoreResult<std::collections::HashSet<String>> {
     let mut found = std::collections::HashSet::with_capacity(runs.len());
     let mut connection = pool.acquire().await.map_err(store_error)?;
     for chunk in row_chunks(runs) {
+        // The write lock is taken per statement, not per batch: in a burst the claims are the critical path, and a
+        // claim waiting behind a whole batch of outcomes (milliseconds) held up every fire after it.
+        let _writer = writer.lock().await;
         let sql = format!(
             "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) UPDATE runs SET {set} \
              FROM u WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
