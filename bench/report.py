@@ -120,7 +120,11 @@ def burst_section(burst):
     ]
 
     def rounds(row):
-        return ", ".join(f"{seconds:.3f}" for seconds in row.get("rounds_seconds", [row["seconds"]]))
+        seconds = row.get("rounds_seconds", [row["seconds"]])
+        delivered = row.get("delivered") or [jobs] * len(seconds)
+        delivered = delivered if isinstance(delivered, list) else [delivered]
+        return ", ".join(f"{s:.3f}" + (f" ({count:,} delivered)" if count < jobs else "")
+                         for s, count in zip(seconds, delivered))
 
     aps, limit = burst["apscheduler"]["per_second"], burst["limit"]["per_second"]
     for kind in stores_in(burst):

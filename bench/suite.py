@@ -209,14 +209,14 @@ class Suite:
             for _ in range(rounds):
                 rounds_seconds.append(self.burst_round(kind, url, jobs))
             figures[kind] = burst_figures(jobs, rounds_seconds)
-        rounds_seconds = []
+        rounds_seconds, delivered = [], []
         for _ in range(rounds):
             started = self.baseline(["burst", self.sink.url, str(jobs), str(WORKERS)])
             arrivals = self.sink.dump()
-            if len(arrivals) != jobs:
-                raise RuntimeError(f"APScheduler delivered {len(arrivals)} of {jobs}")
             rounds_seconds.append(max(a[0] for a in arrivals) / 1e6 - started["released"])
-        figures["apscheduler"] = burst_figures(jobs, rounds_seconds)
+            # APScheduler does not retry: a request that failed is a fire lost, so its rate counts what arrived.
+            delivered.append(len(arrivals))
+        figures["apscheduler"] = burst_figures(jobs, rounds_seconds, delivered=delivered)
         self.results["burst"] = figures
         print(f"burst: {json.dumps(figures)}", file=sys.stderr)
 
@@ -390,9 +390,13 @@ class Suite:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def burst_figures(jobs, rounds_seconds, best=False):
-    seconds = min(rounds_seconds) if best else statistics.median(rounds_seconds)
-    return {"seconds": seconds, "per_second": jobs / seconds, "rounds_seconds": rounds_seconds}
+def burst_figures(jobs, rounds_seconds, best=False, delivered=None):
+    """The median round (the best with `best`), its rate counting `delivered[i]` fires of round i if given."""
+    delivered = delivered or [jobs] * len(rounds_seconds)
+    rates = [count / seconds for count, seconds in zip(delivered, rounds_seconds)]
+    chosen = rates.index(max(rates)) if best else rates.index(statistics.median_low(rates))
+    return {"seconds": rounds_seconds[chosen], "per_second": rates[chosen], "rounds_seconds": rounds_seconds,
+            "delivered": delivered}
 
 
 def summarise(summary):
