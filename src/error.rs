@@ -43,6 +43,20 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
+impl Problem {
+    /// An OpenAPI response with `description` whose body is a `Problem`, for responses added to every operation.
+    pub fn openapi_response(description: &str) -> utoipa::openapi::Response {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    }
+}
+
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Invalid { field: field.into(), message: message.into() }

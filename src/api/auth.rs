@@ -189,7 +189,6 @@ fn problem(status: StatusCode, detail: String) -> Response {
 /// 401 or 403, except the open ones, which may be called anonymously.
 pub fn document(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
     spec.components.get_or_insert_with(Default::default).add_security_scheme(
         "bearer",
@@ -203,15 +202,6 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ),
     );
-    let problem = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-            )
-            .build()
-    };
     for (path, item) in spec.paths.paths.iter_mut() {
         for (method, operation) in [
             (Method::GET, &mut item.get),
@@ -227,8 +217,8 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
             }
             operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
             let responses = &mut operation.responses.responses;
-            responses.insert("401".to_string(), problem("No or an unknown bearer token").into());
-            responses.insert("403".to_string(), problem("The token's role may not do this").into());
+            responses.insert("401".to_string(), Problem::openapi_response("No or an unknown bearer token").into());
+            responses.insert("403".to_string(), Problem::openapi_response("The token's role may not do this").into());
         }
     }
 }

@@ -84,29 +84,21 @@ pub async fn check_store_capacity(state: &AppState, store_name: &str, store: &dy
 /// Responses every operation may give because of these limits: 503 when a request times out (or a store is
 /// unreachable), 413 when a body is over `MAX_BODY_BYTES`.
 pub fn document(spec: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-
-    let problem = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-            )
-            .build()
-    };
     for item in spec.paths.paths.values_mut() {
         for operation in
             [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
         {
             let responses = &mut operation.responses.responses;
-            responses
-                .entry("503".to_string())
-                .or_insert_with(|| problem("The request timed out or a job store is unreachable; retry later").into());
+            responses.entry("503".to_string()).or_insert_with(|| {
+                crate::error::Problem::openapi_response(
+                    "The request timed out or a job store is unreachable; retry later",
+                )
+                .into()
+            });
             if operation.request_body.is_some() {
-                responses
-                    .entry("413".to_string())
-                    .or_insert_with(|| problem("The request body is larger than 1 MiB").into());
+                responses.entry("413".to_string()).or_insert_with(|| {
+                    crate::error::Problem::openapi_response("The request body is larger than 1 MiB").into()
+                });
             }
         }
     }
