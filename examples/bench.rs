@@ -76,38 +76,53 @@ async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// POST `count` requests to `url` with `concurrency` in flight, as a scheduler's delivery pool would; the seconds
-/// from the first request to the last answer.
-async fn limit(url: String, count: usize, concurrency: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+/// Call `one(i)` for every i in `0..count`, `concurrency` calls at a time, and print how long that took as JSON.
+async fn each_concurrently<One, Call>(count: usize, concurrency: usize, one: One) -> anyhow::Result<()>
+where
+    One: Fn(usize) -> Call + Clone + Send + 'static,
+    Call: Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, url) = (client.clone(), next.clone(), url.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return anyhow::Ok(());
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, one) = (next.clone(), one.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return anyhow::Ok(());
+                    }
+                    one(i).await?;
                 }
-                let response = client
-                    .post(&url)
-                    .header("apsched-job-id", format!("limit-{i}"))
-                    .header("content-type", "application/json")
-                    .body("{}")
-                    .send()
-                    .await?;
-                response.bytes().await?;
-            }
-        }));
-    }
+            })
+        })
+        .collect();
     for worker in workers {
         worker.await??;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!("{{\"count\": {count}, \"seconds\": {seconds}, \"per_second\": {}}}", count as f64 / seconds);
     Ok(())
+}
+
+/// POST `count` requests to `url` with `concurrency` in flight, as a scheduler's delivery pool would; the seconds
+/// from the first request to the last answer.
+async fn limit(url: String, count: usize, concurrency: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    each_concurrently(count, concurrency, move |i| {
+        let request = client
+            .post(&url)
+            .header("apsched-job-id", format!("limit-{i}"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send();
+        async move {
+            request.await?.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// POST `count` jobs built from `template` (a JSON job; `id` is set to `{prefix}{i}`) with `concurrency` in flight.
@@ -122,38 +137,24 @@ async fn add_jobs(
 ) -> anyhow::Result<()> {
     let template: serde_json::Value = serde_json::from_str(&template)?;
     let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{api}/v1/jobs");
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, url, template, prefix) =
-            (client.clone(), next.clone(), url.clone(), template.clone(), prefix.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return anyhow::Ok(());
-                }
-                let mut job = template.clone();
-                job["id"] = serde_json::Value::String(format!("{prefix}{i}"));
-                if let Some((start, step)) = spread {
-                    let start = DateTime::from_timestamp_micros(start + i as i64 * step).unwrap_or_default();
-                    job["trigger"]["start_date"] = serde_json::Value::String(start.to_rfc3339());
-                }
-                let response = client.post(&url).json(&job).send().await?;
-                let status = response.status();
-                let body = response.text().await?;
-                anyhow::ensure!(status.as_u16() == 201, "POST /v1/jobs answered {status}: {body}");
-            }
-        }));
-    }
-    for worker in workers {
-        worker.await??;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!("{{\"count\": {count}, \"seconds\": {seconds}, \"per_second\": {}}}", count as f64 / seconds);
-    Ok(())
+    each_concurrently(count, concurrency, move |i| {
+        let mut job = template.clone();
+        job["id"] = serde_json::Value::String(format!("{prefix}{i}"));
+        if let Some((start, step)) = spread {
+            let start = DateTime::from_timestamp_micros(start + i as i64 * step).unwrap_or_default();
+            job["trigger"]["start_date"] = serde_json::Value::String(start.to_rfc3339());
+        }
+        let request = client.post(&url).json(&job).send();
+        async move {
+            let response = request.await?;
+            let status = response.status();
+            let body = response.text().await?;
+            anyhow::ensure!(status.as_u16() == 201, "POST /v1/jobs answered {status}: {body}");
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Single-row INSERTs of a copy of job `template_id` (ids `{prefix}{i}`) into the `jobs` table at `db`, one
@@ -175,9 +176,6 @@ async fn insert_rate(
     const SELECT: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?");
     const INSERT: &str =
         concat!("INSERT INTO jobs (id, ", columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    let started;
     if db.starts_with("sqlite:") {
         // The store's own connection settings (src/store/sqlite.rs).
         let options: sqlx::sqlite::SqliteConnectOptions = db
@@ -200,37 +198,28 @@ async fn insert_rate(
             row.get("created_at"),
             row.get("updated_at"),
         );
-        started = Instant::now();
-        for _ in 0..concurrency {
-            let (pool, next, prefix) = (pool.clone(), next.clone(), prefix.clone());
-            let (trigger, action, executor, jobstore) =
-                (trigger.clone(), action.clone(), executor.clone(), jobstore.clone());
-            let values = values.clone();
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count {
-                        return anyhow::Ok(());
-                    }
-                    sqlx::query(INSERT)
-                        .bind(format!("{prefix}{i}"))
-                        .bind(values.0.clone())
-                        .bind(trigger.clone())
-                        .bind(action.clone())
-                        .bind(values.1)
-                        .bind(values.2)
-                        .bind(values.3)
-                        .bind(executor.clone())
-                        .bind(jobstore.clone())
-                        .bind(values.4)
-                        .bind(values.5)
-                        .bind(values.6)
-                        .bind(values.7)
-                        .execute(&pool)
-                        .await?;
-                }
-            }));
-        }
+        each_concurrently(count, concurrency, move |i| {
+            let insert = sqlx::query(INSERT)
+                .bind(format!("{prefix}{i}"))
+                .bind(values.0.clone())
+                .bind(trigger.clone())
+                .bind(action.clone())
+                .bind(values.1)
+                .bind(values.2)
+                .bind(values.3)
+                .bind(executor.clone())
+                .bind(jobstore.clone())
+                .bind(values.4)
+                .bind(values.5)
+                .bind(values.6)
+                .bind(values.7);
+            let pool = pool.clone();
+            async move {
+                insert.execute(&pool).await?;
+                Ok(())
+            }
+        })
+        .await
     } else if db.starts_with("postgres:") {
         const PG_INSERT: &str = concat!(
             "INSERT INTO jobs (id, ",
@@ -254,46 +243,31 @@ async fn insert_rate(
             row.get("created_at"),
             row.get("updated_at"),
         );
-        started = Instant::now();
-        for _ in 0..concurrency {
-            let (pool, next, prefix) = (pool.clone(), next.clone(), prefix.clone());
-            let (trigger, action, executor, jobstore) =
-                (trigger.clone(), action.clone(), executor.clone(), jobstore.clone());
-            let values = values.clone();
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count {
-                        return anyhow::Ok(());
-                    }
-                    sqlx::query(PG_INSERT)
-                        .bind(format!("{prefix}{i}"))
-                        .bind(values.0.clone())
-                        .bind(trigger.clone())
-                        .bind(action.clone())
-                        .bind(values.1)
-                        .bind(values.2)
-                        .bind(values.3)
-                        .bind(executor.clone())
-                        .bind(jobstore.clone())
-                        .bind(values.4)
-                        .bind(values.5)
-                        .bind(values.6)
-                        .bind(values.7)
-                        .execute(&pool)
-                        .await?;
-                }
-            }));
-        }
+        each_concurrently(count, concurrency, move |i| {
+            let insert = sqlx::query(PG_INSERT)
+                .bind(format!("{prefix}{i}"))
+                .bind(values.0.clone())
+                .bind(trigger.clone())
+                .bind(action.clone())
+                .bind(values.1)
+                .bind(values.2)
+                .bind(values.3)
+                .bind(executor.clone())
+                .bind(jobstore.clone())
+                .bind(values.4)
+                .bind(values.5)
+                .bind(values.6)
+                .bind(values.7);
+            let pool = pool.clone();
+            async move {
+                insert.execute(&pool).await?;
+                Ok(())
+            }
+        })
+        .await
     } else {
         anyhow::bail!("insert-rate: unsupported database url {db}");
     }
-    for worker in workers {
-        worker.await??;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!("{{\"count\": {count}, \"seconds\": {seconds}, \"per_second\": {}}}", count as f64 / seconds);
-    Ok(())
 }
 
 fn usage() -> ! {
