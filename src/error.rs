@@ -89,6 +89,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::scheduler::Error> for ApiError {
+    fn from(err: crate::scheduler::Error) -> Self {
+        use crate::scheduler::Error;
+        match err {
+            Error::Invalid { field, message } => ApiError::Invalid { field, message },
+            Error::NotFound(message) => ApiError::NotFound(message),
+            Error::Conflict(message) => ApiError::Conflict(message),
+            Error::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {

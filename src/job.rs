@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::action::HttpAction;
+use crate::action::Action;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
 /// DESIGN.md: ids are 1–200 characters of `[A-Za-z0-9._:-]`.
@@ -23,7 +23,7 @@ pub struct Job {
     pub id: String,
     pub name: Option<String>,
     pub trigger: TriggerSpec,
-    pub action: HttpAction,
+    pub action: Action,
     pub coalesce: bool,
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; `None`: always run.
@@ -122,7 +122,7 @@ pub struct Run {
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
     /// The job's action when the fire was claimed.
-    pub action: HttpAction,
+    pub action: Action,
     pub executor: String,
     /// The trigger's zone, so times are shown as the job shows them even after the job is gone.
     pub timezone: String,

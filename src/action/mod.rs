@@ -1,5 +1,6 @@
-//! A job's action: one webhook call. `HttpAction` is what clients send and what the ledger snapshots for each
-//! fire; `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
+//! A job's action: what a fire does. `HttpAction` (a webhook call) is what API clients send; `FunctionAction`
+//! names a Rust function registered with the library's scheduler. The ledger snapshots the action of each fire.
+//! `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
 
 pub mod http;
 pub mod policy;
@@ -57,7 +58,73 @@ impl Method {
     }
 }
 
-/// A webhook call (DESIGN.md "Jobs").
+/// What a job does when it fires: a webhook call, or a Rust function registered by name with the scheduler.
+/// Serialised as the variant itself (`{"type": "http", "url": …}` or `{"type": "function", "function": …}`), so
+/// stored webhook actions read back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Action {
+    /// A webhook call.
+    Http(HttpAction),
+    /// A Rust function registered with `Scheduler::register_fn` or `Scheduler::add_fn_job`.
+    Function(FunctionAction),
+}
+
+impl From<HttpAction> for Action {
+    fn from(action: HttpAction) -> Action {
+        Action::Http(action)
+    }
+}
+
+impl Action {
+    /// A function action calling the function registered as `name`.
+    pub fn function(name: impl Into<String>) -> Action {
+        Action::Function(FunctionAction { action_type: FunctionType::Function, function: name.into() })
+    }
+
+    /// The webhook call, if this is one.
+    pub fn as_http(&self) -> Option<&HttpAction> {
+        match self {
+            Action::Http(action) => Some(action),
+            Action::Function(_) => None,
+        }
+    }
+
+    /// The action as shown to clients: a webhook's secrets masked; a function's name as it is.
+    pub fn masked(&self) -> Action {
+        match self {
+            Action::Http(action) => Action::Http(action.masked()),
+            Action::Function(function) => Action::Function(function.clone()),
+        }
+    }
+
+    /// The retry policy of a webhook; functions are called once per fire, as APScheduler calls them.
+    pub fn retry(&self) -> Option<&retry::RetryPolicy> {
+        self.as_http().and_then(|action| action.retry.as_ref())
+    }
+}
+
+/// The tag of a function action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionType {
+    /// `"function"`.
+    #[default]
+    Function,
+}
+
+/// A call of a Rust function registered with the scheduler under `function`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionAction {
+    /// Always `"function"`.
+    #[serde(rename = "type")]
+    pub action_type: FunctionType,
+    /// The name the function was registered under.
+    pub function: String,
+}
+
+/// A webhook call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAction {

@@ -1,4 +1,5 @@
-//! `/v1/jobs…`: add, list, get, modify, remove, pause, resume, run now, run history.
+//! `/v1/jobs…`: add, list, get, modify, remove, pause, resume, run now, run history. Each handler extracts,
+//! calls the scheduler's job operation, and converts.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,13 +11,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiJson, ApiQuery, AppState};
-use crate::action::HttpAction;
+use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
-use crate::job::{self, Job, Run, RunStatus};
-use crate::scheduler::events::{EventKind, Subject};
-use crate::store::{JobCursor, JobQuery, RunCursor, RunQuery, job_order_key};
-use crate::trigger::time::{format_time, parse_time};
-use crate::trigger::{DateSpec, Trigger, TriggerSpec};
+use crate::job::{Job, Run, RunStatus};
+use crate::scheduler::{JobChanges, JobFilter, JobSpec};
+use crate::store::{JobCursor, RunCursor, RunQuery};
+use crate::trigger::TriggerSpec;
+use crate::trigger::time::format_time;
 
 /// DESIGN.md: `limit` 1–1000, default 100.
 pub const DEFAULT_PAGE: usize = 100;
@@ -80,7 +81,7 @@ pub struct JobOut {
     pub id: String,
     pub name: Option<String>,
     pub trigger: TriggerSpec,
-    pub action: HttpAction,
+    pub action: Action,
     pub coalesce: bool,
     pub max_instances: u32,
     pub misfire_grace_time: Option<u32>,
@@ -203,47 +204,6 @@ fn zone_of(job: &Job, default_tz: Tz) -> Tz {
     job.trigger.timezone(default_tz)
 }
 
-/// Resolve and compile a trigger from a request; errors name `trigger.<field>`.
-fn prepare_trigger(spec: TriggerSpec, default_tz: Tz, now: DateTime<Utc>) -> Result<(TriggerSpec, Trigger)> {
-    let to_api = |err: crate::trigger::TriggerError| ApiError::invalid(format!("trigger.{}", err.field), err.message);
-    let spec = spec.resolve(default_tz, now).map_err(to_api)?;
-    let trigger = spec.compile(default_tz).map_err(to_api)?;
-    Ok((spec, trigger))
-}
-
-/// The first fire time of a new or rescheduled trigger; a trigger that never fires again is refused.
-fn first_fire(trigger: &Trigger, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    trigger
-        .next_fire_time(None, now)
-        .ok_or_else(|| ApiError::invalid("trigger", "has no fire time from now on (its end or its years are past)"))
-}
-
-fn check_executor(state: &AppState, executor: &str) -> Result<()> {
-    if state.scheduler.executors.contains(executor) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("executor", format!("no executor named {executor:?} is configured")))
-    }
-}
-
-fn check_name(name: Option<&str>) -> Result<()> {
-    match name {
-        Some(name) if name.chars().count() > job::MAX_NAME_LENGTH => {
-            Err(ApiError::invalid("name", format!("is longer than {} characters", job::MAX_NAME_LENGTH)))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn check_max_instances(max_instances: u32) -> Result<()> {
-    if max_instances == 0 { Err(ApiError::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
-}
-
-fn check_action(state: &AppState, action: &HttpAction) -> Result<()> {
-    action.validate().map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
-    state.scheduler.policy.check_url(&action.url).map_err(|message| ApiError::invalid("action.url", message))
-}
-
 fn page_size(limit: Option<usize>) -> Result<usize> {
     match limit.unwrap_or(DEFAULT_PAGE) {
         limit @ 1..=MAX_PAGE => Ok(limit),
@@ -251,29 +211,39 @@ fn page_size(limit: Option<usize>) -> Result<usize> {
     }
 }
 
-/// Report a saved change, then wake the scheduler: published first, so `job_modified` precedes any event of the
-/// fires the change brings.
-fn modified(state: &AppState, job: &Job) {
-    state.scheduler.publish(EventKind::JobModified, Subject::Job(std::sync::Arc::new(job.clone())));
-    state.scheduler.wake();
+impl From<JobIn> for JobSpec {
+    fn from(input: JobIn) -> JobSpec {
+        JobSpec {
+            id: input.id,
+            name: input.name,
+            trigger: input.trigger,
+            action: Action::Http(input.action),
+            coalesce: input.coalesce,
+            max_instances: input.max_instances,
+            misfire_grace_time: input.misfire_grace_time,
+            next_run_time: input.next_run_time,
+            executor: input.executor,
+            jobstore: input.jobstore,
+            replace_existing: input.replace_existing,
+            paused: input.paused,
+        }
+    }
 }
 
-fn removed(state: &AppState, job_id: &str, jobstore: &str) {
-    let subject = Subject::RemovedJob { job_id: job_id.to_string(), jobstore: jobstore.to_string() };
-    state.scheduler.publish(EventKind::JobRemoved, subject);
-}
-
-async fn find(state: &AppState, id: &str) -> Result<(String, Job)> {
-    state.scheduler.find_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))
-}
-
-async fn save(state: &AppState, job: &Job) -> Result<()> {
-    let store = state.scheduler.store(&job.jobstore).ok_or_else(|| ApiError::Internal("store vanished".into()))?;
-    store.update_job(job).await.map_err(|err| match err {
-        crate::store::StoreError::NotFound => ApiError::NotFound(format!("no job with id {:?}", job.id)),
-        other => other.into(),
-    })?;
-    Ok(())
+impl From<JobPatch> for JobChanges {
+    fn from(patch: JobPatch) -> JobChanges {
+        JobChanges {
+            name: patch.name,
+            trigger: patch.trigger,
+            action: patch.action.map(Action::Http),
+            coalesce: patch.coalesce,
+            max_instances: patch.max_instances,
+            misfire_grace_time: patch.misfire_grace_time,
+            next_run_time: patch.next_run_time,
+            executor: patch.executor,
+            paused: patch.paused,
+        }
+    }
 }
 
 /// Add a job
@@ -284,85 +254,8 @@ pub async fn add_job(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<JobIn>,
 ) -> Result<(StatusCode, Json<JobOut>)> {
-    let scheduler = &state.scheduler;
-    let now = scheduler.now();
-    let default_tz = scheduler.default_tz;
-    let defaults = &scheduler.config.job_defaults;
-    let id = match input.id {
-        Some(id) => {
-            job::validate_id(&id).map_err(|message| ApiError::invalid("id", message))?;
-            id
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    check_name(input.name.as_deref())?;
-    check_action(&state, &input.action)?;
-    let jobstore = input.jobstore.unwrap_or_else(|| scheduler.config.default_jobstore().to_string());
-    let store = scheduler.store(&jobstore).cloned().ok_or_else(|| {
-        let names: Vec<&String> = scheduler.stores().map(|(name, _)| name).collect();
-        ApiError::invalid("jobstore", format!("no job store named {jobstore:?}; configured: {names:?}"))
-    })?;
-    let executor = input.executor.unwrap_or_else(|| "default".to_string());
-    check_executor(&state, &executor)?;
-    let max_instances = input.max_instances.unwrap_or(defaults.max_instances);
-    check_max_instances(max_instances)?;
-    let spec = input
-        .trigger
-        .unwrap_or_else(|| TriggerSpec::Date(DateSpec { run_date: format_time(now, default_tz), timezone: None }));
-    let (spec, trigger) = prepare_trigger(spec, default_tz, now)?;
-    let first = first_fire(&trigger, now)?;
-    let next_run_time = match (&input.next_run_time, input.paused) {
-        (_, true) => None,
-        (Some(given), false) => Some(
-            parse_time("next_run_time", given, trigger.timezone())
-                .map_err(|err| ApiError::invalid(err.field, err.message))?,
-        ),
-        (None, false) => Some(first),
-    };
-    let job = Job {
-        id,
-        name: input.name,
-        trigger: spec,
-        action: input.action,
-        coalesce: input.coalesce.unwrap_or(defaults.coalesce),
-        max_instances,
-        misfire_grace_time: input.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
-        executor,
-        jobstore: jobstore.clone(),
-        next_run_time,
-        paused: input.paused,
-        created_at: now,
-        updated_at: now,
-    };
-    super::limits::check_store_capacity(&state, &jobstore, store.as_ref(), &job.id).await?;
-    // Ids are unique across stores, as in APScheduler.
-    for (name, other) in scheduler.stores() {
-        if *name != jobstore && other.get_job(&job.id).await?.is_some() {
-            if !input.replace_existing {
-                return Err(ApiError::Conflict(format!("a job with id {:?} exists (in job store {name:?})", job.id)));
-            }
-            other.remove_job(&job.id).await?;
-        }
-    }
-    store.add_job(&job, input.replace_existing).await.map_err(|err| match err {
-        crate::store::StoreError::Conflict(_) => {
-            ApiError::Conflict(format!("a job with id {:?} exists; set replace_existing to replace it", job.id))
-        }
-        other => other.into(),
-    })?;
-    tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
-    // A replaced job keeps its first created_at, which only the store knows; a new one is as built.
-    let stored =
-        if input.replace_existing { store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job)) } else { Ok(job) };
-    // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
-    if let Ok(stored) = &stored {
-        scheduler
-            .events
-            .publish_with(EventKind::JobAdded, scheduler.now(), || Subject::Job(std::sync::Arc::new(stored.clone())));
-    }
-    scheduler.wake_for(next_run_time);
-    let stored = stored?;
-    Ok((StatusCode::CREATED, Json(JobOut::of(&stored, default_tz))))
+    let job = state.scheduler.add_job(input.into()).await?;
+    Ok((StatusCode::CREATED, Json(JobOut::of(&job, state.scheduler.default_tz))))
 }
 
 /// List jobs, by next run time
@@ -374,30 +267,20 @@ pub async fn list_jobs(
 ) -> Result<Json<JobList>> {
     let limit = page_size(query.limit)?;
     let after = query.cursor.as_deref().map(decode_job_cursor).transpose()?;
-    let scheduler = &state.scheduler;
-    if let Some(name) = &query.jobstore
-        && scheduler.store(name).is_none()
-    {
-        return Err(ApiError::invalid("jobstore", format!("no job store named {name:?}")));
-    }
-    let store_query = JobQuery { paused: query.paused, after, limit: limit + 1 };
-    let mut jobs = Vec::new();
-    for (name, store) in scheduler.stores() {
-        if query.jobstore.as_ref().is_none_or(|wanted| wanted == name) {
-            jobs.extend(store.list_jobs(&store_query).await?);
-        }
-    }
-    jobs.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+    let filter = JobFilter { jobstore: query.jobstore, paused: query.paused, after, limit: limit + 1 };
+    let mut jobs = state.scheduler.list_jobs(&filter).await?;
     let next_cursor = (jobs.len() > limit).then(|| encode_job_cursor(&JobCursor::of(&jobs[limit - 1])));
     jobs.truncate(limit);
-    Ok(Json(JobList { jobs: jobs.iter().map(|job| JobOut::of(job, scheduler.default_tz)).collect(), next_cursor }))
+    let default_tz = state.scheduler.default_tz;
+    Ok(Json(JobList { jobs: jobs.iter().map(|job| JobOut::of(job, default_tz)).collect(), next_cursor }))
 }
 
 /// Get a job
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
-    let (_, job) = find(&state, &id).await?;
+    let job =
+        state.scheduler.get_job(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
@@ -410,73 +293,16 @@ pub async fn modify_job(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<JobPatch>,
 ) -> Result<Json<JobOut>> {
-    let (_, mut job) = find(&state, &id).await?;
-    let now = state.scheduler.now();
-    let default_tz = state.scheduler.default_tz;
-    if let Some(name) = patch.name {
-        check_name(name.as_deref())?;
-        job.name = name;
-    }
-    if let Some(mut action) = patch.action {
-        action
-            .restore_masked(&job.action)
-            .map_err(|(field, message)| ApiError::invalid(format!("action.{field}"), message))?;
-        check_action(&state, &action)?;
-        job.action = action;
-    }
-    if let Some(executor) = patch.executor {
-        check_executor(&state, &executor)?;
-        job.executor = executor;
-    }
-    if let Some(max_instances) = patch.max_instances {
-        check_max_instances(max_instances)?;
-        job.max_instances = max_instances;
-    }
-    if let Some(coalesce) = patch.coalesce {
-        job.coalesce = coalesce;
-    }
-    if let Some(grace) = patch.misfire_grace_time {
-        job.misfire_grace_time = grace;
-    }
-    let rescheduled = patch.trigger.is_some() || patch.paused == Some(false) && job.paused;
-    if let Some(spec) = patch.trigger {
-        let (spec, _) = prepare_trigger(spec, default_tz, now)?;
-        job.trigger = spec;
-    }
-    if let Some(paused) = patch.paused {
-        job.paused = paused;
-    }
-    let trigger = job.compiled_trigger(default_tz).map_err(|err| ApiError::Internal(err.to_string()))?;
-    if rescheduled {
-        let first = first_fire(&trigger, now)?;
-        job.next_run_time = (!job.paused).then_some(first);
-    }
-    if job.paused {
-        job.next_run_time = None;
-    } else if let Some(given) = &patch.next_run_time {
-        job.next_run_time = Some(
-            parse_time("next_run_time", given, trigger.timezone())
-                .map_err(|err| ApiError::invalid(err.field, err.message))?,
-        );
-    }
-    job.updated_at = now;
-    save(&state, &job).await?;
-    modified(&state, &job);
-    Ok(Json(JobOut::of(&job, default_tz)))
+    let job = state.scheduler.modify_job(&id, patch.into()).await?;
+    Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Remove a job
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    for (name, store) in state.scheduler.stores() {
-        if store.remove_job(&id).await? {
-            state.scheduler.wake();
-            removed(&state, &id, name);
-            return Ok(StatusCode::NO_CONTENT);
-        }
-    }
-    Err(ApiError::NotFound(format!("no job with id {id:?}")))
+    state.scheduler.remove_job(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Remove all jobs (optionally of one job store)
@@ -486,20 +312,7 @@ pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
 ) -> Result<Json<Removed>> {
-    if let Some(name) = &query.jobstore
-        && state.scheduler.store(name).is_none()
-    {
-        return Err(ApiError::invalid("jobstore", format!("no job store named {name:?}")));
-    }
-    let mut removed = 0;
-    for (name, store) in state.scheduler.stores() {
-        if query.jobstore.as_ref().is_none_or(|wanted| wanted == name) {
-            removed += store.remove_all_jobs().await?;
-        }
-    }
-    state.scheduler.wake();
-    let subject = Subject::AllJobs { jobstore: query.jobstore, removed };
-    state.scheduler.publish(EventKind::AllJobsRemoved, subject);
+    let removed = state.scheduler.remove_all_jobs(query.jobstore.as_deref()).await?;
     Ok(Json(Removed { removed }))
 }
 
@@ -507,14 +320,7 @@ pub async fn remove_all_jobs(
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
-    let (_, mut job) = find(&state, &id).await?;
-    if !job.paused {
-        job.paused = true;
-        job.next_run_time = None;
-        job.updated_at = state.scheduler.now();
-        save(&state, &job).await?;
-        modified(&state, &job);
-    }
+    let job = state.scheduler.pause_job(&id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
@@ -522,35 +328,15 @@ pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) ->
 #[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
-    let (store_name, mut job) = find(&state, &id).await?;
-    let now = state.scheduler.now();
-    let default_tz = state.scheduler.default_tz;
-    if job.paused {
-        let trigger = job.compiled_trigger(default_tz).map_err(|err| ApiError::Internal(err.to_string()))?;
-        job.paused = false;
-        job.updated_at = now;
-        job.next_run_time = trigger.next_fire_time(None, now);
-        if job.next_run_time.is_none() {
-            // APScheduler removes a resumed job whose trigger has finished.
-            if let Some(store) = state.scheduler.store(&store_name)
-                && store.remove_job(&job.id).await?
-            {
-                removed(&state, &job.id, &store_name);
-            }
-        } else {
-            save(&state, &job).await?;
-            modified(&state, &job);
-        }
-    }
-    Ok(Json(JobOut::of(&job, default_tz)))
+    let job = state.scheduler.resume_job(&id).await?;
+    Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Run a job once now, outside its schedule
 #[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs", params(("id" = String, Path)),
     responses((status = 202, body = RunOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
-    let (store_name, job) = find(&state, &id).await?;
-    let run = state.scheduler.run_now(&store_name, &job).await?;
+    let run = state.scheduler.run_job(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))))
 }
 
@@ -565,15 +351,7 @@ pub async fn list_runs(
 ) -> Result<Json<RunList>> {
     let limit = page_size(query.limit)?;
     let after = query.cursor.as_deref().map(decode_run_cursor).transpose()?;
-    let store_query = RunQuery { status: query.status, after: after.clone(), limit: limit + 1 };
-    let mut runs = Vec::new();
-    for (_, store) in state.scheduler.stores() {
-        runs.extend(store.list_runs(&id, &store_query).await?);
-    }
-    if runs.is_empty() && after.is_none() && state.scheduler.find_job(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no job with id {id:?} and no runs of one")));
-    }
-    runs.sort_by(|a, b| (b.scheduled_time, &b.idempotency_key).cmp(&(a.scheduled_time, &a.idempotency_key)));
+    let mut runs = state.scheduler.list_runs(&id, &RunQuery { status: query.status, after, limit: limit + 1 }).await?;
     let next_cursor = (runs.len() > limit).then(|| {
         let last = &runs[limit - 1];
         encode_run_cursor(&RunCursor {

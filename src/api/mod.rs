@@ -33,12 +33,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub scheduler: Arc<Scheduler>,
+    /// The API's own settings (listen address, tokens, limits).
+    pub api: Arc<crate::config::ApiConfig>,
     /// Cancelled to stop the HTTP server (after `POST /v1/scheduler/shutdown` has answered).
     pub server_shutdown: CancellationToken,
     /// Cancelled once the scheduler has shut down, to end event streams after they carried `scheduler_shutdown`.
     pub streams_stop: CancellationToken,
-    /// What `POST /v1/jobs` knows of each store's size, so it need not count on every add.
-    pub job_counts: Arc<limits::JobCounts>,
 }
 
 #[derive(OpenApi)]
@@ -93,8 +93,8 @@ fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = routes_and_spec();
-    let auth = auth::Auth::new(&state.scheduler.config.api);
-    let timeout = state.scheduler.config.api.request_timeout();
+    let auth = auth::Auth::new(&state.api);
+    let timeout = state.api.request_timeout();
     router
         .with_state(state)
         .merge(crate::ui::router())

@@ -39,15 +39,13 @@ fn describe(state: &AppState) -> SchedulerOut {
     let scheduler = &state.scheduler;
     SchedulerOut {
         state: scheduler.state(),
-        timezone: scheduler.config.timezone.clone(),
+        timezone: scheduler.default_tz.name().to_string(),
         jobstores: scheduler
-            .config
-            .jobstores
-            .iter()
-            .map(|(name, config)| (name.clone(), JobStoreOut { store_type: config.resolved_type() }))
+            .stores()
+            .map(|(name, store)| (name.clone(), JobStoreOut { store_type: store.kind() }))
             .collect(),
         executors: scheduler.executors.status(),
-        job_defaults: scheduler.config.job_defaults.clone(),
+        job_defaults: scheduler.job_defaults.clone(),
     }
 }
 

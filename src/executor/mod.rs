@@ -102,6 +102,11 @@ impl Executors {
         Executors { pools: config.iter().map(|(name, c)| (name.clone(), Pool::new(c.max_workers))).collect() }
     }
 
+    /// Pools of the given sizes, by name.
+    pub fn with_sizes(sizes: &BTreeMap<String, usize>) -> Executors {
+        Executors { pools: sizes.iter().map(|(name, workers)| (name.clone(), Pool::new(*workers))).collect() }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.pools.contains_key(name)
     }

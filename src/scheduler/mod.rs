@@ -1,10 +1,15 @@
 //! The scheduler: one loop per process that sleeps until the earliest next run time across the job stores (or
 //! until woken by a change), claims what is due through the run ledger, and hands each fire to its executor's
-//! pool for delivery. `tick` is one round; `run` is the loop. Deliveries run apart from the loop (a retry never
-//! holds up a fire), publish events, and count metrics; a background task prunes the run history.
+//! pool, where the delivery component makes the attempts and the scheduler records their outcomes. `tick` is
+//! one round; `run` is the loop. Deliveries run apart from the loop (a retry never holds up a fire); a background
+//! task prunes the run history. Job operations are in `jobs`; building a scheduler in `builder`.
 
+pub mod builder;
+pub mod capacity;
 pub mod clock;
+pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,19 +24,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
-use crate::action::http::{self, DeliveryHeaders};
-use crate::action::policy::TargetPolicy;
-use crate::action::ratelimit::RateLimits;
-use crate::action::retry::{is_retryable, parse_retry_after};
-use crate::action::signing::SigningKey;
-use crate::config::Config;
+use crate::config::{JobDefaults, RunsConfig, WebhooksConfig};
+use crate::delivery::{Delivery, Functions, Next};
 use crate::executor::Executors;
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::store::{JobStore, Prune, StoreError, StoreResult};
-use crate::trigger::time::format_time;
+pub use builder::SchedulerBuilder;
+use capacity::Capacity;
 use clock::Clock;
-use events::{EVENT_BUFFER, EventBus, EventKind, Subject};
+pub use error::{Error, Result};
+use events::{EVENT_BUFFER, Event, EventBus, EventKind, Subject};
+pub use jobs::{JobChanges, JobFilter, JobSpec};
 use plan::RulesPlanner;
 
 /// Due jobs claimed per store in one transaction: large enough for a burst, small enough to keep the transaction
@@ -58,12 +62,48 @@ fn grow(backoff: &mut Duration) -> Duration {
     current
 }
 
+/// APScheduler's scheduler states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerState {
+    /// Firing jobs.
     Running,
+    /// Started, but firing nothing until resumed; jobs can still be added and changed.
     Paused,
+    /// Not started yet, or shut down.
     Stopped,
+}
+
+/// What one round of the loop (`tick`) did.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// Fires claimed and handed to the executors for delivery.
+    pub submitted: usize,
+    /// Fires recorded `missed` (later than misfire_grace_time).
+    pub missed: usize,
+    /// Fires recorded `skipped` (max_instances reached).
+    pub skipped: usize,
+    /// Fires recorded `coalesced` into a later one.
+    pub coalesced: usize,
+    /// Jobs removed because their trigger has no further fire time.
+    pub finished_jobs: Vec<String>,
+    /// A store had more due than one batch: the loop goes round again at once.
+    pub more: bool,
+    /// Stores whose claim failed, with the error; the other stores were claimed regardless.
+    pub failed_stores: Vec<(String, StoreError)>,
+}
+
+/// What `SchedulerBuilder::build` hands over.
+struct Parts {
+    stores: Vec<(String, Arc<dyn JobStore>)>,
+    executors: BTreeMap<String, usize>,
+    timezone: Tz,
+    job_defaults: JobDefaults,
+    lease_seconds: u64,
+    runs: RunsConfig,
+    webhooks: WebhooksConfig,
+    max_jobs_per_store: u64,
+    clock: Arc<dyn Clock>,
 }
 
 /// A named job store and whether this process is its only user.
@@ -74,16 +114,26 @@ struct StoreEntry {
     exclusive: bool,
 }
 
+/// The scheduler: job stores, executors, the loop that fires jobs, and the job operations (`add_job`,
+/// `pause_job`, …). Built with [`Scheduler::builder`]; run in the background with [`Scheduler::start`] or in the
+/// foreground with [`Scheduler::run_until`].
 pub struct Scheduler {
-    pub config: Arc<Config>,
+    /// The zone of triggers that name none.
     pub default_tz: Tz,
     stores: BTreeMap<String, StoreEntry>,
+    /// Where jobs that name no store go.
+    default_jobstore: String,
+    /// The delivery pools.
     pub executors: Executors,
     clock: Arc<dyn Clock>,
-    http: reqwest::Client,
-    /// Which targets deliveries may reach (`[webhooks] allow`/`deny`); the API checks it when a job is saved.
-    pub policy: Arc<TargetPolicy>,
-    rate_limits: RateLimits,
+    delivery: Delivery,
+    /// Options of jobs that do not set them.
+    pub job_defaults: JobDefaults,
+    lease_seconds: u64,
+    retention: RunsConfig,
+    capacity: Capacity,
+    /// Set once the loop has been started; a scheduler starts once.
+    started: std::sync::atomic::AtomicBool,
     wake: Notify,
     /// When the loop will next read the stores of its own accord; `None` while it is reading them (or paused, or
     /// riding out an error), when any change must wake it. Lets an add due after that time skip the wake-up.
@@ -94,79 +144,87 @@ pub struct Scheduler {
     deliveries: TaskTracker,
     /// Runs being delivered, by idempotency key → store name, whose leases this process extends.
     in_flight: Mutex<HashMap<String, String>>,
-    /// `[webhooks] signing_secret`, for jobs without their own.
-    signing_key: Option<SigningKey>,
+    /// The scheduler's events, as APScheduler's listeners get them.
     pub events: EventBus,
-    pub metrics: Metrics,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Scheduler {
-    /// Open the configured stores (running migrations) and build the scheduler; `run` starts it.
-    pub async fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Scheduler>> {
-        let default_tz = config.tz()?;
-        let mut stores = BTreeMap::new();
-        for (name, store_config) in &config.jobstores {
-            let store = crate::store::open(name, store_config).await?;
-            let exclusive = store_config.resolved_type() != crate::config::StoreType::Postgres;
-            stores.insert(name.clone(), StoreEntry { store, exclusive });
-        }
-        let (state, _) = watch::channel(SchedulerState::Running);
-        let signing_key = match &config.webhooks.signing_secret {
-            Some(secret) => Some(
-                SigningKey::parse(secret)
-                    .map_err(|message| anyhow::anyhow!("configuration: webhooks.signing_secret: {message}"))?,
-            ),
-            None => None,
+    /// Configure a scheduler: `Scheduler::builder().jobstore(…).executor(…).build().await`.
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder::default()
+    }
+
+    fn from_parts(parts: Parts) -> anyhow::Result<Arc<Scheduler>> {
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Delivery::new(&parts.webhooks, Functions::default(), metrics.clone())
+            .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?;
+        let default_jobstore = if parts.stores.iter().any(|(name, _)| name == "default") {
+            "default".to_string()
+        } else {
+            parts.stores[0].0.clone()
         };
-        let policy = Arc::new(
-            TargetPolicy::from_config(&config.webhooks)
-                .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?,
-        );
+        let stores = (parts.stores.into_iter())
+            .map(|(name, store)| {
+                // Memory and SQLite stores belong to one process; PostgreSQL is shared by replicas.
+                let exclusive = store.kind() != crate::config::StoreType::Postgres;
+                (name, StoreEntry { store, exclusive })
+            })
+            .collect();
+        let (state, _) = watch::channel(SchedulerState::Stopped);
         Ok(Arc::new(Scheduler {
-            rate_limits: RateLimits::new(&config.webhooks),
-            executors: Executors::new(&config.executors),
-            config: Arc::new(config),
-            default_tz,
+            default_tz: parts.timezone,
             stores,
-            clock,
-            http: http::client(policy.clone()),
-            policy,
+            default_jobstore,
+            executors: Executors::with_sizes(&parts.executors),
+            clock: parts.clock,
+            delivery,
+            job_defaults: parts.job_defaults,
+            lease_seconds: parts.lease_seconds,
+            retention: parts.runs,
+            capacity: Capacity::new(parts.max_jobs_per_store),
+            started: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             next_look: Mutex::new(None),
             state,
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
-            signing_key,
             events: EventBus::new(EVENT_BUFFER),
-            metrics: Metrics::default(),
+            metrics,
         }))
     }
 
+    /// Now, by the scheduler's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
+    /// Running, paused or stopped.
     pub fn state(&self) -> SchedulerState {
         *self.state.borrow()
     }
 
+    /// The job store named `name`.
     pub fn store(&self, name: &str) -> Option<&Arc<dyn JobStore>> {
         self.stores.get(name).map(|entry| &entry.store)
     }
 
+    /// Every job store, by name.
     pub fn stores(&self) -> impl Iterator<Item = (&String, &Arc<dyn JobStore>)> {
         self.stores.iter().map(|(name, entry)| (name, &entry.store))
     }
 
-    /// Find a job in whichever store holds it.
-    pub async fn find_job(&self, id: &str) -> StoreResult<Option<(String, Job)>> {
-        for (name, store) in self.stores() {
-            if let Some(job) = store.get_job(id).await? {
-                return Ok(Some((name.clone(), job)));
-            }
-        }
-        Ok(None)
+    /// Where jobs that name no store go: `default`, or the first store configured.
+    pub fn default_jobstore(&self) -> &str {
+        &self.default_jobstore
+    }
+
+    /// Receive the scheduler's events from now on (a receiver more than a thousand events behind loses the
+    /// oldest and is told how many).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// A job was added or changed: recompute when to wake.
@@ -194,6 +252,7 @@ impl Scheduler {
         self.events.publish(kind, self.clock.now(), subject);
     }
 
+    /// Stop firing jobs until `resume`; jobs can still be added and changed.
     pub fn pause(&self) {
         let changed = self.state.send_if_modified(|state| {
             let change = *state == SchedulerState::Running;
@@ -208,6 +267,7 @@ impl Scheduler {
         self.wake();
     }
 
+    /// Fire jobs again after `pause`.
     pub fn resume(&self) {
         let changed = self.state.send_if_modified(|state| {
             let change = *state == SchedulerState::Paused;
@@ -235,10 +295,32 @@ impl Scheduler {
         }
     }
 
-    /// Start the loop and lease upkeep in the background.
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Start firing in the background (APScheduler's BackgroundScheduler): the loop, lease upkeep and pruning run
+    /// on the Tokio runtime; the handle ends once the scheduler is shut down. A scheduler starts once: starting it
+    /// again, or after `shutdown`, returns a handle that is already done.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) || self.stop_firing.is_cancelled() {
+            tracing::warn!("the scheduler was started before; starting it again does nothing");
+            return tokio::spawn(async {});
+        }
+        self.state.send_if_modified(|state| {
+            let starting = *state == SchedulerState::Stopped;
+            if starting {
+                *state = SchedulerState::Running;
+            }
+            starting
+        });
         let scheduler = self.clone();
         tokio::spawn(async move { scheduler.run().await })
+    }
+
+    /// Fire jobs in the foreground until `until` completes (APScheduler's BlockingScheduler), then shut down,
+    /// waiting for the deliveries in flight.
+    pub async fn run_until(self: &Arc<Self>, until: impl std::future::Future<Output = ()>) {
+        let running = self.start();
+        until.await;
+        self.shutdown(true).await;
+        let _ = running.await;
     }
 
     async fn run(self: Arc<Self>) {
@@ -276,9 +358,10 @@ impl Scheduler {
                 }
                 continue;
             }
-            let sleep_for = match self.tick(self.clock.now()).await {
-                Ok(true) => continue,
-                Ok(false) => match self.earliest_next_run_time().await {
+            let tick = self.tick(self.clock.now()).await;
+            let sleep_for = match tick.failed_stores.into_iter().next() {
+                None if tick.more => continue,
+                None => match self.earliest_next_run_time().await {
                     Ok(next) => {
                         backoff = STORE_RETRY_MIN;
                         let now = self.clock.now();
@@ -293,8 +376,9 @@ impl Scheduler {
                         grow(&mut backoff)
                     }
                 },
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "claiming due jobs failed");
+                // One store down must not stop the others from firing; it is retried with a backoff.
+                Some((store, err)) => {
+                    tracing::warn!(%store, error = %err, retry_in = ?backoff, "claiming due jobs failed");
                     grow(&mut backoff)
                 }
             };
@@ -310,51 +394,59 @@ impl Scheduler {
         watchers.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
-    /// One round: claim what is due in every store and hand it to the executors. `true` when a store had more due
-    /// than one batch, so the caller goes round again at once.
-    pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<bool> {
+    /// One round: claim what is due at `now` in every store and hand it to the executors. A store that fails is
+    /// reported in the result while the others are claimed regardless.
+    pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Tick {
         let lease_until = now + self.lease();
-        let mut more = false;
-        let mut first_error = None;
+        let mut tick = Tick::default();
         for (name, entry) in &self.stores {
             let planner = RulesPlanner::new(self.default_tz);
             let claiming = std::time::Instant::now();
-            match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
-                Ok(runs) => {
-                    tracing::debug!(store = %name, runs = runs.len(), took = ?claiming.elapsed(), "claimed");
-                    more |= runs.len() >= CLAIM_BATCH;
-                    // Published only now, after the claim committed: what the planner decided is then the ledger's.
-                    let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
-                        runs.into_iter().partition(|run| run.status.is_unfinished());
-                    for run in recorded {
-                        self.metrics.fire(run.status);
-                        let kind = match run.status {
-                            RunStatus::Missed => EventKind::JobMissed,
-                            RunStatus::Skipped => EventKind::JobMaxInstances,
-                            // A coalesced fire ran as part of a later one; APScheduler reports nothing for it.
-                            _ => continue,
-                        };
-                        self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: name.clone() });
-                    }
-                    let mut jitter = planner.take_jitter();
-                    for chain in chains(to_deliver) {
-                        chain.iter().for_each(|run| self.metrics.fire(run.status));
-                        let delays = chain.iter().map(|run| jitter.remove(&run.idempotency_key)).collect();
-                        self.submit(name, entry.store.clone(), chain, delays);
-                    }
-                    for job_id in planner.take_finished() {
-                        let subject = Subject::RemovedJob { job_id, jobstore: name.clone() };
-                        self.publish(EventKind::JobRemoved, subject);
-                    }
+            let runs = match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
+                Ok(runs) => runs,
+                Err(err) => {
+                    tick.failed_stores.push((name.clone(), err));
+                    continue;
                 }
-                // One store down must not stop the others from firing.
-                Err(err) => first_error = first_error.or(Some(err)),
+            };
+            tracing::debug!(store = %name, runs = runs.len(), took = ?claiming.elapsed(), "claimed");
+            tick.more |= runs.len() >= CLAIM_BATCH;
+            // Published only now, after the claim committed: what the planner decided is then the ledger's.
+            let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
+                runs.into_iter().partition(|run| run.status.is_unfinished());
+            for run in recorded {
+                self.metrics.fire(run.status);
+                let kind = match run.status {
+                    RunStatus::Missed => {
+                        tick.missed += 1;
+                        EventKind::JobMissed
+                    }
+                    RunStatus::Skipped => {
+                        tick.skipped += 1;
+                        EventKind::JobMaxInstances
+                    }
+                    // A coalesced fire ran as part of a later one; APScheduler reports nothing for it.
+                    _ => {
+                        tick.coalesced += 1;
+                        continue;
+                    }
+                };
+                self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: name.clone() });
+            }
+            tick.submitted += to_deliver.len();
+            let mut jitter = planner.take_jitter();
+            for chain in chains(to_deliver) {
+                chain.iter().for_each(|run| self.metrics.fire(run.status));
+                let delays = chain.iter().map(|run| jitter.remove(&run.idempotency_key)).collect();
+                self.submit(name, entry.store.clone(), chain, delays);
+            }
+            for job_id in planner.take_finished() {
+                let subject = Subject::RemovedJob { job_id: job_id.clone(), jobstore: name.clone() };
+                self.publish(EventKind::JobRemoved, subject);
+                tick.finished_jobs.push(job_id);
             }
         }
-        match first_error {
-            Some(err) => Err(err),
-            None => Ok(more),
-        }
+        tick
     }
 
     async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
@@ -368,7 +460,7 @@ impl Scheduler {
     }
 
     fn lease(&self) -> chrono::TimeDelta {
-        chrono::TimeDelta::seconds(self.config.scheduler.lease_seconds as i64)
+        chrono::TimeDelta::seconds(i64::try_from(self.lease_seconds).unwrap_or(i64::MAX))
     }
 
     /// Deliver again what a previous process (or a replica whose lease expired) left pending or running, with the
@@ -418,23 +510,9 @@ impl Scheduler {
         }
     }
 
-    /// Run a job once now, outside its schedule: a new ledger row (its scheduled time is now, its key new),
-    /// delivered at once.
-    pub async fn run_now(self: &Arc<Self>, store_name: &str, job: &Job) -> StoreResult<Run> {
-        let store = self.store(store_name).cloned().ok_or(StoreError::NotFound)?;
-        let now = self.clock.now();
-        let tz = job.trigger.timezone(self.default_tz);
-        let mut run = Run::new(job, now, RunStatus::Pending, now, tz);
-        run.lease_expires_at = Some(now + self.lease());
-        store.insert_run(&run).await?;
-        self.metrics.fire(run.status);
-        self.submit(store_name, store, vec![run.clone()], vec![None]);
-        Ok(run)
-    }
-
     /// Apply `[runs]` retention every `prune_interval_seconds` until firing stops.
     async fn prune_periodically(self: Arc<Self>) {
-        let period = Duration::from_secs(self.config.runs.prune_interval_seconds);
+        let period = Duration::from_secs(self.retention.prune_interval_seconds);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -446,7 +524,7 @@ impl Scheduler {
 
     /// One round of retention over every store, in batches; the number of runs deleted.
     pub async fn prune_runs(&self) -> u64 {
-        let retention = &self.config.runs;
+        let retention = &self.retention;
         let prune = Prune {
             finished_before: (retention.retention_seconds > 0).then(|| {
                 self.clock.now()
@@ -483,7 +561,7 @@ impl Scheduler {
 
     /// Queue claimed runs of one job for delivery, one after another, on its executor's pool; `delays` are their
     /// jitter.
-    pub fn submit(
+    fn submit(
         self: &Arc<Self>,
         store_name: &str,
         store: Arc<dyn JobStore>,
@@ -512,21 +590,6 @@ impl Scheduler {
         });
     }
 
-    /// The key that signs a run's calls: the action's own secret, else the configured one. A stored secret that
-    /// no longer parses (saved before validation existed) sends the call unsigned rather than not at all.
-    fn signing_key_for(&self, run: &Run) -> Option<SigningKey> {
-        match run.action.signing_secret.as_deref() {
-            Some(secret) => match SigningKey::parse(secret) {
-                Ok(key) => Some(key),
-                Err(message) => {
-                    tracing::error!(job_id = %run.job_id, %message, "the job's signing secret is invalid; sending unsigned");
-                    None
-                }
-            },
-            None => self.signing_key.clone(),
-        }
-    }
-
     /// Deliver one run: attempt, and while the action's retry policy allows, wait and attempt again. The worker
     /// slot is held only during an attempt; while waiting the run stays `running` in the ledger (so it counts
     /// against max_instances and keeps its lease), and the scheduler loop goes on firing regardless.
@@ -536,11 +599,8 @@ impl Scheduler {
             tokio::time::sleep(delay).await;
         }
         let pool = self.executors.pool(&run.executor);
-        let scheduled_time = format_time(run.scheduled_time, run.timezone());
-        let signing_key = self.signing_key_for(&run);
         loop {
-            // Before taking a worker, so a rate-limited target does not hold up the pool.
-            self.rate_limits.acquire(&run.action.url).await;
+            self.delivery.wait_turn(&run).await;
             let slot = pool.slot().await;
             let started = self.clock.now();
             if run.started_at.is_none() {
@@ -551,23 +611,7 @@ impl Scheduler {
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
             let call = async {
-                // A literal address never reaches the policy's resolver; names are checked there, after resolution.
-                let attempt = match self.policy.check_url(&run.action.url) {
-                    Err(reason) => http::Attempt::refused(format!("target policy: {reason}; no request was made")),
-                    Ok(()) => {
-                        http::attempt(
-                            &self.http,
-                            &run.action,
-                            &DeliveryHeaders {
-                                job_id: &run.job_id,
-                                scheduled_time: &scheduled_time,
-                                idempotency_key: &run.idempotency_key,
-                                signing: signing_key.as_ref().map(|key| (key, started.timestamp())),
-                            },
-                        )
-                        .await
-                    }
-                };
+                let attempt = self.delivery.attempt(&run, started).await;
                 drop(slot);
                 attempt
             };
@@ -576,42 +620,36 @@ impl Scheduler {
             // either way, and a quick call goes from pending to its outcome in one write instead of two (a burst's
             // ledger writes halve) with no commit on its path to the receiver. A `running` write under way when
             // the call ends is queued ahead of the outcome, so the ledger never goes back to `running`.
-            tokio::pin!(call);
-            let attempt = tokio::select! {
-                biased;
-                attempt = &mut call => attempt,
-                () = async {
-                    tokio::time::sleep(SHOW_RUNNING_AFTER).await;
-                    self.save_run(store, &run).await;
-                } => call.await,
+            let attempt = {
+                tokio::pin!(call);
+                tokio::select! {
+                    biased;
+                    attempt = &mut call => attempt,
+                    () = async {
+                        tokio::time::sleep(SHOW_RUNNING_AFTER).await;
+                        self.save_run(store, &run).await;
+                    } => call.await,
+                }
             };
-            self.metrics.attempt(&attempt);
             run.http_status = attempt.http_status;
             run.error = attempt.error.clone();
             run.response_excerpt = attempt.response_excerpt.clone();
             run.duration_ms = Some(attempt.duration.as_millis() as u64);
-            let policy = run.action.retry.clone().filter(|policy| {
-                !attempt.succeeded
-                    && run.attempts < policy.max_attempts
-                    && is_retryable(attempt.http_status, attempt.transport_failed)
-            });
-            let Some(policy) = policy else {
-                run.status = if attempt.succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
-                break;
+            let (wait, max_attempts) = match self.delivery.decide(&run, &attempt, self.clock.now()) {
+                Next::Done(status) => {
+                    run.status = status;
+                    break;
+                }
+                Next::Retry { wait, max_attempts } => (wait, max_attempts),
             };
-            let retry_after =
-                attempt.retry_after.as_deref().and_then(|value| parse_retry_after(value, self.clock.now()));
-            let wait = policy.wait(run.attempts, retry_after);
             run.error = Some(format!(
-                "{} (attempt {} of {}; next in {:.1} s)",
+                "{} (attempt {} of {max_attempts}; next in {:.1} s)",
                 attempt.error.as_deref().unwrap_or("failed"),
                 run.attempts,
-                policy.max_attempts,
                 wait.as_secs_f64()
             ));
             tracing::info!(job_id = %run.job_id, attempt = run.attempts, http_status = ?run.http_status, ?wait, "delivery failed; retrying");
             self.save_run(store, &run).await;
-            self.metrics.retry();
             let _waiting = pool.waiting_to_retry();
             tokio::select! {
                 biased;
@@ -679,3 +717,6 @@ fn chains(runs: Vec<Run>) -> Vec<Vec<Run>> {
     }
     chains
 }
+
+#[cfg(test)]
+mod tests;

@@ -123,7 +123,6 @@ impl Planner for RulesPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::HttpAction;
     use chrono::TimeDelta;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -135,7 +134,8 @@ mod tests {
             "type": "interval", "minutes": 1, "start_date": "2026-06-01T00:00:00Z"
         }))
         .unwrap();
-        let action: HttpAction = serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1/"})).unwrap();
+        let action: crate::action::Action =
+            serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1/"})).unwrap();
         Job {
             id: "j".into(),
             name: None,

@@ -66,6 +66,10 @@ fn active_runs(runs: &BTreeMap<(String, DateTime<Utc>), Run>, job_id: &str) -> u
 
 #[async_trait]
 impl JobStore for MemoryStore {
+    fn kind(&self) -> crate::config::StoreType {
+        crate::config::StoreType::Memory
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }

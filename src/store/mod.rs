@@ -113,6 +113,9 @@ pub trait Planner: Send + Sync {
 
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
+    /// Which kind of store this is: memory and SQLite belong to one process, PostgreSQL may be shared by replicas.
+    fn kind(&self) -> crate::config::StoreType;
+
     /// Check the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 
@@ -194,4 +197,18 @@ pub async fn open(name: &str, config: &crate::config::JobStoreConfig) -> anyhow:
             )
         }
     })
+}
+
+/// The memory store: jobs and runs live in this process and end with it (APScheduler's MemoryJobStore).
+pub type Memory = memory::MemoryStore;
+/// The SQLite store, the embedded default: one file, one process.
+pub type Sqlite = sqlite::SqliteStore;
+/// The PostgreSQL store: for production and for replicas sharing one database.
+pub type Postgres = postgres::PostgresStore;
+
+impl sqlite::SqliteStore {
+    /// Open the SQLite file at `path`, creating it if missing, and bring its schema up to date.
+    pub async fn open(path: impl AsRef<std::path::Path>) -> StoreResult<sqlite::SqliteStore> {
+        sqlite::SqliteStore::connect(&format!("sqlite://{}", path.as_ref().display())).await
+    }
 }

@@ -451,6 +451,10 @@ fn grow(backoff: &mut Duration) -> Duration {
 
 #[async_trait]
 impl JobStore for PostgresStore {
+    fn kind(&self) -> crate::config::StoreType {
+        crate::config::StoreType::Postgres
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
         Ok(())

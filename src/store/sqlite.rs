@@ -469,6 +469,10 @@ fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    fn kind(&self) -> crate::config::StoreType {
+        crate::config::StoreType::Sqlite
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
         Ok(())

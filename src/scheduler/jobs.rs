@@ -1,0 +1,577 @@
+//! Job operations, as APScheduler's scheduler offers them (`add_job`, `modify_job`, `reschedule_job`, …), with
+//! the rules it keeps: ids unique across job stores, options defaulted from `job_defaults`, triggers resolved and
+//! checked, a resumed job whose trigger has ended removed. The REST API is a thin shell over these.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Scheduler;
+use super::error::{Error, Result};
+use super::events::{EventKind, Subject};
+use crate::action::Action;
+use crate::job::{self, Job, Run, RunStatus};
+use crate::store::{JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
+use crate::trigger::time::{format_time, parse_time};
+use crate::trigger::{DateSpec, Trigger, TriggerSpec};
+
+/// A job to add: a trigger, an action, and APScheduler's options. Options left `None` take the scheduler's
+/// `job_defaults`.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// 1–200 characters of `[A-Za-z0-9._:-]`; a UUID when absent.
+    pub id: Option<String>,
+    /// For people.
+    pub name: Option<String>,
+    /// When absent the job runs once, now.
+    pub trigger: Option<TriggerSpec>,
+    /// What a fire does.
+    pub action: Action,
+    /// Fold a backlog of missed fires into one.
+    pub coalesce: Option<bool>,
+    /// Concurrent runs of the job at most.
+    pub max_instances: Option<u32>,
+    /// Seconds a fire may be late and still run; `Some(None)`: always run; `None`: the default.
+    pub misfire_grace_time: Option<Option<u32>>,
+    /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
+    pub next_run_time: Option<String>,
+    /// The executor (delivery pool) to run on; `default` when absent.
+    pub executor: Option<String>,
+    /// The job store to keep it in; the scheduler's default store when absent.
+    pub jobstore: Option<String>,
+    /// Replace a job with the same id instead of failing with `Conflict`.
+    pub replace_existing: bool,
+    /// Add the job paused.
+    pub paused: bool,
+}
+
+impl JobSpec {
+    /// A job firing on `trigger`, doing `action` (a webhook call or `Action::function(name)`).
+    pub fn new(trigger: TriggerSpec, action: impl Into<Action>) -> JobSpec {
+        JobSpec { trigger: Some(trigger), ..JobSpec::once_now(action) }
+    }
+
+    /// A job that runs once, now (APScheduler's `add_job` without a trigger).
+    pub fn once_now(action: impl Into<Action>) -> JobSpec {
+        JobSpec {
+            id: None,
+            name: None,
+            trigger: None,
+            action: action.into(),
+            coalesce: None,
+            max_instances: None,
+            misfire_grace_time: None,
+            next_run_time: None,
+            executor: None,
+            jobstore: None,
+            replace_existing: false,
+            paused: false,
+        }
+    }
+
+    /// Set the id.
+    pub fn id(mut self, id: impl Into<String>) -> JobSpec {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Set the name.
+    pub fn name(mut self, name: impl Into<String>) -> JobSpec {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Set `coalesce`.
+    pub fn coalesce(mut self, coalesce: bool) -> JobSpec {
+        self.coalesce = Some(coalesce);
+        self
+    }
+
+    /// Set `max_instances`.
+    pub fn max_instances(mut self, max_instances: u32) -> JobSpec {
+        self.max_instances = Some(max_instances);
+        self
+    }
+
+    /// Set `misfire_grace_time` in seconds; `None`: always run however late.
+    pub fn misfire_grace_time(mut self, seconds: Option<u32>) -> JobSpec {
+        self.misfire_grace_time = Some(seconds);
+        self
+    }
+
+    /// Set the first fire time.
+    pub fn next_run_time(mut self, at: DateTime<Utc>) -> JobSpec {
+        self.next_run_time = Some(at.to_rfc3339());
+        self
+    }
+
+    /// Run on this executor.
+    pub fn executor(mut self, executor: impl Into<String>) -> JobSpec {
+        self.executor = Some(executor.into());
+        self
+    }
+
+    /// Keep in this job store.
+    pub fn jobstore(mut self, jobstore: impl Into<String>) -> JobSpec {
+        self.jobstore = Some(jobstore.into());
+        self
+    }
+
+    /// Replace a job with the same id.
+    pub fn replace_existing(mut self, replace: bool) -> JobSpec {
+        self.replace_existing = replace;
+        self
+    }
+
+    /// Add the job paused.
+    pub fn paused(mut self, paused: bool) -> JobSpec {
+        self.paused = paused;
+        self
+    }
+}
+
+/// Changes to a job (`modify_job`); `None` fields keep their value. A new trigger reschedules.
+#[derive(Debug, Clone, Default)]
+pub struct JobChanges {
+    /// A new name; `Some(None)` clears it.
+    pub name: Option<Option<String>>,
+    /// A new trigger: the next run time is recomputed from now.
+    pub trigger: Option<TriggerSpec>,
+    /// A new action. A webhook's header values and secret sent as the mask (`********`) keep their stored value.
+    pub action: Option<Action>,
+    /// New `coalesce`.
+    pub coalesce: Option<bool>,
+    /// New `max_instances`.
+    pub max_instances: Option<u32>,
+    /// New `misfire_grace_time`; `Some(None)`: always run.
+    pub misfire_grace_time: Option<Option<u32>>,
+    /// A new next run time (RFC 3339, or naive in the trigger's zone); ignored while paused.
+    pub next_run_time: Option<String>,
+    /// Another executor.
+    pub executor: Option<String>,
+    /// Pause (`true`) or resume (`false`).
+    pub paused: Option<bool>,
+}
+
+/// Which jobs `list_jobs` returns, in list order (by next run time, paused jobs last, then id).
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only jobs of this store.
+    pub jobstore: Option<String>,
+    /// Only paused (`true`) or active (`false`) jobs.
+    pub paused: Option<bool>,
+    /// Only jobs after this position.
+    pub after: Option<JobCursor>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Resolve and compile a trigger; errors name `trigger.<field>`.
+fn prepare_trigger(spec: TriggerSpec, scheduler: &Scheduler, now: DateTime<Utc>) -> Result<(TriggerSpec, Trigger)> {
+    let to_error = |err: crate::trigger::TriggerError| Error::invalid(format!("trigger.{}", err.field), err.message);
+    let spec = spec.resolve(scheduler.default_tz, now).map_err(to_error)?;
+    let trigger = spec.compile(scheduler.default_tz).map_err(to_error)?;
+    Ok((spec, trigger))
+}
+
+/// The first fire time of a new or rescheduled trigger; a trigger that never fires again is refused.
+fn first_fire(trigger: &Trigger, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    trigger
+        .next_fire_time(None, now)
+        .ok_or_else(|| Error::invalid("trigger", "has no fire time from now on (its end or its years are past)"))
+}
+
+fn check_name(name: Option<&str>) -> Result<()> {
+    match name {
+        Some(name) if name.chars().count() > job::MAX_NAME_LENGTH => {
+            Err(Error::invalid("name", format!("is longer than {} characters", job::MAX_NAME_LENGTH)))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_max_instances(max_instances: u32) -> Result<()> {
+    if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
+}
+
+fn parse_next_run_time(given: &str, trigger: &Trigger) -> Result<DateTime<Utc>> {
+    parse_time("next_run_time", given, trigger.timezone()).map_err(|err| Error::invalid(err.field, err.message))
+}
+
+fn no_such_job(id: &str) -> Error {
+    Error::NotFound(format!("no job with id {id:?}"))
+}
+
+impl Scheduler {
+    fn check_executor(&self, executor: &str) -> Result<()> {
+        if self.executors.contains(executor) {
+            Ok(())
+        } else {
+            Err(Error::invalid("executor", format!("no executor named {executor:?} is configured")))
+        }
+    }
+
+    fn check_action(&self, action: &Action) -> Result<()> {
+        match action {
+            Action::Http(action) => {
+                action.validate().map_err(|(field, message)| Error::invalid(format!("action.{field}"), message))?;
+                self.delivery.policy().check_url(&action.url).map_err(|message| Error::invalid("action.url", message))
+            }
+            Action::Function(function) if self.delivery.functions().contains(&function.function) => Ok(()),
+            Action::Function(function) => Err(Error::invalid(
+                "action.function",
+                format!("no function is registered as {:?}; register it first", function.function),
+            )),
+        }
+    }
+
+    /// The store named `name`, or `Invalid` on `jobstore` naming the configured ones.
+    fn named_store(&self, name: &str) -> Result<&Arc<dyn crate::store::JobStore>> {
+        self.store(name).ok_or_else(|| {
+            let names: Vec<&String> = self.stores().map(|(name, _)| name).collect();
+            Error::invalid("jobstore", format!("no job store named {name:?}; configured: {names:?}"))
+        })
+    }
+
+    /// Add a job; the job as stored. A job with the same id in any store is a `Conflict` unless
+    /// `replace_existing`, which replaces it (keeping its first `created_at`).
+    pub async fn add_job(&self, spec: JobSpec) -> Result<Job> {
+        let now = self.now();
+        let defaults = &self.job_defaults;
+        let id = match spec.id {
+            Some(id) => {
+                job::validate_id(&id).map_err(|message| Error::invalid("id", message))?;
+                id
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        check_name(spec.name.as_deref())?;
+        self.check_action(&spec.action)?;
+        let jobstore = spec.jobstore.unwrap_or_else(|| self.default_jobstore().to_string());
+        let store = self.named_store(&jobstore)?.clone();
+        let executor = spec.executor.unwrap_or_else(|| "default".to_string());
+        self.check_executor(&executor)?;
+        let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
+        check_max_instances(max_instances)?;
+        let trigger = spec.trigger.unwrap_or_else(|| {
+            TriggerSpec::Date(DateSpec { run_date: format_time(now, self.default_tz), timezone: None })
+        });
+        let (trigger_spec, trigger) = prepare_trigger(trigger, self, now)?;
+        let first = first_fire(&trigger, now)?;
+        let next_run_time = match (&spec.next_run_time, spec.paused) {
+            (_, true) => None,
+            (Some(given), false) => Some(parse_next_run_time(given, &trigger)?),
+            (None, false) => Some(first),
+        };
+        let job = Job {
+            id,
+            name: spec.name,
+            trigger: trigger_spec,
+            action: spec.action,
+            coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
+            max_instances,
+            misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
+            executor,
+            jobstore: jobstore.clone(),
+            next_run_time,
+            paused: spec.paused,
+            created_at: now,
+            updated_at: now,
+        };
+        self.capacity.check(&jobstore, store.as_ref(), &job.id).await?;
+        // Ids are unique across stores, as in APScheduler.
+        for (name, other) in self.stores() {
+            if *name != jobstore && other.get_job(&job.id).await?.is_some() {
+                if !spec.replace_existing {
+                    return Err(Error::Conflict(format!("a job with id {:?} exists (in job store {name:?})", job.id)));
+                }
+                other.remove_job(&job.id).await?;
+            }
+        }
+        store.add_job(&job, spec.replace_existing).await.map_err(|err| match err {
+            StoreError::Conflict(_) => {
+                Error::Conflict(format!("a job with id {:?} exists; set replace_existing to replace it", job.id))
+            }
+            other => other.into(),
+        })?;
+        tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
+        // A replaced job keeps its first created_at, which only the store knows; a new one is as built.
+        let stored = if spec.replace_existing {
+            store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job))
+        } else {
+            Ok(job)
+        };
+        // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
+        if let Ok(stored) = &stored {
+            self.events.publish_with(EventKind::JobAdded, self.now(), || Subject::Job(Arc::new(stored.clone())));
+        }
+        self.wake_for(next_run_time);
+        Ok(stored?)
+    }
+
+    /// Register `function` as `id` and add a job of that id calling it on `trigger`, replacing a job of that id
+    /// (as a program that adds its jobs at every start does, on a persistent store). The function gets the fire's
+    /// `JobContext`; an `Err` fails the run, which the ledger records as it records a failed webhook.
+    pub async fn add_fn_job<F, Fut>(&self, id: &str, trigger: TriggerSpec, function: F) -> Result<Job>
+    where
+        F: Fn(crate::delivery::JobContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        job::validate_id(id).map_err(|message| Error::invalid("id", message))?;
+        self.register_fn(id, function);
+        self.add_job(JobSpec::new(trigger, Action::function(id)).id(id).replace_existing(true)).await
+    }
+
+    /// Register `function` under `name`, for jobs whose action is `Action::function(name)`. Jobs kept in a
+    /// persistent store find their function again after a restart once it is registered again.
+    pub fn register_fn<F, Fut>(&self, name: &str, function: F)
+    where
+        F: Fn(crate::delivery::JobContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.delivery.functions().register(name, function);
+    }
+
+    /// Find a job in whichever store holds it, with that store's name.
+    pub async fn find_job(&self, id: &str) -> Result<Option<(String, Job)>> {
+        for (name, store) in self.stores() {
+            if let Some(job) = store.get_job(id).await? {
+                return Ok(Some((name.clone(), job)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A job, or `None`.
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        Ok(self.find_job(id).await?.map(|(_, job)| job))
+    }
+
+    /// Every job of every store, in list order (by next run time, paused jobs last).
+    pub async fn get_jobs(&self) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for (_, store) in self.stores() {
+            let mut after = None;
+            loop {
+                let page = store.list_jobs(&JobQuery { paused: None, after, limit: GET_JOBS_PAGE }).await?;
+                let full = page.len() == GET_JOBS_PAGE;
+                after = page.last().map(JobCursor::of);
+                jobs.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        jobs.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+        Ok(jobs)
+    }
+
+    /// Jobs as `filter` says, in list order, across stores.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        if let Some(name) = &filter.jobstore
+            && self.store(name).is_none()
+        {
+            return Err(Error::invalid("jobstore", format!("no job store named {name:?}")));
+        }
+        let query = JobQuery { paused: filter.paused, after: filter.after.clone(), limit: filter.limit };
+        let mut jobs = Vec::new();
+        for (name, store) in self.stores() {
+            if filter.jobstore.as_ref().is_none_or(|wanted| wanted == name) {
+                jobs.extend(store.list_jobs(&query).await?);
+            }
+        }
+        jobs.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));
+        jobs.truncate(filter.limit);
+        Ok(jobs)
+    }
+
+    /// Change a job; the job as saved.
+    pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job> {
+        let (_, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        let now = self.now();
+        if let Some(name) = changes.name {
+            check_name(name.as_deref())?;
+            job.name = name;
+        }
+        if let Some(mut action) = changes.action {
+            if let (Action::Http(new), Action::Http(stored)) = (&mut action, &job.action) {
+                new.restore_masked(stored)
+                    .map_err(|(field, message)| Error::invalid(format!("action.{field}"), message))?;
+            }
+            self.check_action(&action)?;
+            job.action = action;
+        }
+        if let Some(executor) = changes.executor {
+            self.check_executor(&executor)?;
+            job.executor = executor;
+        }
+        if let Some(max_instances) = changes.max_instances {
+            check_max_instances(max_instances)?;
+            job.max_instances = max_instances;
+        }
+        if let Some(coalesce) = changes.coalesce {
+            job.coalesce = coalesce;
+        }
+        if let Some(grace) = changes.misfire_grace_time {
+            job.misfire_grace_time = grace;
+        }
+        let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
+        if let Some(spec) = changes.trigger {
+            let (spec, _) = prepare_trigger(spec, self, now)?;
+            job.trigger = spec;
+        }
+        if let Some(paused) = changes.paused {
+            job.paused = paused;
+        }
+        let trigger = self.compile(&job)?;
+        if rescheduled {
+            let first = first_fire(&trigger, now)?;
+            job.next_run_time = (!job.paused).then_some(first);
+        }
+        if job.paused {
+            job.next_run_time = None;
+        } else if let Some(given) = &changes.next_run_time {
+            job.next_run_time = Some(parse_next_run_time(given, &trigger)?);
+        }
+        job.updated_at = now;
+        self.save(&job).await?;
+        Ok(job)
+    }
+
+    /// Give a job a new trigger; its next run time is recomputed from now.
+    pub async fn reschedule_job(&self, id: &str, trigger: TriggerSpec) -> Result<Job> {
+        self.modify_job(id, JobChanges { trigger: Some(trigger), ..JobChanges::default() }).await
+    }
+
+    /// Pause a job: its next run time becomes `None` until it is resumed.
+    pub async fn pause_job(&self, id: &str) -> Result<Job> {
+        let (_, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        if !job.paused {
+            job.paused = true;
+            job.next_run_time = None;
+            job.updated_at = self.now();
+            self.save(&job).await?;
+        }
+        Ok(job)
+    }
+
+    /// Resume a job: its next run time is recomputed from now. A job whose trigger has ended is removed, as
+    /// APScheduler does; the job is returned as it was last.
+    pub async fn resume_job(&self, id: &str) -> Result<Job> {
+        let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        if job.paused {
+            let trigger = self.compile(&job)?;
+            let now = self.now();
+            job.paused = false;
+            job.updated_at = now;
+            job.next_run_time = trigger.next_fire_time(None, now);
+            if job.next_run_time.is_none() {
+                if let Some(store) = self.store(&store_name)
+                    && store.remove_job(&job.id).await?
+                {
+                    self.publish_removed(&job.id, &store_name);
+                }
+            } else {
+                self.save(&job).await?;
+            }
+        }
+        Ok(job)
+    }
+
+    /// Remove a job; its runs stay in the history until pruned.
+    pub async fn remove_job(&self, id: &str) -> Result<()> {
+        for (name, store) in self.stores() {
+            if store.remove_job(id).await? {
+                self.wake();
+                self.publish_removed(id, name);
+                return Ok(());
+            }
+        }
+        Err(no_such_job(id))
+    }
+
+    /// Remove every job, or every job of one store; the number removed.
+    pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<u64> {
+        if let Some(name) = jobstore
+            && self.store(name).is_none()
+        {
+            return Err(Error::invalid("jobstore", format!("no job store named {name:?}")));
+        }
+        let mut removed = 0;
+        for (name, store) in self.stores() {
+            if jobstore.is_none_or(|wanted| wanted == name) {
+                removed += store.remove_all_jobs().await?;
+            }
+        }
+        self.wake();
+        let subject = Subject::AllJobs { jobstore: jobstore.map(str::to_string), removed };
+        self.publish(EventKind::AllJobsRemoved, subject);
+        Ok(removed)
+    }
+
+    /// Run a job once now, outside its schedule: a new ledger row (its scheduled time is now, its key new),
+    /// delivered at once. The pending run.
+    pub async fn run_job(self: &Arc<Self>, id: &str) -> Result<Run> {
+        let (store_name, job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        let store = self.store(&store_name).cloned().ok_or(StoreError::NotFound)?;
+        let now = self.now();
+        let mut run = Run::new(&job, now, RunStatus::Pending, now, job.trigger.timezone(self.default_tz));
+        run.lease_expires_at = Some(now + self.lease());
+        store.insert_run(&run).await?;
+        self.metrics.fire(run.status);
+        self.submit(&store_name, store, vec![run.clone()], vec![None]);
+        Ok(run)
+    }
+
+    /// A job's runs, newest first, across stores: at most `query.limit`. Also after the job was removed; a job
+    /// with neither runs nor existence is `NotFound`.
+    pub async fn list_runs(&self, job_id: &str, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut runs = self.runs_in_every_store(job_id, query).await?;
+        if runs.is_empty() && query.after.is_none() && self.find_job(job_id).await?.is_none() {
+            // A job's last claim removes it and records its run in one transaction, which may have committed
+            // between the two reads: read the runs once more before saying there are none.
+            runs = self.runs_in_every_store(job_id, query).await?;
+            if runs.is_empty() {
+                return Err(Error::NotFound(format!("no job with id {job_id:?} and no runs of one")));
+            }
+        }
+        runs.sort_by(|a, b| (b.scheduled_time, &b.idempotency_key).cmp(&(a.scheduled_time, &a.idempotency_key)));
+        runs.truncate(query.limit);
+        Ok(runs)
+    }
+
+    async fn runs_in_every_store(&self, job_id: &str, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut runs = Vec::new();
+        for (_, store) in self.stores() {
+            runs.extend(store.list_runs(job_id, query).await?);
+        }
+        Ok(runs)
+    }
+
+    fn compile(&self, job: &Job) -> Result<Trigger> {
+        // Saved triggers were checked when saved; one that no longer compiles (the zone database changed) is the
+        // store's problem, not the caller's input.
+        job.compiled_trigger(self.default_tz).map_err(|err| StoreError::Corrupt(err.to_string()).into())
+    }
+
+    /// Save a changed job, then report it and wake the loop: published first, so `job_modified` precedes any
+    /// event of the fires the change brings.
+    async fn save(&self, job: &Job) -> Result<()> {
+        let store = self.store(&job.jobstore).ok_or_else(|| no_such_job(&job.id))?;
+        store.update_job(job).await.map_err(|err| match err {
+            StoreError::NotFound => no_such_job(&job.id),
+            other => other.into(),
+        })?;
+        self.publish(EventKind::JobModified, Subject::Job(Arc::new(job.clone())));
+        self.wake();
+        Ok(())
+    }
+
+    fn publish_removed(&self, job_id: &str, jobstore: &str) {
+        let subject = Subject::RemovedJob { job_id: job_id.to_string(), jobstore: jobstore.to_string() };
+        self.publish(EventKind::JobRemoved, subject);
+    }
+}
+
+/// Jobs read per store query by `get_jobs`: bounds one query's size however many jobs a store holds.
+const GET_JOBS_PAGE: usize = 1000;
