@@ -5,12 +5,15 @@ pub mod http;
 pub mod policy;
 pub mod ratelimit;
 pub mod retry;
+pub mod settings;
 pub mod signing;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use settings::WebhookSettings;
 
 /// How long a delivery may take when the action does not say.
 pub const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod links;
 pub mod metrics;
 pub mod scheduler;
+pub mod settings;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
+
+pub use settings::ApiSettings;
 
 use crate::error::ApiError;
 use crate::scheduler::Scheduler;

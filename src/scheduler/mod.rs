@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod events;
 pub mod plan;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -113,7 +115,7 @@ impl Scheduler {
         let (state, _) = watch::channel(SchedulerState::Running);
         let signing_key = match &config.webhooks.signing_secret {
             Some(secret) => Some(
-                SigningKey::parse(secret)
+                SigningKey::parse(secret.expose_secret())
                     .map_err(|message| anyhow::anyhow!("configuration: webhooks.signing_secret: {message}"))?,
             ),
             None => None,
