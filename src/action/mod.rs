@@ -1,5 +1,6 @@
 //! A job's action: one webhook call. `HttpAction` is what clients send and what the ledger snapshots for each
 //! fire; `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
+//! `settings` is the `[webhooks]` section that `policy`, `ratelimit` and `signing` are built from.
 
 pub mod http;
 pub mod policy;
@@ -8,12 +9,12 @@ pub mod retry;
 pub mod settings;
 pub mod signing;
 
+pub use settings::WebhookSettings;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-pub use settings::WebhookSettings;
 
 /// How long a delivery may take when the action does not say.
 pub const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;

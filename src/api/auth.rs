@@ -16,7 +16,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::ApiSettings;
-
 use crate::error::Problem;
 
 /// A token shorter than this could be guessed by brute force over the network.

@@ -12,6 +12,8 @@ pub mod scheduler;
 pub mod settings;
 pub mod triggers;
 
+pub use settings::ApiSettings;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,8 +26,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
-
-pub use settings::ApiSettings;
 
 use crate::error::ApiError;
 use crate::scheduler::Scheduler;
