@@ -175,7 +175,8 @@ impl Run {
     }
 }
 
-/// `[job_defaults]`: what a job that does not say gets.
+// `[job_defaults]`: what a job that does not say gets. Not a doc comment, which would change the schema's
+// description in openapi/openapi.json.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobDefaults {
