@@ -1,5 +1,9 @@
 //! Configuration: a TOML file (`--config`), `APSCHED_…` environment variables, command-line flags, merged in that
-//! order (DESIGN.md "Configuration") and validated once at start-up. Read-only after start.
+//! order and validated once at start-up. Read-only after start.
+//!
+//! Each section's type, defaults and checks belong to the component it configures (`[jobstores]` to `store`,
+//! `[api]` to `api`, …): this module only loads the sections, merges them into `Config` and has each validate
+//! itself, so configuration depends on the components and never the other way round.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,27 +13,19 @@ use chrono_tz::Tz;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-/// Where `apsched serve` listens with no configuration: loopback only, so a fresh install is not exposed.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// The embedded default store: a fresh machine runs with no database server.
-pub const DEFAULT_SQLITE_URL: &str = "sqlite://./apsched.db";
-/// APScheduler's ThreadPoolExecutor default.
-pub const DEFAULT_MAX_WORKERS: usize = 10;
-/// DESIGN.md: a lease not extended expires after this many seconds and another replica takes the fire over.
-pub const DEFAULT_LEASE_SECONDS: u64 = 30;
-/// Finished runs are kept 30 days by default: long enough to look into last month's failures, short enough that
-/// the ledger of a busy job stays small.
-pub const DEFAULT_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
-/// And at most this many finished runs per job, so a job firing every second cannot grow the ledger by millions.
-pub const DEFAULT_RETENTION_PER_JOB: u64 = 1000;
-/// How often the background pruner runs: retention is coarse, and each round costs a scan of finished runs.
-pub const DEFAULT_PRUNE_INTERVAL_SECONDS: u64 = 300;
-/// Bounds a runaway client (or a loop in one) can fill a store to; a job list this long is a mistake, not a plan.
-pub const DEFAULT_MAX_JOBS_PER_STORE: u64 = 100_000;
-/// An API request that takes longer than this is stuck (a store that hangs); the client gets a 503 and may retry.
-pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: f64 = 30.0;
+pub use crate::action::WebhookSettings;
+pub use crate::api::ApiSettings;
+pub use crate::executor::ExecutorSettings;
+pub use crate::job::JobDefaults;
+pub use crate::scheduler::settings::{RunsConfig, SchedulerSettings};
+pub use crate::store::{StoreSettings, StoreType};
+
+/// `[jobstores.<name>]` under the name it had before the stores owned it; tests and embedders still use it.
+pub type JobStoreConfig = StoreSettings;
+/// `[executors.<name>]` under the name it had before the executors owned it; tests and embedders still use it.
+pub type ExecutorConfig = ExecutorSettings;
+
 /// The top-level keys an `APSCHED_…` variable may set; other `APSCHED_` variables (test and client settings) are
 /// not configuration and are ignored rather than rejected.
 const ENV_SECTIONS: [&str; 11] = [
@@ -46,193 +42,32 @@ const ENV_SECTIONS: [&str; 11] = [
     "insecure_listen_anywhere",
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Secrets (the webhook signing secret, API tokens) are `secrecy` types: Debug shows them redacted and Serialize
+/// leaves them out, so neither a printed nor a serialised `Config` carries one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The scheduler's zone: the default for triggers that name none.
     pub timezone: String,
-    pub jobstores: BTreeMap<String, JobStoreConfig>,
-    pub executors: BTreeMap<String, ExecutorConfig>,
+    pub jobstores: BTreeMap<String, StoreSettings>,
+    pub executors: BTreeMap<String, ExecutorSettings>,
     pub job_defaults: JobDefaults,
-    pub api: ApiConfig,
-    pub webhooks: WebhooksConfig,
-    pub scheduler: SchedulerConfig,
+    pub api: ApiSettings,
+    pub webhooks: WebhookSettings,
+    pub scheduler: SchedulerSettings,
     pub runs: RunsConfig,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreType {
-    Memory,
-    Sqlite,
-    Postgres,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JobStoreConfig {
-    /// Inferred from `url` when absent (`sqlite:…`, `postgres:…`), else memory.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub store_type: Option<StoreType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool_size: Option<u32>,
-}
-
-impl JobStoreConfig {
-    pub fn resolved_type(&self) -> StoreType {
-        self.store_type.unwrap_or(match self.url.as_deref() {
-            Some(url) if url.starts_with("sqlite:") => StoreType::Sqlite,
-            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => StoreType::Postgres,
-            _ => StoreType::Memory,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutorConfig {
-    pub max_workers: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobDefaults {
-    pub coalesce: bool,
-    pub max_instances: u32,
-    /// Seconds; absent or null: always run however late.
-    pub misfire_grace_time: Option<u32>,
-}
-
-impl Default for JobDefaults {
-    fn default() -> Self {
-        // DESIGN.md: coalesce = true, max_instances = 1, misfire_grace_time = 60.
-        JobDefaults { coalesce: true, max_instances: 1, misfire_grace_time: Some(60) }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    pub listen: String,
-    /// Bearer tokens and their roles; none: the API is open (and then served on loopback only, unless
-    /// `insecure_listen_anywhere`). In the environment: `APSCHED_API_TOKENS=token:role,token:role`.
-    #[serde(default, deserialize_with = "crate::api::auth::deserialize_tokens")]
-    pub tokens: Vec<crate::api::auth::ApiToken>,
-    /// Serve a token-less API on a non-loopback address anyway (`--insecure-listen-anywhere`).
-    #[serde(default)]
-    pub insecure_listen_anywhere: bool,
-    /// `/metrics` without a token; otherwise (the default) it needs the `read` role when tokens are configured.
-    #[serde(default)]
-    pub metrics_public: bool,
-    /// Seconds an API request may take before it is answered 503.
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_seconds: f64,
-    /// Jobs one store may hold; adding one more is 409.
-    #[serde(default = "default_max_jobs_per_store")]
-    pub max_jobs_per_store: u64,
-}
-
-fn default_request_timeout() -> f64 {
-    DEFAULT_REQUEST_TIMEOUT_SECONDS
-}
-
-fn default_max_jobs_per_store() -> u64 {
-    DEFAULT_MAX_JOBS_PER_STORE
-}
-
-impl ApiConfig {
-    pub fn request_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.request_timeout_seconds)
-    }
-}
-
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WebhooksConfig {
-    /// Standard Webhooks signing secret (`whsec_…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_secret: Option<String>,
-    /// Targets webhooks may call (CIDRs and host patterns such as `*.internal`); empty: any not denied.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    /// Targets webhooks may not call, on top of the built-in link-local and cloud-metadata ranges.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deny: Vec<String>,
-    /// Deliveries per second across all targets; a delivery over the limit waits. Absent: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit_per_second: Option<f64>,
-    /// Deliveries per second to one host (name and port); a delivery over the limit waits. Absent: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub per_target_rate_limit_per_second: Option<f64>,
-}
-
-/// Written by hand so that printing the configuration never prints the signing secret.
-impl std::fmt::Debug for WebhooksConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhooksConfig")
-            .field("signing_secret", &self.signing_secret.as_ref().map(|_| crate::action::MASK))
-            .field("allow", &self.allow)
-            .field("deny", &self.deny)
-            .field("rate_limit_per_second", &self.rate_limit_per_second)
-            .field("per_target_rate_limit_per_second", &self.per_target_rate_limit_per_second)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SchedulerConfig {
-    pub lease_seconds: u64,
-}
-
-/// Retention of the run history; unfinished runs are never pruned.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RunsConfig {
-    /// Prune finished runs that finished longer ago than this; 0 keeps them regardless of age.
-    pub retention_seconds: u64,
-    /// Keep at most this many finished runs per job (the newest by scheduled time); 0: no limit.
-    pub retention_per_job: u64,
-    /// Seconds between two rounds of the background pruner.
-    pub prune_interval_seconds: u64,
-}
-
-impl Default for RunsConfig {
-    fn default() -> Self {
-        RunsConfig {
-            retention_seconds: DEFAULT_RETENTION_SECONDS,
-            retention_per_job: DEFAULT_RETENTION_PER_JOB,
-            prune_interval_seconds: DEFAULT_PRUNE_INTERVAL_SECONDS,
-        }
-    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             timezone: "UTC".to_string(),
-            jobstores: BTreeMap::from([(
-                "default".to_string(),
-                JobStoreConfig {
-                    store_type: Some(StoreType::Sqlite),
-                    url: Some(DEFAULT_SQLITE_URL.to_string()),
-                    pool_size: None,
-                },
-            )]),
-            executors: BTreeMap::from([("default".to_string(), ExecutorConfig { max_workers: DEFAULT_MAX_WORKERS })]),
+            jobstores: StoreSettings::default_stores(),
+            executors: ExecutorSettings::default_executors(),
             job_defaults: JobDefaults::default(),
-            api: ApiConfig {
-                listen: DEFAULT_LISTEN.to_string(),
-                tokens: Vec::new(),
-                insecure_listen_anywhere: false,
-                metrics_public: false,
-                request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
-                max_jobs_per_store: DEFAULT_MAX_JOBS_PER_STORE,
-            },
-            webhooks: WebhooksConfig::default(),
-            scheduler: SchedulerConfig { lease_seconds: DEFAULT_LEASE_SECONDS },
+            api: ApiSettings::default(),
+            webhooks: WebhookSettings::default(),
+            scheduler: SchedulerSettings::default(),
             runs: RunsConfig::default(),
         }
     }
@@ -258,6 +93,14 @@ pub enum ConfigError {
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// A section's `(key, message)` as a configuration error: the key is the section's own (`url`, `deny[2]`), empty
+/// when the message is about the section as a whole.
+fn in_section(section: &'static str) -> impl Fn((String, String)) -> ConfigError {
+    move |(key, message)| {
+        if key.is_empty() { invalid(section, message) } else { invalid(format!("{section}.{key}"), message) }
+    }
 }
 
 impl Config {
@@ -290,68 +133,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
-        let listen = self.listen_addr()?;
-        if self.api.tokens.is_empty() && !listen.ip().is_loopback() && !self.api.insecure_listen_anywhere {
-            return Err(invalid(
-                "api.listen",
-                format!(
-                    "{listen} is not a loopback address and no API tokens are configured: set [api] tokens \
-                     (APSCHED_API_TOKENS), or pass --insecure-listen-anywhere to serve an open API anyway"
-                ),
-            ));
-        }
-        crate::api::auth::validate_tokens(&self.api.tokens).map_err(|message| invalid("api.tokens", message))?;
-        if !(self.api.request_timeout_seconds > 0.0 && self.api.request_timeout_seconds <= 3600.0) {
-            return Err(invalid("api.request_timeout_seconds", "must be in (0, 3600]"));
-        }
-        if self.api.max_jobs_per_store == 0 {
-            return Err(invalid("api.max_jobs_per_store", "must be at least 1"));
-        }
-        crate::action::policy::TargetPolicy::from_config(&self.webhooks)
-            .map_err(|(key, message)| invalid(format!("webhooks.{key}"), message))?;
-        for (key, rate) in [
-            ("rate_limit_per_second", self.webhooks.rate_limit_per_second),
-            ("per_target_rate_limit_per_second", self.webhooks.per_target_rate_limit_per_second),
-        ] {
-            if let Some(rate) = rate
-                && !(rate.is_finite() && rate > 0.0)
-            {
-                return Err(invalid(format!("webhooks.{key}"), "must be a positive number"));
-            }
-        }
-        if self.jobstores.is_empty() {
-            return Err(invalid("jobstores", "at least one job store is needed"));
-        }
-        for (name, store) in &self.jobstores {
-            let needs_url = matches!(store.resolved_type(), StoreType::Sqlite | StoreType::Postgres);
-            if needs_url && store.url.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid(format!("jobstores.{name}.url"), "is required for sqlite and postgres stores"));
-            }
-            if store.pool_size == Some(0) {
-                return Err(invalid(format!("jobstores.{name}.pool_size"), "must be at least 1"));
-            }
-        }
-        for (name, executor) in &self.executors {
-            if executor.max_workers == 0 {
-                return Err(invalid(format!("executors.{name}.max_workers"), "must be at least 1"));
-            }
-        }
-        if !self.executors.contains_key("default") {
-            return Err(invalid("executors", "an executor named \"default\" is needed"));
-        }
-        if self.job_defaults.max_instances == 0 {
-            return Err(invalid("job_defaults.max_instances", "must be at least 1"));
-        }
-        if self.scheduler.lease_seconds < 2 {
-            return Err(invalid("scheduler.lease_seconds", "must be at least 2"));
-        }
-        if let Some(secret) = &self.webhooks.signing_secret {
-            crate::action::signing::SigningKey::parse(secret)
-                .map_err(|message| invalid("webhooks.signing_secret", message))?;
-        }
-        if self.runs.prune_interval_seconds == 0 {
-            return Err(invalid("runs.prune_interval_seconds", "must be at least 1"));
-        }
+        self.api.validate().map_err(in_section("api"))?;
+        self.webhooks.validate().map_err(in_section("webhooks"))?;
+        StoreSettings::validate_stores(&self.jobstores).map_err(in_section("jobstores"))?;
+        ExecutorSettings::validate_executors(&self.executors).map_err(in_section("executors"))?;
+        self.job_defaults.validate().map_err(in_section("job_defaults"))?;
+        self.scheduler.validate().map_err(in_section("scheduler"))?;
+        self.runs.validate().map_err(in_section("runs"))?;
         Ok(())
     }
 
@@ -362,9 +150,7 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.api.listen.parse().map_err(|_| {
-            invalid("api.listen", format!("{:?} is not an address such as 127.0.0.1:8080", self.api.listen))
-        })
+        self.api.listen_addr().map_err(in_section("api"))
     }
 
     /// The store jobs go to when they name none: `default` if configured, else the first by name.
@@ -398,7 +184,13 @@ fn environment() -> Env {
 // figment's Jail fixes the closure's error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
+    use crate::api::settings::DEFAULT_LISTEN;
+    use crate::executor::DEFAULT_MAX_WORKERS;
+    use crate::scheduler::settings::DEFAULT_RETENTION_SECONDS;
+    use crate::store::DEFAULT_SQLITE_URL;
 
     #[test]
     fn defaults_are_the_embedded_sqlite_store_on_loopback() {
@@ -452,7 +244,10 @@ mod tests {
             jail.set_env("APSCHED_WEBHOOKS__SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
             jail.set_env("APSCHED_RUNS__RETENTION_PER_JOB", "50");
             let config = Config::load(None, &Flags::default()).unwrap();
-            assert_eq!(config.webhooks.signing_secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+            assert_eq!(
+                config.webhooks.signing_secret.as_ref().map(ExposeSecret::expose_secret),
+                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            );
             assert_eq!(config.runs.retention_per_job, 50);
             assert_eq!(config.runs.retention_seconds, DEFAULT_RETENTION_SECONDS);
             Ok(())
@@ -463,12 +258,55 @@ mod tests {
     fn printing_the_configuration_masks_the_signing_secret() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let config = Config {
-            webhooks: WebhooksConfig { signing_secret: Some(secret.into()), ..WebhooksConfig::default() },
+            webhooks: WebhookSettings { signing_secret: Some(secret.into()), ..WebhookSettings::default() },
             ..Config::default()
         };
         let printed = format!("{config:?}");
         assert!(!printed.contains("MfKQ9r8"), "{printed}");
-        assert!(printed.contains(crate::action::MASK));
+        // secrecy's redaction, where the hand-written Debug printed `action::MASK`.
+        assert!(printed.contains("signing_secret: Some(SecretBox<str>([REDACTED]))"), "{printed}");
+    }
+
+    #[test]
+    fn serialising_the_configuration_leaves_the_secrets_out() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let token = "a-token-of-sixteen-or-more";
+        let mut config = Config::default();
+        config.webhooks.signing_secret = Some(secret.into());
+        config.api.tokens =
+            vec![crate::api::auth::ApiToken { token: token.into(), role: crate::api::auth::Role::Admin }];
+        let serialised = serde_json::to_string(&config).unwrap();
+        assert!(!serialised.contains("MfKQ9r8") && !serialised.contains(token), "{serialised}");
+        assert!(serialised.contains(DEFAULT_SQLITE_URL), "{serialised}");
+    }
+
+    #[test]
+    fn each_section_names_its_key_in_errors() {
+        type Change = fn(&mut Config);
+        let cases: [(Change, &str); 7] = [
+            (|c| c.jobstores.clear(), "configuration: jobstores: at least one job store is needed"),
+            (
+                |c| c.jobstores.get_mut("default").unwrap().pool_size = Some(0),
+                "configuration: jobstores.default.pool_size: must be at least 1",
+            ),
+            (|c| c.executors.clear(), "configuration: executors: an executor named \"default\" is needed"),
+            (|c| c.job_defaults.max_instances = 0, "configuration: job_defaults.max_instances: must be at least 1"),
+            (
+                |c| c.api.request_timeout_seconds = 0.0,
+                "configuration: api.request_timeout_seconds: must be in (0, 3600]",
+            ),
+            (|c| c.scheduler.lease_seconds = 1, "configuration: scheduler.lease_seconds: must be at least 2"),
+            (
+                |c| c.webhooks.deny = vec!["not a host!".into()],
+                "configuration: webhooks.deny[0]: \"not a host!\" is neither a CIDR, an address, nor a host pattern \
+                 such as *.internal",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut config = Config::default();
+            change(&mut config);
+            assert_eq!(config.validated().unwrap_err().to_string(), expected);
+        }
     }
 
     #[test]

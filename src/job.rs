@@ -175,6 +175,34 @@ impl Run {
     }
 }
 
+// `[job_defaults]`: what a job that does not say gets. Not a doc comment, which would change the schema's
+// description in openapi/openapi.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobDefaults {
+    pub coalesce: bool,
+    pub max_instances: u32,
+    /// Seconds; absent or null: always run however late.
+    pub misfire_grace_time: Option<u32>,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        // One catch-up fire for many missed ones, one delivery of a job at a time, a minute's grace for a late start.
+        JobDefaults { coalesce: true, max_instances: 1, misfire_grace_time: Some(60) }
+    }
+}
+
+impl JobDefaults {
+    /// An error is the key at fault and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_instances == 0 {
+            return Err(("max_instances".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ fn verify(secret: &str, hit: &Hit) -> Result<(), String> {
 async fn the_global_secret_signs_every_attempt_and_webhook_id_is_the_idempotency_key() {
     let receiver = ScriptedReceiver::start().await;
     let mut config = memory_config();
-    config.webhooks.signing_secret = Some(GLOBAL_SECRET.to_string());
+    config.webhooks.signing_secret = Some(GLOBAL_SECRET.into());
     let server = Server::start(config).await;
     let job = json!({"id": "signed", "action": {"url": receiver.url("flaky/1/503/s"), "json": {"order": 42, "note": "ünïcode"},
                      "retry": {"max_attempts": 2, "backoff_seconds": 0.1}}});
@@ -69,7 +69,7 @@ async fn the_global_secret_signs_every_attempt_and_webhook_id_is_the_idempotency
 async fn a_jobs_own_secret_wins_and_is_masked_in_every_response() {
     let receiver = ScriptedReceiver::start().await;
     let mut config = memory_config();
-    config.webhooks.signing_secret = Some(GLOBAL_SECRET.to_string());
+    config.webhooks.signing_secret = Some(GLOBAL_SECRET.into());
     let server = Server::start(config).await;
     let job = json!({"id": "own", "paused": true, "trigger": {"type": "interval", "hours": 1},
                      "action": {"url": receiver.url("ok/own"), "body": "plain text", "signing_secret": JOB_SECRET}});
@@ -111,7 +111,7 @@ async fn without_a_secret_nothing_is_signed_and_bad_secrets_are_refused() {
 #[test]
 fn a_bad_configured_secret_stops_start_up() {
     let mut config = memory_config();
-    config.webhooks.signing_secret = Some("whsec_short".to_string());
+    config.webhooks.signing_secret = Some("whsec_short".into());
     let err = config.validated().unwrap_err().to_string();
     assert!(err.contains("webhooks.signing_secret"), "{err}");
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::WebhooksConfig;
+use super::WebhookSettings;
 
 /// DESIGN.md: link-local (where cloud metadata services live), "this network", and AWS's IPv6 metadata address.
 pub const DEFAULT_DENY: [&str; 4] = ["0.0.0.0/8", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
@@ -104,13 +104,13 @@ pub struct TargetPolicy {
 
 impl TargetPolicy {
     /// The policy of `[webhooks]`; an error names the entry (`allow[2]`) and what is wrong with it.
-    pub fn from_config(config: &WebhooksConfig) -> Result<TargetPolicy, (String, String)> {
+    pub fn from_config(settings: &WebhookSettings) -> Result<TargetPolicy, (String, String)> {
         let defaults: Vec<String> = DEFAULT_DENY.iter().map(|entry| entry.to_string()).collect();
         let mut deny = Rules::parse(&defaults, "deny")?;
-        let configured = Rules::parse(&config.deny, "deny")?;
+        let configured = Rules::parse(&settings.deny, "deny")?;
         deny.nets.extend(configured.nets);
         deny.hosts.extend(configured.hosts);
-        Ok(TargetPolicy { allow: Rules::parse(&config.allow, "allow")?, deny })
+        Ok(TargetPolicy { allow: Rules::parse(&settings.allow, "allow")?, deny })
     }
 
     /// A host name (not an address) against the patterns; its addresses are checked when it is resolved.
@@ -201,10 +201,10 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str], deny: &[&str]) -> TargetPolicy {
-        let config = WebhooksConfig {
+        let config = WebhookSettings {
             allow: allow.iter().map(|s| s.to_string()).collect(),
             deny: deny.iter().map(|s| s.to_string()).collect(),
-            ..WebhooksConfig::default()
+            ..WebhookSettings::default()
         };
         TargetPolicy::from_config(&config).unwrap()
     }
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        let config = WebhooksConfig { allow: vec!["10.0.0.0/8".into(), "not a host!".into()], ..Default::default() };
+        let config = WebhookSettings { allow: vec!["10.0.0.0/8".into(), "not a host!".into()], ..Default::default() };
         assert_eq!(TargetPolicy::from_config(&config).unwrap_err().0, "allow[1]");
     }
 

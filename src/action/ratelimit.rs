@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::WebhooksConfig;
+use super::WebhookSettings as WebhooksConfig;
 
 /// Past this many idle per-target buckets, full ones are forgotten: a full bucket is the same as a new one.
 const MAX_TRACKED_TARGETS: usize = 10_000;

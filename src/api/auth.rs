@@ -1,5 +1,5 @@
 //! API authentication: `Authorization: Bearer <token>` against `[api] tokens`, each with a role. With no tokens
-//! configured the API is open (and `Config` then refuses a non-loopback listen address unless told otherwise).
+//! configured the API is open (and `ApiSettings` then refuses a non-loopback listen address unless told otherwise).
 //!
 //! Roles: `admin` may do anything; `write` may change jobs (and read); `read` may only read (`GET`, `HEAD`, and
 //! the side-effect-free trigger preview). `/healthz`, `/readyz`, `/docs`, `/openapi.json` and the dashboard's static
@@ -11,9 +11,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use subtle::ConstantTimeEq;
 
+use super::ApiSettings;
 use crate::error::Problem;
 
 /// A token shorter than this could be guessed by brute force over the network.
@@ -40,18 +42,13 @@ impl std::str::FromStr for Role {
     }
 }
 
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// One of `[api] tokens`. The token is a secret (configuration is printed in errors and debug logs), so its Debug
+/// output is redacted and it cannot be serialised.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
-    pub token: String,
+    pub token: SecretString,
     pub role: Role,
-}
-
-// The token is a secret: configuration is printed in errors and debug logs.
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiToken").field("token", &crate::action::MASK).field("role", &self.role).finish()
-    }
 }
 
 /// `[{ token = "…", role = "admin" }, …]` in a file, or `token:role,token:role` in `APSCHED_API_TOKENS`.
@@ -77,17 +74,18 @@ fn parse_token_list(text: &str) -> Result<Vec<ApiToken>, String> {
                 .trim()
                 .rsplit_once(':')
                 .ok_or_else(|| "each entry is token:role (role admin, write or read)".to_string())?;
-            Ok(ApiToken { token: token.to_string(), role: role.parse()? })
+            Ok(ApiToken { token: token.into(), role: role.parse()? })
         })
         .collect()
 }
 
 pub fn validate_tokens(tokens: &[ApiToken]) -> Result<(), String> {
     for (i, token) in tokens.iter().enumerate() {
-        if token.token.chars().count() < MIN_TOKEN_LENGTH {
+        let token = token.token.expose_secret();
+        if token.chars().count() < MIN_TOKEN_LENGTH {
             return Err(format!("token {i} is shorter than {MIN_TOKEN_LENGTH} characters"));
         }
-        if HeaderValue::from_str(&token.token).is_err() || token.token.contains(char::is_whitespace) {
+        if HeaderValue::from_str(token).is_err() || token.contains(char::is_whitespace) {
             return Err(format!("token {i} has characters a header value cannot carry"));
         }
     }
@@ -101,8 +99,8 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(config: &crate::config::ApiConfig) -> Arc<Auth> {
-        Arc::new(Auth { tokens: config.tokens.clone(), metrics_public: config.metrics_public })
+    pub fn new(settings: &ApiSettings) -> Arc<Auth> {
+        Arc::new(Auth { tokens: settings.tokens.clone(), metrics_public: settings.metrics_public })
     }
 
     /// The role of a presented token. Every configured token is compared, each in time that depends only on the
@@ -110,7 +108,7 @@ impl Auth {
     fn role_of(&self, presented: &[u8]) -> Option<Role> {
         let mut found = None;
         for configured in &self.tokens {
-            let expected = configured.token.as_bytes();
+            let expected = configured.token.expose_secret().as_bytes();
             let mut padded = vec![0u8; expected.len()];
             let common = presented.len().min(expected.len());
             padded[..common].copy_from_slice(&presented[..common]);
@@ -232,7 +230,7 @@ mod tests {
         let tokens = parse_token_list("aaaaaaaaaaaaaaaa:admin, b:b:bbbbbbbbbbbbbb:read,").unwrap();
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0].role, Role::Admin);
-        assert_eq!(tokens[1].token, "b:b:bbbbbbbbbbbbbb");
+        assert_eq!(tokens[1].token.expose_secret(), "b:b:bbbbbbbbbbbbbb");
         assert_eq!(tokens[1].role, Role::Read);
         assert!(parse_token_list("nocolon").is_err());
         assert!(parse_token_list("abc:root").is_err());

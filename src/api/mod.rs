@@ -9,7 +9,10 @@ pub mod limits;
 pub mod links;
 pub mod metrics;
 pub mod scheduler;
+pub mod settings;
 pub mod triggers;
+
+pub use settings::ApiSettings;
 
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     /// The API's own settings (listen address, tokens, limits).
-    pub api: Arc<crate::config::ApiConfig>,
+    pub api: Arc<ApiSettings>,
     /// Cancelled to stop the HTTP server (after `POST /v1/scheduler/shutdown` has answered).
     pub server_shutdown: CancellationToken,
     /// Cancelled once the scheduler has shut down, to end event streams after they carried `scheduler_shutdown`.

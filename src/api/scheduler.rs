@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, OptionalJson};
-use crate::config::{JobDefaults, StoreType};
 use crate::error::{Problem, Result};
 use crate::executor::PoolStatus;
+use crate::job::JobDefaults;
 use crate::scheduler::SchedulerState;
+use crate::store::StoreType;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchedulerOut {

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 
 use crate::action::http::{self, Attempt, DeliveryHeaders};
 use crate::action::policy::TargetPolicy;
 use crate::action::ratelimit::RateLimits;
 use crate::action::retry::{is_retryable, parse_retry_after};
 use crate::action::signing::SigningKey;
-use crate::action::{Action, FunctionAction, HttpAction};
-use crate::config::WebhooksConfig;
+use crate::action::{Action, FunctionAction, HttpAction, WebhookSettings};
 use crate::job::{Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::trigger::time::format_time;
@@ -49,12 +49,14 @@ pub struct Delivery {
 impl Delivery {
     /// Build from the webhook settings; the error is (the setting's key, message).
     pub fn new(
-        settings: &WebhooksConfig,
+        settings: &WebhookSettings,
         functions: Functions,
         metrics: Arc<Metrics>,
     ) -> Result<Delivery, (String, String)> {
         let signing_key = match &settings.signing_secret {
-            Some(secret) => Some(SigningKey::parse(secret).map_err(|message| ("signing_secret".to_string(), message))?),
+            Some(secret) => Some(
+                SigningKey::parse(secret.expose_secret()).map_err(|message| ("signing_secret".to_string(), message))?,
+            ),
             None => None,
         };
         let policy = Arc::new(TargetPolicy::from_config(settings)?);
@@ -192,7 +194,7 @@ mod tests {
     }
 
     fn delivery() -> Delivery {
-        Delivery::new(&WebhooksConfig::default(), Functions::default(), Arc::new(Metrics::default())).unwrap()
+        Delivery::new(&WebhookSettings::default(), Functions::default(), Arc::new(Metrics::default())).unwrap()
     }
 
     fn webhook(json: serde_json::Value) -> Action {

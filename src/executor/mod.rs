@@ -5,11 +5,46 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
-use crate::config::ExecutorConfig;
+/// APScheduler's ThreadPoolExecutor default.
+pub const DEFAULT_MAX_WORKERS: usize = 10;
+
+/// One `[executors.<name>]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    pub max_workers: usize,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        ExecutorSettings { max_workers: DEFAULT_MAX_WORKERS }
+    }
+}
+
+impl ExecutorSettings {
+    /// The pools of an unconfigured service: `default`, of APScheduler's size.
+    pub fn default_executors() -> BTreeMap<String, ExecutorSettings> {
+        BTreeMap::from([("default".to_string(), ExecutorSettings::default())])
+    }
+
+    /// The named pools as a whole; an error's key is `<name>.<key>`, or empty when it is about the whole set.
+    pub fn validate_executors(executors: &BTreeMap<String, ExecutorSettings>) -> Result<(), (String, String)> {
+        for (name, executor) in executors {
+            if executor.max_workers == 0 {
+                return Err((format!("{name}.max_workers"), "must be at least 1".into()));
+            }
+        }
+        // A run whose executor was removed from configuration falls back to it (see `Executors::pool`).
+        if !executors.contains_key("default") {
+            return Err((String::new(), "an executor named \"default\" is needed".into()));
+        }
+        Ok(())
+    }
+}
 
 pub struct Pool {
     max_workers: usize,
@@ -93,15 +128,12 @@ pub struct PoolStatus {
     pub retrying: usize,
 }
 
+/// The named delivery pools.
 pub struct Executors {
     pools: BTreeMap<String, Pool>,
 }
 
 impl Executors {
-    pub fn new(config: &BTreeMap<String, ExecutorConfig>) -> Executors {
-        Executors { pools: config.iter().map(|(name, c)| (name.clone(), Pool::new(c.max_workers))).collect() }
-    }
-
     /// Pools of the given sizes, by name.
     pub fn with_sizes(sizes: &BTreeMap<String, usize>) -> Executors {
         Executors { pools: sizes.iter().map(|(name, workers)| (name.clone(), Pool::new(*workers))).collect() }

@@ -9,17 +9,14 @@ use chrono_tz::Tz;
 
 use super::Scheduler;
 use super::clock::{Clock, SystemClock};
-use crate::config::{JobDefaults, RunsConfig, WebhooksConfig};
+use super::settings::{DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS, RunsConfig};
+use crate::action::WebhookSettings;
+use crate::executor::DEFAULT_MAX_WORKERS;
+use crate::job::JobDefaults;
 use crate::store::JobStore;
 
-/// APScheduler's ThreadPoolExecutor default.
-pub const DEFAULT_MAX_WORKERS: usize = 10;
-/// A lease not extended expires after this many seconds, and another replica takes the fire over.
-pub const DEFAULT_LEASE_SECONDS: u64 = 30;
 /// Bounds a runaway client (or a loop in one) can fill a store to; a job list this long is a mistake, not a plan.
 pub const DEFAULT_MAX_JOBS_PER_STORE: u64 = 100_000;
-/// Below this a lease would expire between two of its extensions (every third of it) on a loaded machine.
-const MIN_LEASE_SECONDS: u64 = 2;
 
 /// Configures and builds a [`Scheduler`]; from [`Scheduler::builder`].
 pub struct SchedulerBuilder {
@@ -29,7 +26,7 @@ pub struct SchedulerBuilder {
     job_defaults: JobDefaults,
     lease_seconds: u64,
     runs: RunsConfig,
-    webhooks: WebhooksConfig,
+    webhooks: WebhookSettings,
     max_jobs_per_store: u64,
     clock: Arc<dyn Clock>,
 }
@@ -43,7 +40,7 @@ impl Default for SchedulerBuilder {
             job_defaults: JobDefaults::default(),
             lease_seconds: DEFAULT_LEASE_SECONDS,
             runs: RunsConfig::default(),
-            webhooks: WebhooksConfig::default(),
+            webhooks: WebhookSettings::default(),
             max_jobs_per_store: DEFAULT_MAX_JOBS_PER_STORE,
             clock: Arc::new(SystemClock),
         }
@@ -98,7 +95,7 @@ impl SchedulerBuilder {
     }
 
     /// Webhook settings: signing secret, target policy, rate limits.
-    pub fn webhooks(mut self, webhooks: WebhooksConfig) -> SchedulerBuilder {
+    pub fn webhooks(mut self, webhooks: WebhookSettings) -> SchedulerBuilder {
         self.webhooks = webhooks;
         self
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod plan;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
-use crate::config::{JobDefaults, RunsConfig, WebhooksConfig};
+use crate::action::WebhookSettings;
 use crate::delivery::{Delivery, Functions, Next};
 use crate::executor::Executors;
-use crate::job::{Run, RunStatus};
+use crate::job::{JobDefaults, Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::store::{JobStore, Prune, StoreError, StoreResult};
 pub use builder::SchedulerBuilder;
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 use events::{EVENT_BUFFER, Event, EventBus, EventKind, Subject};
 pub use jobs::{JobChanges, JobFilter, JobSpec};
 use plan::RulesPlanner;
+use settings::RunsConfig;
 
 /// Due jobs claimed per store in one transaction: large enough for a burst, small enough to keep the transaction
 /// (and the lock it holds) short. A full batch makes the loop go round again at once.
@@ -101,7 +103,7 @@ struct Parts {
     job_defaults: JobDefaults,
     lease_seconds: u64,
     runs: RunsConfig,
-    webhooks: WebhooksConfig,
+    webhooks: WebhookSettings,
     max_jobs_per_store: u64,
     clock: Arc<dyn Clock>,
 }
@@ -168,7 +170,7 @@ impl Scheduler {
         let stores = (parts.stores.into_iter())
             .map(|(name, store)| {
                 // Memory and SQLite stores belong to one process; PostgreSQL is shared by replicas.
-                let exclusive = store.kind() != crate::config::StoreType::Postgres;
+                let exclusive = store.kind() != crate::store::StoreType::Postgres;
                 (name, StoreEntry { store, exclusive })
             })
             .collect();

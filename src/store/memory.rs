@@ -66,8 +66,8 @@ fn active_runs(runs: &BTreeMap<(String, DateTime<Utc>), Run>, job_id: &str) -> u
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    fn kind(&self) -> crate::config::StoreType {
-        crate::config::StoreType::Memory
+    fn kind(&self) -> crate::store::StoreType {
+        crate::store::StoreType::Memory
     }
 
     async fn ping(&self) -> StoreResult<()> {

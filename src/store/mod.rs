@@ -13,11 +13,14 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod contract;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::job::{Job, Run, RunStatus};
 
@@ -114,7 +117,7 @@ pub trait Planner: Send + Sync {
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Which kind of store this is: memory and SQLite belong to one process, PostgreSQL may be shared by replicas.
-    fn kind(&self) -> crate::config::StoreType;
+    fn kind(&self) -> crate::store::StoreType;
 
     /// Check the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
@@ -173,24 +176,95 @@ pub trait JobStore: Send + Sync + 'static {
     }
 }
 
+/// The embedded default store: a fresh machine runs with no database server.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://./apsched.db";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreType {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+/// One `[jobstores.<name>]` section. The url of a PostgreSQL store may hold a password; it is never put in an
+/// error message (see `open`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Inferred from `url` when absent (`sqlite:…`, `postgres:…`), else memory.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub store_type: Option<StoreType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+}
+
+impl StoreSettings {
+    /// The embedded SQLite file `apsched.db` in the working directory.
+    pub fn embedded() -> StoreSettings {
+        StoreSettings {
+            store_type: Some(StoreType::Sqlite),
+            url: Some(DEFAULT_SQLITE_URL.to_string()),
+            pool_size: None,
+        }
+    }
+
+    pub fn resolved_type(&self) -> StoreType {
+        self.store_type.unwrap_or(match self.url.as_deref() {
+            Some(url) if url.starts_with("sqlite:") => StoreType::Sqlite,
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => StoreType::Postgres,
+            _ => StoreType::Memory,
+        })
+    }
+
+    /// An error is the key at fault (`url`, `pool_size`) and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let needs_url = matches!(self.resolved_type(), StoreType::Sqlite | StoreType::Postgres);
+        if needs_url && self.url.as_deref().is_none_or(str::is_empty) {
+            return Err(("url".into(), "is required for sqlite and postgres stores".into()));
+        }
+        if self.pool_size == Some(0) {
+            return Err(("pool_size".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The stores of an unconfigured service: `default`, the embedded SQLite file.
+    pub fn default_stores() -> BTreeMap<String, StoreSettings> {
+        BTreeMap::from([("default".to_string(), StoreSettings::embedded())])
+    }
+
+    /// The named stores as a whole; an error's key is `<name>.<key>`, or empty when it is about the whole set.
+    pub fn validate_stores(stores: &BTreeMap<String, StoreSettings>) -> Result<(), (String, String)> {
+        if stores.is_empty() {
+            return Err((String::new(), "at least one job store is needed".into()));
+        }
+        for (name, store) in stores {
+            store.validate().map_err(|(key, message)| (format!("{name}.{key}"), message))?;
+        }
+        Ok(())
+    }
+}
+
 /// Open a configured store (running its migrations).
-pub async fn open(name: &str, config: &crate::config::JobStoreConfig) -> anyhow::Result<std::sync::Arc<dyn JobStore>> {
-    use crate::config::StoreType;
-    Ok(match config.resolved_type() {
-        StoreType::Memory => std::sync::Arc::new(memory::MemoryStore::new()),
+pub async fn open(name: &str, settings: &StoreSettings) -> anyhow::Result<Arc<dyn JobStore>> {
+    Ok(match settings.resolved_type() {
+        StoreType::Memory => Arc::new(memory::MemoryStore::new()),
         StoreType::Sqlite => {
-            let url = config.url.as_deref().unwrap_or(crate::config::DEFAULT_SQLITE_URL);
-            std::sync::Arc::new(
+            let url = settings.url.as_deref().unwrap_or(DEFAULT_SQLITE_URL);
+            Arc::new(
                 sqlite::SqliteStore::connect(url)
                     .await
                     .map_err(|err| anyhow::anyhow!("job store {name:?} ({url}): {err}"))?,
             )
         }
         StoreType::Postgres => {
-            let url = config.url.as_deref().ok_or_else(|| anyhow::anyhow!("job store {name:?}: url is required"))?;
-            let pool_size = config.pool_size.unwrap_or(postgres::DEFAULT_POOL_SIZE);
+            let url = settings.url.as_deref().ok_or_else(|| anyhow::anyhow!("job store {name:?}: url is required"))?;
+            let pool_size = settings.pool_size.unwrap_or(postgres::DEFAULT_POOL_SIZE);
             // The url is left out of the message: it may hold a password.
-            std::sync::Arc::new(
+            Arc::new(
                 postgres::PostgresStore::connect(url, pool_size)
                     .await
                     .map_err(|err| anyhow::anyhow!("job store {name:?} (postgres): {err}"))?,

@@ -451,8 +451,8 @@ fn grow(backoff: &mut Duration) -> Duration {
 
 #[async_trait]
 impl JobStore for PostgresStore {
-    fn kind(&self) -> crate::config::StoreType {
-        crate::config::StoreType::Postgres
+    fn kind(&self) -> crate::store::StoreType {
+        crate::store::StoreType::Postgres
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -469,8 +469,8 @@ fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    fn kind(&self) -> crate::config::StoreType {
-        crate::config::StoreType::Sqlite
+    fn kind(&self) -> crate::store::StoreType {
+        crate::store::StoreType::Sqlite
     }
 
     async fn ping(&self) -> StoreResult<()> {
