@@ -17,7 +17,7 @@ pub struct Backoff {
     /// Each wait is scaled by a random factor in [1 − jitter, 1 + jitter] (after the cap), so callers that failed
     /// together do not try again together.
     jitter: f64,
-    /// Waits handed out by `next` since the last `reset`.
+    /// Waits handed out by `next_wait` since the last `reset`.
     taken: u32,
 }
 
@@ -49,7 +49,7 @@ impl Backoff {
     }
 
     /// The wait before try `n` (0-based), jittered.
-    pub fn nth(&self, n: u32) -> Duration {
+    pub fn wait(&self, n: u32) -> Duration {
         let base = self.base(n);
         if self.jitter > 0.0 {
             base.mul_f64(rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter))
@@ -59,8 +59,8 @@ impl Backoff {
     }
 
     /// The next wait; the one after is longer, up to the cap.
-    pub fn next(&mut self) -> Duration {
-        let wait = self.nth(self.taken);
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.wait(self.taken);
         self.taken = self.taken.saturating_add(1);
         wait
     }
@@ -78,11 +78,11 @@ mod tests {
     #[test]
     fn grows_by_the_factor_up_to_the_cap_and_resets() {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
-        let waits: Vec<Duration> = (0..5).map(|_| backoff.next()).collect();
+        let waits: Vec<Duration> = (0..5).map(|_| backoff.next_wait()).collect();
         let millis = |ms: &[u64]| ms.iter().map(|ms| Duration::from_millis(*ms)).collect::<Vec<_>>();
         assert_eq!(waits, millis(&[200, 400, 800, 1000, 1000]));
         backoff.reset();
-        assert_eq!(backoff.next(), Duration::from_millis(200));
+        assert_eq!(backoff.next_wait(), Duration::from_millis(200));
 
         let tripling = Backoff::new(Duration::from_secs(1), Duration::from_secs(100)).with_factor(3.0);
         assert_eq!((0..4).map(|n| tripling.base(n).as_secs()).collect::<Vec<_>>(), [1, 3, 9, 27]);
@@ -93,8 +93,8 @@ mod tests {
         let backoff = Backoff::new(Duration::from_nanos(1), Duration::from_secs(10)).with_factor(1.000_001);
         assert_eq!(backoff.base(u32::MAX), Duration::from_secs(10));
         let mut taken = Backoff { taken: u32::MAX, ..backoff };
-        assert_eq!(taken.next(), Duration::from_secs(10));
-        assert_eq!(taken.next(), Duration::from_secs(10));
+        assert_eq!(taken.next_wait(), Duration::from_secs(10));
+        assert_eq!(taken.next_wait(), Duration::from_secs(10));
     }
 
     #[test]
@@ -103,7 +103,7 @@ mod tests {
         for n in 0..4 {
             let base = backoff.base(n).as_secs_f64();
             for _ in 0..200 {
-                let wait = backoff.nth(n).as_secs_f64();
+                let wait = backoff.wait(n).as_secs_f64();
                 assert!((base * 0.8 - 1e-9..=base * 1.2 + 1e-9).contains(&wait), "{wait} for base {base}");
             }
         }

@@ -85,7 +85,7 @@ impl RetryPolicy {
     /// The wait before the `retry`-th retry: the backoff scaled by a random factor in [0.8, 1.2], or what the
     /// receiver's `Retry-After` asked for (capped at `MAX_RETRY_AFTER`) when that is longer.
     pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = self.backoff().nth(retry.saturating_sub(1));
+        let backoff = self.backoff().wait(retry.saturating_sub(1));
         backoff.max(retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER)))
     }
 }

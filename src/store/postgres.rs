@@ -698,7 +698,7 @@ impl JobStore for PostgresStore {
             let mut listener = match connected {
                 Ok(listener) => listener,
                 Err(err) => {
-                    let retry_in = backoff.next();
+                    let retry_in = backoff.next_wait();
                     tracing::warn!(error = %err, ?retry_in, "cannot LISTEN for job changes");
                     tokio::select! {
                         _ = stop.cancelled() => return,
