@@ -27,6 +27,7 @@
 
 pub mod action;
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -1,88 +1,88 @@
-//! Prometheus metrics, written by hand in the text exposition format (0.0.4): a handful of counters and two
-//! histograms need no registry crate. Counters live here; gauges (jobs per store, pool occupancy) are read at
-//! scrape time from their owners. Every name is prefixed `apsched_` (DESIGN.md).
+//! Prometheus metrics through `prometheus-client`, exposed in the text format 0.0.4. Counters and histograms live
+//! in a registry here; gauges (jobs per store, pool occupancy) are read at scrape time from their owners and
+//! encoded from a registry made for that scrape. Every name is prefixed `apsched_`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::action::http::Attempt;
 use crate::executor::PoolStatus;
 use crate::job::RunStatus;
 
+/// Every series name starts with it (the registry adds the `_`).
+const PREFIX: &str = "apsched";
 /// Lateness (actual start − scheduled time): from "on time" (a few ms) to "held up for minutes".
 const LATENESS_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 /// One attempt's HTTP call: fast internal hooks to the 30 s default timeout and a little beyond.
 const DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// A pool gauge: its name, its help and how to read it from a pool's status.
+/// One label with a value known in advance (a status, an outcome, an answer class).
+type FixedLabel = [(&'static str, &'static str); 1];
+/// One label naming something configured (a store, a pool).
+type NameLabel = [(&'static str, String); 1];
+/// A gauge of a count read at scrape time.
+type Count = Gauge<u64, AtomicU64>;
+
+/// A pool gauge: its name (after the prefix), its help and how to read it from a pool's status.
 type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
 
-struct Histogram {
-    bounds: &'static [f64],
-    /// Per bucket, not cumulative; summed when rendered.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
-    }
-
-    fn observe(&mut self, value: f64) {
-        if let Some(index) = self.bounds.iter().position(|bound| value <= *bound) {
-            self.counts[index] += 1;
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            cumulative += count;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    /// Ledger rows created by claims and run-now, by status at creation (pending, missed, skipped, coalesced).
-    fires: BTreeMap<&'static str, u64>,
-    /// HTTP attempts by the class of their answer (`2xx`…`5xx`, or `none` when no answer came).
-    attempts: BTreeMap<&'static str, u64>,
-    /// Runs whose delivery ended, by outcome (succeeded, failed).
-    deliveries: BTreeMap<&'static str, u64>,
-    retries: u64,
-    pruned: u64,
-}
-
+// Help texts are given without their final period: the registry adds it. Counter names are given without
+// `_total`, which the encoder adds (so `fires` is scraped as `apsched_fires_total`).
 pub struct Metrics {
-    counters: Mutex<Counters>,
-    lateness: Mutex<Histogram>,
-    duration: Mutex<Histogram>,
+    registry: Registry,
+    /// Ledger rows created by claims and run-now, by status at creation (pending, missed, skipped, coalesced).
+    fires: Family<FixedLabel, Counter>,
+    /// HTTP attempts by the class of their answer (`2xx`…`5xx`, or `none` when no answer came).
+    attempts: Family<FixedLabel, Counter>,
+    /// Runs whose delivery ended, by outcome (succeeded, failed).
+    deliveries: Family<FixedLabel, Counter>,
+    retries: Counter,
+    pruned: Counter,
+    lateness: Histogram,
+    duration: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            counters: Mutex::new(Counters::default()),
-            lateness: Mutex::new(Histogram::new(&LATENESS_BUCKETS)),
-            duration: Mutex::new(Histogram::new(&DURATION_BUCKETS)),
-        }
+        let mut registry = Registry::with_prefix(PREFIX);
+        let fires = Family::default();
+        registry.register("fires", "Fires recorded in the run ledger, by status", fires.clone());
+        let attempts = Family::default();
+        registry.register(
+            "delivery_attempts",
+            "HTTP attempts, by the class of their answer (none: no complete answer)",
+            attempts.clone(),
+        );
+        let deliveries = Family::default();
+        registry.register("deliveries", "Runs whose delivery ended, by outcome", deliveries.clone());
+        let retries = Counter::default();
+        registry.register("retries", "Attempts scheduled again after a retryable failure", retries.clone());
+        let pruned = Counter::default();
+        registry.register("runs_pruned", "Finished runs deleted by retention", pruned.clone());
+        let lateness = Histogram::new(LATENESS_BUCKETS);
+        registry.register_with_unit(
+            "delivery_lateness",
+            "Actual start of a run's first attempt minus its scheduled time",
+            Unit::Seconds,
+            lateness.clone(),
+        );
+        let duration = Histogram::new(DURATION_BUCKETS);
+        registry.register_with_unit(
+            "delivery_duration",
+            "Duration of one HTTP attempt",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        Metrics { registry, fires, attempts, deliveries, retries, pruned, lateness, duration }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn status_class(status: Option<u16>) -> &'static str {
@@ -103,118 +103,70 @@ pub struct Snapshot<'a> {
     pub pools: &'a BTreeMap<String, PoolStatus>,
 }
 
+impl Snapshot<'_> {
+    /// A registry of this scrape's gauges, encoded after the long-lived metrics.
+    fn registry(&self) -> Registry {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let jobs = Family::<NameLabel, Count>::default();
+        for (store, count) in self.jobs {
+            jobs.get_or_create(&[("jobstore", store.clone())]).set(*count);
+        }
+        registry.register("jobs", "Jobs per job store", jobs);
+        let pool_gauges: [PoolGauge; 4] = [
+            ("executor_max_workers", "Size of each delivery pool", |p| p.max_workers),
+            ("executor_running", "Deliveries holding a worker", |p| p.running),
+            ("executor_queued", "Deliveries waiting for a worker", |p| p.queued),
+            ("executor_retrying", "Runs waiting between two attempts (holding no worker)", |p| p.retrying),
+        ];
+        for (name, help, read) in pool_gauges {
+            let gauge = Family::<NameLabel, Count>::default();
+            for (pool, status) in self.pools {
+                gauge.get_or_create(&[("executor", pool.clone())]).set(read(status) as u64);
+            }
+            registry.register(name, help, gauge);
+        }
+        registry
+    }
+}
+
 impl Metrics {
     pub fn fire(&self, status: RunStatus) {
-        *lock(&self.counters).fires.entry(status.as_str()).or_default() += 1;
+        self.fires.get_or_create(&[("status", status.as_str())]).inc();
     }
 
     /// One attempt: its answer class and how long the call took.
     pub fn attempt(&self, attempt: &Attempt) {
         // A 2xx whose body was cut short got no complete answer.
         let class = if attempt.transport_failed { "none" } else { status_class(attempt.http_status) };
-        *lock(&self.counters).attempts.entry(class).or_default() += 1;
-        lock(&self.duration).observe(attempt.duration.as_secs_f64());
+        self.attempts.get_or_create(&[("status_class", class)]).inc();
+        self.duration.observe(attempt.duration.as_secs_f64());
     }
 
     pub fn retry(&self) {
-        lock(&self.counters).retries += 1;
+        self.retries.inc();
     }
 
     pub fn delivered(&self, status: RunStatus) {
-        *lock(&self.counters).deliveries.entry(status.as_str()).or_default() += 1;
+        self.deliveries.get_or_create(&[("outcome", status.as_str())]).inc();
     }
 
     /// Actual start − scheduled time of a run's first attempt; an early start (a clock step) counts as on time.
     pub fn lateness(&self, late: chrono::TimeDelta) {
-        lock(&self.lateness).observe(late.to_std().unwrap_or(Duration::ZERO).as_secs_f64());
+        self.lateness.observe(late.to_std().unwrap_or(Duration::ZERO).as_secs_f64());
     }
 
     pub fn pruned(&self, runs: u64) {
-        lock(&self.counters).pruned += runs;
+        self.pruned.inc_by(runs);
     }
 
-    /// The exposition text.
+    /// The exposition text (`prometheus_text::CONTENT_TYPE`).
     pub fn render(&self, snapshot: &Snapshot<'_>) -> String {
         let mut out = String::new();
-        {
-            let counters = lock(&self.counters);
-            family(
-                &mut out,
-                "apsched_fires_total",
-                "counter",
-                "Fires recorded in the run ledger, by status.",
-                "status",
-                &counters.fires,
-            );
-            family(
-                &mut out,
-                "apsched_delivery_attempts_total",
-                "counter",
-                "HTTP attempts, by the class of their answer (none: no complete answer).",
-                "status_class",
-                &counters.attempts,
-            );
-            family(
-                &mut out,
-                "apsched_deliveries_total",
-                "counter",
-                "Runs whose delivery ended, by outcome.",
-                "outcome",
-                &counters.deliveries,
-            );
-            single(
-                &mut out,
-                "apsched_retries_total",
-                "counter",
-                "Attempts scheduled again after a retryable failure.",
-                counters.retries,
-            );
-            single(
-                &mut out,
-                "apsched_runs_pruned_total",
-                "counter",
-                "Finished runs deleted by retention.",
-                counters.pruned,
-            );
-        }
-        lock(&self.lateness).render(
-            &mut out,
-            "apsched_delivery_lateness_seconds",
-            "Actual start of a run's first attempt minus its scheduled time.",
-        );
-        lock(&self.duration).render(&mut out, "apsched_delivery_duration_seconds", "Duration of one HTTP attempt.");
-
-        let jobs: BTreeMap<&str, u64> = snapshot.jobs.iter().map(|(store, count)| (store.as_str(), *count)).collect();
-        family(&mut out, "apsched_jobs", "gauge", "Jobs per job store.", "jobstore", &jobs);
-        let pool_gauges: [PoolGauge; 4] = [
-            ("apsched_executor_max_workers", "Size of each delivery pool.", |p| p.max_workers),
-            ("apsched_executor_running", "Deliveries holding a worker.", |p| p.running),
-            ("apsched_executor_queued", "Deliveries waiting for a worker.", |p| p.queued),
-            ("apsched_executor_retrying", "Runs waiting between two attempts (holding no worker).", |p| p.retrying),
-        ];
-        for (name, help, read) in pool_gauges {
-            let values: BTreeMap<&str, u64> =
-                snapshot.pools.iter().map(|(pool, status)| (pool.as_str(), read(status) as u64)).collect();
-            family(&mut out, name, "gauge", help, "executor", &values);
-        }
+        // Writing into a String cannot fail, nor can encoding these metric types.
+        prometheus_text::encode(&mut out, &self.registry).expect("metrics encode into a string");
+        prometheus_text::encode(&mut out, &snapshot.registry()).expect("gauges encode into a string");
         out
     }
-}
-
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-}
-
-fn family<K: AsRef<str>>(out: &mut String, name: &str, kind: &str, help: &str, label: &str, values: &BTreeMap<K, u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (value, count) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape(value.as_ref()));
-    }
-}
-
-/// Label values escape backslash, double quote and newline.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::backoff::Backoff;
 
 /// Beyond this many attempts a webhook is not flaky but broken; also bounds how long one fire can stay unfinished.
 pub const MAX_ATTEMPTS: u32 = 100;
@@ -19,10 +20,9 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: f64 = 300.0;
 /// A receiver's `Retry-After` is honoured up to an hour; a longer one is taken as an hour, so one answer cannot
 /// park a fire (and its max_instances slot) for days.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// DESIGN.md: each wait is scaled by a random factor in [0.8, 1.2], so receivers that failed together are not
-/// hit together again.
-const JITTER_LOW: f64 = 0.8;
-const JITTER_HIGH: f64 = 1.2;
+/// Each wait is scaled by a random factor in [0.8, 1.2], so receivers that failed together are not hit together
+/// again.
+const JITTER: f64 = 0.2;
 
 /// An action's retry policy; absent means one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -71,17 +71,21 @@ impl RetryPolicy {
         Ok(())
     }
 
+    /// The policy's schedule: `backoff_seconds` doubling up to `max_backoff_seconds`, jittered.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_secs_f64(self.backoff_seconds), Duration::from_secs_f64(self.max_backoff_seconds))
+            .with_jitter(JITTER)
+    }
+
     /// The wait before the `retry`-th retry (1-based) without jitter: `min(b·2^(n−1), m)`.
     pub fn base_backoff(&self, retry: u32) -> Duration {
-        let doubled = self.backoff_seconds * 2f64.powi(retry.saturating_sub(1).min(64) as i32);
-        Duration::from_secs_f64(doubled.min(self.max_backoff_seconds))
+        self.backoff().base(retry.saturating_sub(1))
     }
 
     /// The wait before the `retry`-th retry: the backoff scaled by a random factor in [0.8, 1.2], or what the
     /// receiver's `Retry-After` asked for (capped at `MAX_RETRY_AFTER`) when that is longer.
     pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let factor = rand::rng().random_range(JITTER_LOW..=JITTER_HIGH);
-        let backoff = self.base_backoff(retry).mul_f64(factor);
+        let backoff = self.backoff().wait(retry.saturating_sub(1));
         backoff.max(retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER)))
     }
 }

@@ -1,31 +1,21 @@
 //! API limits beyond the body size (`MAX_BODY_BYTES`) and the field bounds checked where fields are parsed: a time
-//! limit on every request (`[api] request_timeout_seconds`). The cap on the jobs one store may hold is the
-//! scheduler's (`scheduler::capacity`).
+//! limit on every request (tower's timeout layer, applied in `super::app`; this says what a timeout answers). The
+//! cap on the jobs one store may hold is the scheduler's (`scheduler::capacity`).
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::BoxError;
 
 use crate::error::ApiError;
 
-/// Waits for deliveries by design (`{"wait": true}`), and cutting it short would leave the scheduler stopped with
-/// the server still up.
-const UNTIMED_PATHS: [&str; 1] = ["/v1/scheduler/shutdown"];
-
-/// A request not answered within the limit is answered 503 (the work it started is dropped with it). The limit
-/// covers producing the response head, so a long-lived stream (server-sent events) is not cut off.
-pub async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    if UNTIMED_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(limit = ?limit, "request timed out");
-            ApiError::Unavailable(format!("the request took longer than {limit:?}; retry later")).into_response()
-        }
+/// What a request over `[api] request_timeout_seconds` is answered (tower's timeout layer says it elapsed; the
+/// work the request started is dropped with it): 503, retry later.
+pub async fn timed_out(limit: Duration, err: BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(limit = ?limit, "request timed out");
+        ApiError::Unavailable(format!("the request took longer than {limit:?}; retry later"))
+    } else {
+        ApiError::Internal(format!("request failed: {err}"))
     }
 }
 

@@ -3,12 +3,10 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 use super::AppState;
 use crate::metrics::Snapshot;
-
-/// The exposition format's content type (text format 0.0.4).
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Prometheus metrics
 #[utoipa::path(get, path = "/metrics", tag = "health",

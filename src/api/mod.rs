@@ -18,10 +18,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -73,40 +76,54 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scheduler::get_scheduler))
         .routes(routes!(scheduler::pause_scheduler))
         .routes(routes!(scheduler::resume_scheduler))
-        .routes(routes!(scheduler::shutdown_scheduler))
         .routes(routes!(events::stream_events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
 }
 
-/// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes_and_spec().1
+/// API routes the request time limit does not cover: shutdown waits for deliveries by design (`{"wait": true}`),
+/// and cutting it short would leave the scheduler stopped with the server still up.
+fn untimed_api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scheduler::shutdown_scheduler))
 }
 
-fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut spec) = api_routes().split_for_parts();
+/// The OpenAPI document (served at `/openapi.json`, written to `openapi/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes_and_spec().2
+}
+
+/// The timed API routes, the untimed ones, and the spec of both.
+fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (timed, mut spec) = api_routes().split_for_parts();
+    let (untimed, untimed_spec) = untimed_api_routes().split_for_parts();
+    spec.merge(untimed_spec);
     auth::document(&mut spec);
     limits::document(&mut spec);
     links::document(&mut spec);
-    (router, spec)
+    (timed, untimed, spec)
 }
 
 /// The whole HTTP application: API, `/openapi.json` and the bundled docs at `/docs`.
 pub fn app(state: AppState) -> Router {
-    let (router, spec) = routes_and_spec();
+    let (timed, untimed, spec) = routes_and_spec();
     let auth = auth::Auth::new(&state.api);
-    let timeout = state.api.request_timeout();
-    router
-        .with_state(state)
+    let limit = state.api.request_timeout();
+    timed
+        .with_state(state.clone())
         .merge(crate::ui::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
+        // The limit covers producing the response head, so a long-lived stream (server-sent events) is not cut off.
+        .layer(
+            ServiceBuilder::new().layer(HandleErrorLayer::new(move |err| limits::timed_out(limit, err))).timeout(limit),
+        )
+        .merge(untimed.with_state(state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Outermost last: authentication first, then the clock on what remains.
-        .layer(axum::middleware::from_fn_with_state(timeout, limits::request_timeout))
+        // Outermost last: a span per request, then authentication, then the clock on what remains. A failure is
+        // not logged again here: `ApiError` logs a 5xx once, with its cause.
         .layer(axum::middleware::from_fn_with_state(auth, auth::authenticate))
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// A JSON body: malformed JSON is 400, a body of the wrong shape 422 naming the field, too large 413.

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use crate::action::WebhookSettings;
+use crate::backoff::Backoff;
 use crate::delivery::{Delivery, Functions, Next};
 use crate::executor::Executors;
 use crate::job::{JobDefaults, Run, RunStatus};
@@ -46,8 +47,7 @@ pub const CLAIM_BATCH: usize = 500;
 /// With nothing due the loop still wakes this often, a safety net should a wake-up ever be lost.
 const IDLE_SAFETY_WAKE: Duration = Duration::from_secs(300);
 /// Backoff while a store is unreachable: start fast to ride out a blip, cap so an outage costs little.
-const STORE_RETRY_MIN: Duration = Duration::from_millis(200);
-const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
+const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 /// A run whose lease is older than any process could hold it: what start-up uses to take over everything an
 /// exclusive store (memory, SQLite) left unfinished.
 const EXCLUSIVE_TAKEOVER: chrono::TimeDelta = chrono::TimeDelta::days(365 * 100);
@@ -56,13 +56,6 @@ const EXCLUSIVE_TAKEOVER: chrono::TimeDelta = chrono::TimeDelta::days(365 * 100)
 const SHOW_RUNNING_AFTER: Duration = Duration::from_millis(200);
 /// Runs deleted per prune call: keeps each transaction (and SQLite's write lock) short so claims are not held up.
 const PRUNE_BATCH: usize = 1000;
-
-/// The current backoff, doubling the next one up to the cap.
-fn grow(backoff: &mut Duration) -> Duration {
-    let current = *backoff;
-    *backoff = (current * 2).min(STORE_RETRY_MAX);
-    current
-}
 
 /// APScheduler's scheduler states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -343,7 +336,7 @@ impl Scheduler {
             let scheduler = self.clone();
             tokio::spawn(async move { scheduler.prune_periodically().await })
         };
-        let mut backoff = STORE_RETRY_MIN;
+        let mut backoff = STORE_RETRY;
         loop {
             // Before anything is read, so a change committed while the loop reads still wakes it.
             self.set_next_look(None);
@@ -365,7 +358,7 @@ impl Scheduler {
                 None if tick.more => continue,
                 None => match self.earliest_next_run_time().await {
                     Ok(next) => {
-                        backoff = STORE_RETRY_MIN;
+                        backoff.reset();
                         let now = self.clock.now();
                         let sleep_for = next.map_or(IDLE_SAFETY_WAKE, |next| {
                             (next - now).to_std().unwrap_or(Duration::ZERO).min(IDLE_SAFETY_WAKE)
@@ -374,14 +367,16 @@ impl Scheduler {
                         sleep_for
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, retry_in = ?backoff, "cannot read the next run time");
-                        grow(&mut backoff)
+                        let retry_in = backoff.next_wait();
+                        tracing::warn!(error = %err, ?retry_in, "cannot read the next run time");
+                        retry_in
                     }
                 },
                 // One store down must not stop the others from firing; it is retried with a backoff.
                 Some((store, err)) => {
-                    tracing::warn!(%store, error = %err, retry_in = ?backoff, "claiming due jobs failed");
-                    grow(&mut backoff)
+                    let retry_in = backoff.next_wait();
+                    tracing::warn!(%store, error = %err, ?retry_in, "claiming due jobs failed");
+                    retry_in
                 }
             };
             tokio::select! {
@@ -683,14 +678,13 @@ impl Scheduler {
     /// Record a run's progress, riding out a store outage: the fire stays leased meanwhile, and if the process
     /// stops first the ledger still says unfinished, so the fire is delivered again (at least once).
     async fn save_run(&self, store: &dyn JobStore, run: &Run) {
-        let mut backoff = STORE_RETRY_MIN;
+        let mut backoff = STORE_RETRY;
         loop {
             match store.update_run(run).await {
                 Ok(()) => return,
                 Err(StoreError::Unavailable(err)) if !self.stop_firing.is_cancelled() => {
                     tracing::warn!(job_id = %run.job_id, error = %err, "cannot record a run; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(STORE_RETRY_MAX);
+                    tokio::time::sleep(backoff.next_wait()).await;
                 }
                 Err(err) => {
                     tracing::error!(job_id = %run.job_id, error = %err, "cannot record a run");

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::recorder::RunRecorder;
 use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
+use crate::backoff::Backoff;
 use crate::job::{Job, Run, RunStatus};
 
 /// Connections per store unless `[jobstores.NAME] pool_size` says: the loop, lease upkeep, deliveries recording
@@ -442,13 +443,6 @@ fn list_runs_query(prefix: &str, job_id: &str, query: &RunQuery) -> QueryBuilder
     sql
 }
 
-/// The current backoff, doubling the next one up to the cap.
-fn grow(backoff: &mut Duration) -> Duration {
-    let current = *backoff;
-    *backoff = (current * 2).min(LISTEN_RETRY_MAX);
-    current
-}
-
 #[async_trait]
 impl JobStore for PostgresStore {
     fn kind(&self) -> crate::store::StoreType {
@@ -699,7 +693,7 @@ impl JobStore for PostgresStore {
             .max_lifetime(None)
             .idle_timeout(None)
             .connect_lazy_with(self.options.clone());
-        let mut backoff = LISTEN_RETRY_MIN;
+        let mut backoff = Backoff::new(LISTEN_RETRY_MIN, LISTEN_RETRY_MAX);
         loop {
             let connected = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -708,7 +702,7 @@ impl JobStore for PostgresStore {
             let mut listener = match connected {
                 Ok(listener) => listener,
                 Err(err) => {
-                    let retry_in = grow(&mut backoff);
+                    let retry_in = backoff.next_wait();
                     tracing::warn!(error = %err, ?retry_in, "cannot LISTEN for job changes");
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -716,7 +710,7 @@ impl JobStore for PostgresStore {
                     }
                 }
             };
-            backoff = LISTEN_RETRY_MIN;
+            backoff.reset();
             wake();
             loop {
                 let received = tokio::select! {
