@@ -1,17 +1,15 @@
 //! The PostgreSQL store end to end, with in-process servers: a change on one replica wakes another at once
 //! (LISTEN/NOTIFY), and a server that loses its database keeps running, says it is not ready, and loses no fire.
 
-mod common;
-mod postgres_support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use chrono::{DateTime, SubsecRound, Utc};
-use common::*;
-use postgres_support::*;
 use serde_json::json;
+
+use crate::harness::postgres::*;
+use crate::harness::*;
 
 /// Replicas sharing a schema in these tests; each has few connections, the tests make little traffic.
 const POOL_SIZE: u32 = 3;

@@ -1,7 +1,6 @@
 //! PostgreSQL for the integration tests: a scratch schema per test (tests run in parallel on one database), and a
 //! TCP proxy in front of the server that a test can cut, to take "the database" away from one apsched without
 //! disturbing the other tests that share the server.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,14 +1,13 @@
 //! The CLI client end to end: the real `apsched` binary against a real server on 127.0.0.1:0, a real receiver
 //! for the webhooks; every verb, `--json` parsed, and the exit codes of each kind of failure.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Instant;
 
-use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
+
+use crate::harness::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apsched");
 /// The documented exit codes (README, `cli::client`).
@@ -213,7 +212,7 @@ async fn every_jobs_verb_works_and_json_output_parses() {
     assert_eq!(runs[0]["http_status"], 200);
     let history = apsched(base, &["runs", "short"], &[], None).await;
     assert!(history.ok().lines().next().unwrap().starts_with("SCHEDULED"), "{history:#?}");
-    assert!(history.stdout.contains("succeeded") && history.stdout.contains("received ok/cli2"), "{history:#?}");
+    assert!(history.stdout.contains("succeeded") && history.stdout.contains("200 for ok/cli2"), "{history:#?}");
     let failed_only = apsched(base, &["runs", "short", "--status", "failed", "--json"], &[], None).await.json();
     assert_eq!(failed_only, json!([]));
 

@@ -1,126 +1,25 @@
-//! Test harness: the real server on 127.0.0.1:0 and a real webhook receiver that records what it gets.
-#![allow(dead_code)]
+//! What the integration tests share: the real server on 127.0.0.1:0 (`Server`), the webhook receiver
+//! (`receiver`), scratch PostgreSQL schemas and a cuttable proxy (`postgres`), and a way to run a test that must
+//! change process-wide state in a process of its own (`in_own_process`).
+
+pub mod postgres;
+pub mod receiver;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apsched::config::{Config, JobStoreConfig, StoreType};
 use apsched::scheduler::clock::Clock;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::any;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+pub use receiver::{Closer, Received, Receiver};
 
 /// Upper bound for anything a test waits for: generous, since CI machines are slow and noisy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub method: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub arrived: Instant,
-    /// When the receiver finished answering (after any requested delay).
-    pub answered: Arc<Mutex<Option<Instant>>>,
-}
-
-impl Received {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Inbox {
-    requests: Arc<Mutex<Vec<Received>>>,
-    arrived: Arc<Notify>,
-}
-
-/// A webhook receiver. Paths: `/ok/...` → 200; `/slow/<ms>/...` → 200 after ms; `/status/<code>/...` → code.
-pub struct Receiver {
-    pub base: String,
-    inbox: Inbox,
-}
-
-async fn receive(
-    State(inbox): State<Inbox>,
-    Path(path): Path<String>,
-    method: axum::http::Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let answered = Arc::new(Mutex::new(None));
-    {
-        let mut requests = inbox.requests.lock().unwrap();
-        requests.push(Received {
-            path: path.clone(),
-            method: method.to_string(),
-            headers,
-            body,
-            arrived: Instant::now(),
-            answered: answered.clone(),
-        });
-    }
-    inbox.arrived.notify_waiters();
-    let mut parts = path.split('/');
-    let status = match (parts.next(), parts.next()) {
-        (Some("slow"), Some(ms)) => {
-            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(1000))).await;
-            StatusCode::OK
-        }
-        (Some("status"), Some(code)) => {
-            StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-        _ => StatusCode::OK,
-    };
-    *answered.lock().unwrap() = Some(Instant::now());
-    (status, format!("received {path}"))
-}
-
-impl Receiver {
-    pub async fn start() -> Receiver {
-        let inbox = Inbox::default();
-        let app = axum::Router::new().route("/{*path}", any(receive)).with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { base, inbox }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.base, path.trim_start_matches('/'))
-    }
-
-    pub fn all(&self) -> Vec<Received> {
-        self.inbox.requests.lock().unwrap().clone()
-    }
-
-    /// Requests whose path starts with `prefix`.
-    pub fn matching(&self, prefix: &str) -> Vec<Received> {
-        self.all().into_iter().filter(|r| r.path.starts_with(prefix.trim_start_matches('/'))).collect()
-    }
-
-    /// Wait until at least `count` requests under `prefix` arrived; panics after PATIENCE.
-    pub async fn wait_for(&self, prefix: &str, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let notified = self.inbox.arrived.notified();
-            let got = self.matching(prefix);
-            if got.len() >= count {
-                return got;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "waited {PATIENCE:?} for {count} requests to {prefix}, got {}", got.len());
-            let _ = tokio::time::timeout(left, notified).await;
-        }
-    }
-}
 
 /// A clock running at real speed, shifted by an offset: a restarted server can "wake up" hours later.
 pub struct ShiftedClock(pub chrono::TimeDelta);
@@ -255,4 +154,32 @@ impl Server {
 
 pub fn count_status(runs: &[Value], status: &str) -> usize {
     runs.iter().filter(|run| run["status"] == status).count()
+}
+
+/// Names the child `in_own_process` starts, so the test it runs can tell it is alone in its process.
+const OWN_PROCESS_MARKER: &str = "APSCHED_IT_OWN_PROCESS";
+
+/// Run the ignored test `name` (its full path, e.g. `security::environment_cases`) in a child process of this test
+/// binary and fail if it fails. For a test that changes process-wide state (environment variables, the working
+/// directory): all the other tests share this process, and the apsched processes they spawn inherit its
+/// environment.
+pub fn in_own_process(name: &str) {
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"])
+        .env(OWN_PROCESS_MARKER, name)
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name} failed in its own process:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test result: ok. 1 passed"), "{name} did not run in its own process:\n{stdout}\n{stderr}");
+}
+
+/// For the test `in_own_process` runs: fail if it runs anywhere else, where its changes would leak into other tests.
+pub fn assert_in_own_process(name: &str) {
+    assert_eq!(
+        std::env::var(OWN_PROCESS_MARKER).ok().as_deref(),
+        Some(name),
+        "{name} changes process-wide state: it runs only through harness::in_own_process"
+    );
 }

@@ -1,8 +1,6 @@
 //! Issue 6: API tokens and roles, the webhook target policy (at save and at delivery), secrets masked in every
 //! response that carries a job, and the API and delivery limits.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,9 +8,10 @@ use std::time::{Duration, Instant};
 use apsched::api::auth::{ApiToken, Role};
 use apsched::config::Config;
 use axum::http::StatusCode;
-use common::{PATIENCE, Receiver, Server, memory_config};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{self, PATIENCE, Receiver, Server, memory_config};
 
 const ADMIN: &str = "admin-token-0123456789";
 const WRITER: &str = "write-token-0123456789";
@@ -126,9 +125,18 @@ fn without_tokens_only_loopback_is_served_unless_insecure_is_asked_for() {
 }
 
 #[test]
-#[allow(clippy::result_large_err)]
 fn tokens_and_the_insecure_switch_come_from_the_environment_too() {
+    harness::in_own_process("security::environment_cases");
+}
+
+/// The environment is the process's: setting it here would reach every test running beside this one and the
+/// apsched processes they spawn, so this runs only in a process of its own, through the test above.
+#[test]
+#[ignore = "changes the environment; run by tokens_and_the_insecure_switch_come_from_the_environment_too"]
+#[allow(clippy::result_large_err)]
+fn environment_cases() {
     use apsched::config::Flags;
+    harness::assert_in_own_process("security::environment_cases");
     figment::Jail::expect_with(|jail| {
         jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin,{READER}:read"));
         jail.set_env("APSCHED_LISTEN", "0.0.0.0:8080");
@@ -200,7 +208,7 @@ async fn a_name_that_resolves_to_a_denied_address_fails_at_delivery_without_conn
     let job = json!({"id": "rebind", "action": {"url": format!("http://localhost:{port}/hook")}});
     let (status, body) = server.post("/v1/jobs", job).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let runs = server.wait_runs("rebind", |runs| common::count_status(runs, "failed") == 1).await;
+    let runs = server.wait_runs("rebind", |runs| harness::count_status(runs, "failed") == 1).await;
     let error = runs[0]["error"].as_str().unwrap();
     assert!(error.contains("target policy") && error.contains("no allowed address"), "{error}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
@@ -212,16 +220,16 @@ async fn a_literal_address_denied_after_the_job_was_saved_is_not_called() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("policy.db");
     let (port, connections) = connection_counter().await;
-    let server = Server::start(common::sqlite_config(&db)).await;
+    let server = Server::start(harness::sqlite_config(&db)).await;
     let job = paused_job("literal", &format!("http://127.0.0.1:{port}/hook"));
     assert_eq!(server.post("/v1/jobs", job).await.0, StatusCode::CREATED);
     server.stop().await;
 
-    let mut stricter = common::sqlite_config(&db);
+    let mut stricter = harness::sqlite_config(&db);
     deny(&mut stricter, &["127.0.0.1/32"]);
     let server = Server::start(stricter).await;
     assert_eq!(server.post("/v1/jobs/literal/run", json!({})).await.0, StatusCode::ACCEPTED);
-    let runs = server.wait_runs("literal", |runs| common::count_status(runs, "failed") == 1).await;
+    let runs = server.wait_runs("literal", |runs| harness::count_status(runs, "failed") == 1).await;
     let error = runs[0]["error"].as_str().unwrap();
     assert!(error.contains("target policy") && error.contains("no request was made"), "{error}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);

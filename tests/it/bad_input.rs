@@ -1,10 +1,9 @@
 //! Every bad input gets a 4xx problem+json that names the field, and changes nothing.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::*;
 use serde_json::{Value, json};
+
+use crate::harness::*;
 
 async fn assert_problem(
     server: &Server,

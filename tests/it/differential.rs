@@ -1,4 +1,4 @@
-//! Runs the differential test against APScheduler 3.11.3 (`tests/differential/differential.py`) on a fixed sample
+//! Runs the differential test against APScheduler 3.11.3 (`tests/it/differential.py`) on a fixed sample
 //! and fails on any disagreement that DESIGN.md does not explain. Needs `python3`; the script creates its
 //! virtualenv (apscheduler==3.11.3, tzdata) on first use, which needs PyPI, and reuses it afterwards.
 
@@ -29,7 +29,7 @@ fn apsched_agrees_with_apscheduler() {
         return;
     }
     let kinds = if cron_is_built() { ALL_KINDS } else { KINDS_WITHOUT_CRON };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential/differential.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/differential.py");
     let output = Command::new("python3")
         .arg(&script)
         .args(["--apsched", env!("CARGO_BIN_EXE_apsched"), "--cases", CASES, "--seed", SEED, "--kinds", kinds])

@@ -1,18 +1,14 @@
 //! Standard Webhooks signatures, checked by an independent implementation of the rule written here with the
 //! `hmac` and `sha2` crates: `v1,base64(HMAC-SHA256(base64-decode(secret after "whsec_"), "{id}.{ts}.{body}"))`.
 
-mod common;
-#[path = "common/scripted.rs"]
-mod scripted;
-
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Server, memory_config};
 use hmac::{Hmac, KeyInit, Mac};
-use scripted::{Hit, ScriptedReceiver};
 use serde_json::json;
 use sha2::Sha256;
+
+use crate::harness::{Received, Receiver, Server, memory_config};
 
 const GLOBAL_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// 32 bytes, base64.
@@ -21,7 +17,7 @@ const JOB_SECRET: &str = "whsec_c2VjcmV0LWtleS1vZi10aGUtam9iLXNpZ25pbmctMzI=";
 const TOLERANCE_SECONDS: i64 = 300;
 
 /// What a receiver does: recompute the signature over the raw body and compare in constant time.
-fn verify(secret: &str, hit: &Hit) -> Result<(), String> {
+fn verify(secret: &str, hit: &Received) -> Result<(), String> {
     let id = hit.header("webhook-id").ok_or("no webhook-id")?;
     let timestamp = hit.header("webhook-timestamp").ok_or("no webhook-timestamp")?;
     let signatures = hit.header("webhook-signature").ok_or("no webhook-signature")?;
@@ -45,7 +41,7 @@ fn verify(secret: &str, hit: &Hit) -> Result<(), String> {
 
 #[tokio::test]
 async fn the_global_secret_signs_every_attempt_and_webhook_id_is_the_idempotency_key() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let mut config = memory_config();
     config.webhooks.signing_secret = Some(GLOBAL_SECRET.into());
     let server = Server::start(config).await;
@@ -67,7 +63,7 @@ async fn the_global_secret_signs_every_attempt_and_webhook_id_is_the_idempotency
 
 #[tokio::test]
 async fn a_jobs_own_secret_wins_and_is_masked_in_every_response() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let mut config = memory_config();
     config.webhooks.signing_secret = Some(GLOBAL_SECRET.into());
     let server = Server::start(config).await;
@@ -91,7 +87,7 @@ async fn a_jobs_own_secret_wins_and_is_masked_in_every_response() {
 
 #[tokio::test]
 async fn without_a_secret_nothing_is_signed_and_bad_secrets_are_refused() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     server.post("/v1/jobs", json!({"id": "plain", "action": {"url": receiver.url("ok/plain")}})).await;
     let hits = receiver.wait_for("ok/plain", 1).await;

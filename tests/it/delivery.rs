@@ -2,18 +2,14 @@
 //! Retry-After, hanging past the timeout, closing the connection), their spacing and the final run record; a retry
 //! holds no worker and counts against max_instances. Short real intervals, generous upper bounds.
 
-mod common;
-#[path = "common/scripted.rs"]
-mod scripted;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use apsched::config::ExecutorConfig;
 use axum::http::StatusCode;
-use common::{Server, memory_config};
-use scripted::{Closer, Hit, ScriptedReceiver};
 use serde_json::{Value, json};
+
+use crate::harness::{self, Closer, Received, Receiver, Server, memory_config};
 
 /// Slack added to an upper bound on a gap: scheduling, the HTTP round trip and a busy CI machine.
 const SLACK: Duration = Duration::from_secs(2);
@@ -24,7 +20,7 @@ fn one_shot(id: &str, url: &str, retry: Value) -> Value {
     json!({"id": id, "action": {"url": url, "retry": retry}})
 }
 
-fn gaps(hits: &[Hit]) -> Vec<Duration> {
+fn gaps(hits: &[Received]) -> Vec<Duration> {
     hits.windows(2).map(|pair| pair[1].arrived - pair[0].arrived).collect()
 }
 
@@ -44,7 +40,7 @@ async fn final_run(server: &Server, job_id: &str) -> Value {
 
 #[tokio::test]
 async fn failing_first_attempts_are_retried_with_doubling_gaps_and_the_same_key() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let retry = json!({"max_attempts": 5, "backoff_seconds": 0.3, "max_backoff_seconds": 10});
     let (status, job) = server.post("/v1/jobs", one_shot("flaky", &receiver.url("flaky/2/503/a"), retry)).await;
@@ -72,7 +68,7 @@ async fn failing_first_attempts_are_retried_with_doubling_gaps_and_the_same_key(
 
 #[tokio::test]
 async fn retries_end_at_max_attempts_with_the_last_answer_recorded() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let retry = json!({"max_attempts": 3, "backoff_seconds": 0.1});
     server.post("/v1/jobs", one_shot("broken", &receiver.url("status/500/b"), retry)).await;
@@ -87,7 +83,7 @@ async fn retries_end_at_max_attempts_with_the_last_answer_recorded() {
 
 #[tokio::test]
 async fn a_4xx_other_than_408_and_429_is_never_retried_but_408_is() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let retry = json!({"max_attempts": 4, "backoff_seconds": 0.1});
     server.post("/v1/jobs", one_shot("gone", &receiver.url("status/404/c"), retry.clone())).await;
@@ -106,7 +102,7 @@ async fn a_4xx_other_than_408_and_429_is_never_retried_but_408_is() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_when_longer_than_the_backoff_in_seconds_or_as_a_date() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let retry = json!({"max_attempts": 3, "backoff_seconds": 0.1});
     server.post("/v1/jobs", one_shot("polite", &receiver.url("retry-after/1/1/d"), retry.clone())).await;
@@ -127,7 +123,7 @@ async fn retry_after_is_honoured_when_longer_than_the_backoff_in_seconds_or_as_a
 
 #[tokio::test]
 async fn a_call_that_hangs_past_its_timeout_is_retried_then_recorded_as_a_timeout() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let job = json!({"id": "hang", "action": {"url": receiver.url("slow/5000/e"), "timeout_seconds": 0.5,
                      "retry": {"max_attempts": 2, "backoff_seconds": 0.1}}});
@@ -148,9 +144,9 @@ async fn a_call_that_hangs_past_its_timeout_is_retried_then_recorded_as_a_timeou
 
 #[tokio::test]
 async fn a_slow_call_shows_running_while_in_flight_and_its_outcome_after() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(common::sqlite_config(&dir.path().join("apsched.db"))).await;
+    let server = Server::start(harness::sqlite_config(&dir.path().join("apsched.db"))).await;
     server.post("/v1/jobs", json!({"id": "slow", "action": {"url": receiver.url("slow/3000/s")}})).await;
     // A call longer than a moment is `running` in the ledger while the receiver holds it (3 s).
     let runs = server.wait_runs("slow", |runs| runs.first().is_some_and(|run| run["status"] == "running")).await;
@@ -189,7 +185,7 @@ async fn a_connection_closed_without_an_answer_is_retried() {
 /// (max_instances 1) on their own schedule; and another job is delivered meanwhile on the only worker.
 #[tokio::test]
 async fn a_waiting_retry_holds_no_worker_and_counts_against_max_instances() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let mut config = memory_config();
     config.executors = BTreeMap::from([("default".to_string(), ExecutorConfig { max_workers: 1 })]);
     let server = Server::start(config).await;
@@ -250,11 +246,11 @@ async fn retry_fields_are_validated_with_the_field_named() {
 
 #[tokio::test]
 async fn run_history_pages_newest_first_and_filters_by_status() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let job = json!({"id": "mixed", "trigger": {"type": "interval", "seconds": 1}, "action": {"url": receiver.url("flaky/2/503/h")}});
     server.post("/v1/jobs", job).await;
-    server.wait_runs("mixed", |runs| common::count_status(runs, "succeeded") >= 2).await;
+    server.wait_runs("mixed", |runs| harness::count_status(runs, "succeeded") >= 2).await;
     server.post("/v1/jobs/mixed/pause", json!(null)).await;
     let all = server
         .wait_runs("mixed", |runs| runs.iter().all(|run| run["status"] != "running" && run["status"] != "pending"))

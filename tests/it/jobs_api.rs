@@ -1,13 +1,12 @@
 //! Job semantics through the API: defaults, stores, pagination, modification, times in the trigger's zone.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use apsched::config::{JobDefaults, JobStoreConfig, StoreType};
 use axum::http::StatusCode;
-use common::*;
 use serde_json::{Value, json};
+
+use crate::harness::*;
 
 fn hook() -> Value {
     json!({"url": "http://127.0.0.1:9/hook"})

@@ -6,9 +6,6 @@
 //! of the run, so it claims all of that second's fires; it is killed once the receiver has seen them all arrive
 //! (each delivery takes `DELIVERY_MS`, so they are still in flight).
 
-mod common;
-mod postgres_support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,9 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use common::*;
-use postgres_support::*;
 use serde_json::json;
+
+use crate::harness::postgres::*;
+use crate::harness::*;
 
 const REPLICAS: usize = 3;
 const JOBS: usize = 200;

@@ -1,30 +1,32 @@
-//! A webhook receiver with a script per path, for the delivery tests: it fails the first k attempts, answers 429
-//! with Retry-After, hangs, or closes the connection without answering; and records every request it got.
-#![allow(dead_code)]
+//! The webhook receiver every test delivers to: a real HTTP server on 127.0.0.1:0 that answers by a script in the
+//! path (fail the first k attempts, 429 with Retry-After, hang) and records every request it got; and `Closer`,
+//! which closes connections without answering.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-/// Upper bound for anything a test waits for: generous, since CI machines are slow and noisy.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+use super::PATIENCE;
 
 #[derive(Debug, Clone)]
-pub struct Hit {
+pub struct Received {
     pub path: String,
+    pub method: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub arrived: Instant,
+    /// When the receiver finished answering (after any requested delay).
+    pub answered: Arc<Mutex<Option<Instant>>>,
 }
 
-impl Hit {
+impl Received {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
@@ -32,28 +34,28 @@ impl Hit {
 
 #[derive(Clone, Default)]
 struct Inbox {
-    hits: Arc<Mutex<Vec<Hit>>>,
+    requests: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Notify>,
 }
 
 impl Inbox {
-    /// Record a hit; its 1-based number among the hits of the same path.
-    fn record(&self, hit: Hit) -> usize {
-        let mut hits = self.hits.lock().unwrap();
-        let path = hit.path.clone();
-        hits.push(hit);
-        let nth = hits.iter().filter(|h| h.path == path).count();
-        drop(hits);
+    /// Record a request; its 1-based number among the requests to the same path.
+    fn record(&self, request: Received) -> usize {
+        let mut requests = self.requests.lock().unwrap();
+        let path = request.path.clone();
+        requests.push(request);
+        let nth = requests.iter().filter(|earlier| earlier.path == path).count();
+        drop(requests);
         self.arrived.notify_waiters();
         nth
     }
 
-    fn matching(&self, prefix: &str) -> Vec<Hit> {
+    fn matching(&self, prefix: &str) -> Vec<Received> {
         let prefix = prefix.trim_start_matches('/');
-        self.hits.lock().unwrap().iter().filter(|hit| hit.path.starts_with(prefix)).cloned().collect()
+        self.requests.lock().unwrap().iter().filter(|request| request.path.starts_with(prefix)).cloned().collect()
     }
 
-    async fn wait_for(&self, prefix: &str, count: usize) -> Vec<Hit> {
+    async fn wait_for(&self, prefix: &str, count: usize) -> Vec<Received> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let notified = self.arrived.notified();
@@ -73,62 +75,85 @@ impl Inbox {
 /// `flaky/<k>/<code>/…` → code for the first k requests, then 200;
 /// `retry-after/<k>/<value>/…` → 429 with `Retry-After: <value>` for the first k, then 200; a value `date+N` is
 /// sent as the HTTP date N seconds from now.
-pub struct ScriptedReceiver {
+/// Every answer's body is `<code> for <path>`, so a run's response excerpt shows which answer it got.
+pub struct Receiver {
     pub base: String,
     inbox: Inbox,
 }
 
-async fn answer(State(inbox): State<Inbox>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let nth = inbox.record(Hit { path: path.clone(), headers, body, arrived: Instant::now() });
-    let parts: Vec<&str> = path.split('/').collect();
-    let reply = |status: StatusCode| (status, format!("{} for {path}", status.as_u16())).into_response();
-    match parts.as_slice() {
-        ["status", code, ..] => reply(StatusCode::from_u16(code.parse().unwrap()).unwrap()),
-        ["slow", ms, ..] => {
-            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
-            reply(StatusCode::OK)
-        }
-        ["flaky", k, code, ..] if nth <= k.parse().unwrap() => {
-            reply(StatusCode::from_u16(code.parse().unwrap()).unwrap())
-        }
-        ["retry-after", k, value, ..] if nth <= k.parse().unwrap() => {
-            let value = match value.strip_prefix("date+") {
-                Some(seconds) => httpdate::fmt_http_date(
-                    std::time::SystemTime::now() + Duration::from_secs(seconds.parse().unwrap()),
-                ),
-                None => value.to_string(),
-            };
-            let mut response = reply(StatusCode::TOO_MANY_REQUESTS);
-            response.headers_mut().insert("retry-after", HeaderValue::from_str(&value).unwrap());
-            response
-        }
-        _ => reply(StatusCode::OK),
-    }
+fn number<T: std::str::FromStr>(path: &str, part: &str) -> T {
+    part.parse().unwrap_or_else(|_| panic!("the receiver's script {path} has {part:?} where a number belongs"))
 }
 
-impl ScriptedReceiver {
-    pub async fn start() -> ScriptedReceiver {
+async fn answer(
+    State(inbox): State<Inbox>,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answered = Arc::new(Mutex::new(None));
+    let nth = inbox.record(Received {
+        path: path.clone(),
+        method: method.to_string(),
+        headers,
+        body,
+        arrived: Instant::now(),
+        answered: answered.clone(),
+    });
+    let parts: Vec<&str> = path.split('/').collect();
+    let status = |code: &str| StatusCode::from_u16(number(&path, code)).expect("a valid HTTP status code");
+    let (status, retry_after) = match parts.as_slice() {
+        ["status", code, ..] => (status(code), None),
+        ["slow", ms, ..] => {
+            tokio::time::sleep(Duration::from_millis(number(&path, ms))).await;
+            (StatusCode::OK, None)
+        }
+        ["flaky", k, code, ..] if nth <= number(&path, k) => (status(code), None),
+        ["retry-after", k, value, ..] if nth <= number(&path, k) => {
+            let value = match value.strip_prefix("date+") {
+                Some(seconds) => {
+                    httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(number(&path, seconds)))
+                }
+                None => value.to_string(),
+            };
+            (StatusCode::TOO_MANY_REQUESTS, Some(value))
+        }
+        _ => (StatusCode::OK, None),
+    };
+    let mut response = (status, format!("{} for {path}", status.as_u16())).into_response();
+    if let Some(value) = retry_after {
+        response.headers_mut().insert("retry-after", HeaderValue::from_str(&value).unwrap());
+    }
+    *answered.lock().unwrap() = Some(Instant::now());
+    response
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
         let inbox = Inbox::default();
         let app = axum::Router::new().route("/{*path}", any(answer)).with_state(inbox.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        ScriptedReceiver { base, inbox }
+        Receiver { base, inbox }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    pub fn matching(&self, prefix: &str) -> Vec<Hit> {
-        self.inbox.matching(prefix)
-    }
-
-    pub fn all(&self) -> Vec<Hit> {
+    pub fn all(&self) -> Vec<Received> {
         self.inbox.matching("")
     }
 
-    pub async fn wait_for(&self, prefix: &str, count: usize) -> Vec<Hit> {
+    /// Requests whose path starts with `prefix`.
+    pub fn matching(&self, prefix: &str) -> Vec<Received> {
+        self.inbox.matching(prefix)
+    }
+
+    /// Wait until at least `count` requests under `prefix` arrived; panics after PATIENCE.
+    pub async fn wait_for(&self, prefix: &str, count: usize) -> Vec<Received> {
         self.inbox.wait_for(prefix, count).await
     }
 }
@@ -157,16 +182,21 @@ impl Closer {
                         Ok(n) => head.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let nth = recorder.record(Hit {
+                let method = head.split(|&byte| byte == b' ').next().unwrap_or_default();
+                let answered = Arc::new(Mutex::new(None));
+                let nth = recorder.record(Received {
                     path: "close".to_string(),
+                    method: String::from_utf8_lossy(method).into_owned(),
                     headers: HeaderMap::new(),
                     body: Bytes::from(head),
                     arrived: Instant::now(),
+                    answered: answered.clone(),
                 });
                 if nth > k {
                     let _ =
                         socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
                     let _ = socket.shutdown().await;
+                    *answered.lock().unwrap() = Some(Instant::now());
                 }
                 // Dropping the socket closes it: for the first k, before any answer.
             }
@@ -174,11 +204,7 @@ impl Closer {
         Closer { url, inbox }
     }
 
-    pub fn hits(&self) -> Vec<Hit> {
+    pub fn hits(&self) -> Vec<Received> {
         self.inbox.matching("close")
-    }
-
-    pub async fn wait_for(&self, count: usize) -> Vec<Hit> {
-        self.inbox.wait_for("close", count).await
     }
 }

@@ -2,8 +2,6 @@
 //! no scheduled fire and repeat a fire only with its idempotency key; SIGTERM stops within a bounded time; a second
 //! SIGTERM stops at once and the ledger still holds what was unfinished.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use common::{PATIENCE, Receiver, count_status};
 use serde_json::{Value, json};
+
+use crate::harness::{PATIENCE, Receiver, count_status};
 
 /// How long the server stays dead: several fire intervals, so the restart faces a backlog.
 const DOWNTIME: Duration = Duration::from_secs(3);

@@ -7,15 +7,14 @@
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Set `APSCHED_SKIP_BROWSER_TEST=1` to skip on
 //! a machine without them; CI never sets it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::*;
 use serde_json::{Value, json};
+
+use crate::harness::*;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,15 +1,11 @@
 //! `/metrics` scraped and parsed: its counters match what the receiver saw.
 
-mod common;
-#[path = "common/scripted.rs"]
-mod scripted;
-
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use common::{Server, count_status, memory_config};
-use scripted::ScriptedReceiver;
 use serde_json::json;
+
+use crate::harness::{Receiver, Server, count_status, memory_config};
 
 /// Samples by `name{labels}` (labels as written), from Prometheus text; checks every sample has HELP and TYPE.
 fn parse(text: &str) -> BTreeMap<String, f64> {
@@ -35,7 +31,7 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn counters_match_what_the_receiver_saw() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let retry = json!({"max_attempts": 4, "backoff_seconds": 0.1});
     server

@@ -1,5 +1,5 @@
 //! `openapi/openapi.json` is generated from the code; this fails when the two drift.
-//! Regenerate with `UPDATE_OPENAPI=1 cargo test --test openapi`.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test --test it openapi`.
 
 #[test]
 fn the_committed_openapi_file_matches_the_code() {
@@ -11,6 +11,6 @@ fn the_committed_openapi_file_matches_the_code() {
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         committed == generated,
-        "openapi/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test openapi` and commit the result"
+        "openapi/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test it openapi` and commit the result"
     );
 }

@@ -1,13 +1,12 @@
 //! The scheduler end to end: real server, real receiver, real stores; short real intervals with generous bounds.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::json;
+
+use crate::harness::*;
 
 fn interval_job(id: &str, url: &str, seconds: u32) -> serde_json::Value {
     json!({"id": id, "trigger": {"type": "interval", "seconds": seconds}, "action": {"url": url}})
@@ -143,7 +142,7 @@ async fn a_failing_webhook_is_recorded_as_failed() {
     let runs = server.wait_runs("bad", |runs| count_status(runs, "failed") == 1).await;
     assert_eq!(runs[0]["http_status"], 503);
     assert_eq!(runs[0]["attempts"], 1);
-    assert_eq!(runs[0]["response_excerpt"], "received status/503/x");
+    assert_eq!(runs[0]["response_excerpt"], "503 for status/503/x");
     let unreachable = json!({"id": "down", "action": {"url": "http://127.0.0.1:9/nothing", "timeout_seconds": 2}});
     server.post("/v1/jobs", unreachable).await;
     let runs = server.wait_runs("down", |runs| count_status(runs, "failed") == 1).await;

@@ -1,11 +1,10 @@
 //! Run history retention: the scheduler's background pruner keeps each job's newest finished runs
 //! (`[runs] retention_per_job`) and drops runs older than `[runs] retention_seconds`.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{PATIENCE, Receiver, Server, memory_config};
 use serde_json::json;
+
+use crate::harness::{PATIENCE, Receiver, Server, memory_config};
 
 #[tokio::test]
 async fn the_pruner_keeps_each_jobs_newest_runs() {

@@ -1,15 +1,11 @@
 //! `GET /v1/events` read with a real HTTP client while jobs are added, changed, fired and removed: the server-sent
 //! events arrive in order, with masked job data, and filters apply.
 
-mod common;
-#[path = "common/scripted.rs"]
-mod scripted;
-
 use axum::http::StatusCode;
-use common::{PATIENCE, Server, memory_config};
-use scripted::ScriptedReceiver;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::harness::{PATIENCE, Receiver, Server, memory_config};
 
 /// One server-sent event: its `event:` name and `data:` JSON.
 #[derive(Debug, Clone)]
@@ -73,7 +69,7 @@ fn names(events: &[Sse]) -> Vec<&str> {
 
 #[tokio::test]
 async fn the_stream_follows_jobs_from_added_to_removed_and_the_scheduler_to_shutdown() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let mut events = subscribe(&server, "").await;
 
@@ -133,7 +129,7 @@ async fn the_stream_follows_jobs_from_added_to_removed_and_the_scheduler_to_shut
 
 #[tokio::test]
 async fn filters_by_kind_and_job_id_and_max_instances_is_reported() {
-    let receiver = ScriptedReceiver::start().await;
+    let receiver = Receiver::start().await;
     let server = Server::start(memory_config()).await;
     let mut busy = subscribe(&server, "?kind=job_max_instances,job_executed&job_id=busy").await;
     let mut added = subscribe(&server, "?kind=job_added").await;

@@ -1,0 +1,24 @@
+//! The integration tests, as one binary so the crate is linked once: one module per area, sharing `harness` (the
+//! real server, the webhook receiver, PostgreSQL scratch schemas). Everything here runs in one process on parallel
+//! threads: a test must not change process-wide state (environment, working directory) except through
+//! `harness::in_own_process`. Run one area with `cargo test --test it <area>::`.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod crash;
+mod delivery;
+mod differential;
+mod events;
+mod jobs_api;
+mod metrics;
+mod openapi;
+mod postgres;
+mod replicas;
+mod retention;
+mod scheduling;
+mod security;
+mod signatures;
+mod trigger_properties;
+mod ui_browser;
