@@ -12,6 +12,7 @@ mod delivery;
 mod differential;
 mod events;
 mod jobs_api;
+mod library;
 mod metrics;
 mod openapi;
 mod postgres;
