@@ -19,7 +19,6 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, P
 use sqlx::{Arguments, PgConnection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
-use super::recorder::RunRecorder;
 use super::sql::{
     Claim, Dialect, JobRow, JsonColumn, Param, RunRow, SqlStore, Statement, TimeColumn, run_columns, store_error,
 };
@@ -98,26 +97,7 @@ impl PostgresStore {
         let schema = schema.ok_or_else(|| {
             StoreError::Unavailable("no schema to work in: the search_path names none that exists".to_string())
         })?;
-        let recorder = {
-            let pool = pool.clone();
-            RunRecorder::spawn(move |runs| {
-                let pool = pool.clone();
-                async move { save_runs(&pool, &runs).await }
-            })
-        };
-        let dialect = PostgresDialect { options, channel: channel_of(&schema), origin };
-        let store = SqlStore::new(pool, dialect, recorder);
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// Bring the schema up to date; `connect` already does. Replicas starting together take turns (sqlx holds an
-    /// advisory lock while migrating).
-    pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("migrations/postgres").run(&self.pool).await.map_err(|err| match err {
-            sqlx::migrate::MigrateError::Execute(err) => store_error(err),
-            other => StoreError::Corrupt(format!("PostgreSQL schema: {other}")),
-        })
+        SqlStore::open(pool, PostgresDialect { options, channel: channel_of(&schema), origin }).await
     }
 }
 
@@ -247,6 +227,24 @@ impl Dialect for PostgresDialect {
         Ok(())
     }
 
+    /// Replicas starting together take turns (sqlx holds an advisory lock while migrating).
+    async fn migrate(pool: &PgPool) -> StoreResult<()> {
+        sqlx::migrate!("migrations/postgres").run(pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(err) => store_error(err),
+            other => StoreError::Corrupt(format!("PostgreSQL schema: {other}")),
+        })
+    }
+
+    /// In one statement, whatever the batch's size.
+    async fn save_runs(&self, pool: &PgPool, runs: &[Run]) -> StoreResult<HashSet<String>> {
+        let keys: Vec<String> = bind_run_progress_arrays(sqlx::query_scalar(UPDATE_RUNS_SQL), runs)
+            .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(keys.into_iter().collect())
+    }
+
     async fn insert_runs_unless_taken(connection: &mut PgConnection, runs: Vec<Run>) -> StoreResult<Vec<Run>> {
         let actions = runs
             .iter()
@@ -349,16 +347,6 @@ fn bind_run_progress_arrays<'q>(query: PgScalarQuery<'q>, runs: &[Run]) -> PgSca
         )
         .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
         .bind(runs.iter().map(|run| run.response_excerpt.clone()).collect::<Vec<_>>())
-}
-
-/// Save the progress of every run in `runs` in one statement (the recorder's batch); the keys of the runs found.
-async fn save_runs(pool: &PgPool, runs: &[Run]) -> StoreResult<HashSet<String>> {
-    let keys: Vec<String> = bind_run_progress_arrays(sqlx::query_scalar(UPDATE_RUNS_SQL), runs)
-        .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
-    Ok(keys.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::recorder::RunRecorder;
 use super::sql::{
     Claim, Dialect, JobRow, Micros, Param, RUN_PROGRESS_COLUMNS, RunRow, SqlStore, Statement, TimeColumn, run_columns,
     run_params, run_progress_params, store_error, to_json_text,
@@ -78,26 +77,7 @@ impl SqliteStore {
         .connect_with(options)
         .await
         .map_err(store_error)?;
-        let writer = Arc::new(tokio::sync::Mutex::new(()));
-        let recorder = {
-            let (pool, writer) = (pool.clone(), writer.clone());
-            RunRecorder::spawn(move |runs| {
-                let (pool, writer) = (pool.clone(), writer.clone());
-                async move { save_runs(&pool, &writer, &runs).await }
-            })
-        };
-        let store = SqlStore::new(pool, SqliteDialect { writer }, recorder);
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// Bring the schema up to date; `connect` already does, so a fresh file just works.
-    pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await.map_err(|err| match err {
-            sqlx::migrate::MigrateError::Execute(err) => store_error(err),
-            // A schema this build does not know (a newer apsched, or edited migrations).
-            other => StoreError::Corrupt(format!("SQLite schema: {other}")),
-        })
+        SqlStore::open(pool, SqliteDialect { writer: Arc::new(tokio::sync::Mutex::new(())) }).await
     }
 }
 
@@ -188,6 +168,47 @@ impl Dialect for SqliteDialect {
         claim.transaction.commit().await.map_err(store_error)
     }
 
+    /// A fresh file just works.
+    async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+        sqlx::migrate!("migrations/sqlite").run(pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(err) => store_error(err),
+            // A schema this build does not know (a newer apsched, or edited migrations).
+            other => StoreError::Corrupt(format!("SQLite schema: {other}")),
+        })
+    }
+
+    async fn save_runs(&self, pool: &SqlitePool, runs: &[Run]) -> StoreResult<HashSet<String>> {
+        let mut found = HashSet::with_capacity(runs.len());
+        let mut connection = pool.acquire().await.map_err(store_error)?;
+        for chunk in row_chunks(runs) {
+            let sql = format!(
+                "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) \
+                 UPDATE runs SET {set} FROM u WHERE runs.idempotency_key = u.idempotency_key \
+                 AND runs.job_id = u.job_id AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key",
+                columns = RUN_PROGRESS_COLUMNS.join(", "),
+                values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
+                set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
+            );
+            let mut arguments = SqliteArguments::default();
+            for run in chunk {
+                for param in run_progress_params(run).into_iter().chain([Param::Time(run.lease_expires_at)]) {
+                    Self::bind(&mut arguments, param)?;
+                }
+            }
+            // The write lock is taken per statement, not per batch: in a burst the claims are the critical path,
+            // and a claim waiting behind a whole batch of outcomes (milliseconds) held up every fire after it.
+            let _writer = self.writer.lock().await;
+            let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(store_error)?;
+            for row in rows {
+                found.insert(row.try_get(0).map_err(store_error)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn insert_runs_unless_taken(connection: &mut SqliteConnection, runs: Vec<Run>) -> StoreResult<Vec<Run>> {
         let mut taken = HashSet::with_capacity(runs.len());
         for chunk in row_chunks(&runs) {
@@ -258,44 +279,6 @@ fn row_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 fn placeholders(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
-}
-
-/// Save the progress of every run in `runs`, found by its key and its fire (as the memory store finds it); the keys
-/// of the runs found.
-async fn save_runs(
-    pool: &SqlitePool,
-    writer: &tokio::sync::Mutex<()>,
-    runs: &[Run],
-) -> StoreResult<std::collections::HashSet<String>> {
-    let mut found = std::collections::HashSet::with_capacity(runs.len());
-    let mut connection = pool.acquire().await.map_err(store_error)?;
-    for chunk in row_chunks(runs) {
-        let sql = format!(
-            "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) UPDATE runs SET {set} \
-             FROM u WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
-             AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key",
-            columns = RUN_PROGRESS_COLUMNS.join(", "),
-            values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
-            set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
-        );
-        let mut arguments = SqliteArguments::default();
-        for run in chunk {
-            for param in run_progress_params(run).into_iter().chain([Param::Time(run.lease_expires_at)]) {
-                SqliteDialect::bind(&mut arguments, param)?;
-            }
-        }
-        // The write lock is taken per statement, not per batch: in a burst the claims are the critical path, and a
-        // claim waiting behind a whole batch of outcomes (milliseconds) held up every fire after it.
-        let _writer = writer.lock().await;
-        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(store_error)?;
-        for row in rows {
-            found.insert(row.try_get(0).map_err(store_error)?);
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -123,6 +123,11 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<()>;
+    /// Bring the schema up to date (`migrations/<dialect>/`).
+    async fn migrate(pool: &Pool<Self::Db>) -> StoreResult<()>;
+    /// Save the progress of every run in `runs` (the recorder's batch; see `Run::take_progress`), each found by its
+    /// key and its fire, as the memory store finds it; the keys of the runs found.
+    async fn save_runs(&self, pool: &Pool<Self::Db>, runs: &[Run]) -> StoreResult<HashSet<String>>;
     /// Insert `runs` unless their fire is in the ledger already; those inserted, in order (a fire planned twice
     /// goes in, and is returned, once).
     async fn insert_runs_unless_taken(connection: &mut Conn<Self>, runs: Vec<Run>) -> StoreResult<Vec<Run>>;
@@ -235,8 +240,23 @@ impl<D: Dialect> Clone for SqlStore<D> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    pub(in crate::store) fn new(pool: Pool<D::Db>, dialect: D, recorder: RunRecorder) -> SqlStore<D> {
-        SqlStore { pool, dialect, recorder }
+    /// The store over `pool`, migrated.
+    pub(in crate::store) async fn open(pool: Pool<D::Db>, dialect: D) -> StoreResult<SqlStore<D>> {
+        let recorder = {
+            let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
+            RunRecorder::spawn(move |runs| {
+                let (pool, dialect) = (pool.clone(), dialect.clone());
+                async move { dialect.save_runs(&pool, &runs).await }
+            })
+        };
+        let store = SqlStore { pool, dialect, recorder };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Bring the schema up to date; opening the store already does, so a fresh database just works.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        D::migrate(&self.pool).await
     }
 
     /// Close the pool, waiting for connections in use.
