@@ -185,7 +185,7 @@ impl Dialect for PostgresDialect {
         result.rows_affected()
     }
 
-    fn writer(&self) -> Option<&Arc<tokio::sync::Mutex<()>>> {
+    fn writer(&self) -> Option<&tokio::sync::Mutex<()>> {
         None
     }
 

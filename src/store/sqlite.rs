@@ -130,8 +130,8 @@ impl Dialect for SqliteDialect {
         result.rows_affected()
     }
 
-    fn writer(&self) -> Option<&Arc<tokio::sync::Mutex<()>>> {
-        Some(&self.writer)
+    fn writer(&self) -> Option<&tokio::sync::Mutex<()>> {
+        Some(&*self.writer)
     }
 
     fn push_after(sql: &mut Statement<Self>, cursor: &JobCursor) -> StoreResult<()> {

@@ -108,7 +108,7 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     fn bind(arguments: &mut Args<Self>, param: Param<'_, Self::Json>) -> StoreResult<()>;
     fn rows_affected(result: &QueryResult<Self>) -> u64;
     /// Where the writers of a single-writer database take turns; `None` where writers proceed side by side.
-    fn writer(&self) -> Option<&Arc<Mutex<()>>>;
+    fn writer(&self) -> Option<&Mutex<()>>;
     /// Appends the condition "strictly after `cursor` in list order" to a job list.
     fn push_after(statement: &mut Statement<Self>, cursor: &JobCursor) -> StoreResult<()>;
 
@@ -273,6 +273,8 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
+/// The bounds are what sqlx gives every database it drives but cannot state once for all (an executor on the
+/// pool and connections, and the rows this code decodes beyond the dialect's own).
 #[async_trait]
 impl<D: Dialect> JobStore for SqlStore<D>
 where
