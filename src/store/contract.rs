@@ -4,8 +4,15 @@
 //! Each case is a plain async function over `&dyn JobStore`; `store_contract_tests!(module, fixture)` expands them
 //! all into `#[tokio::test]`s against a fresh store per case. Adding a store is one more invocation at the end.
 //! Times are microsecond-precise, the precision every store keeps.
+//!
+//! The SQL stores meet a few more rules, about a database several stores (replicas, or processes on one SQLite
+//! file) share and about rows as the database holds them: those cases take a `SharedDatabase` and
+//! `sql_store_contract_tests!` runs them against SQLite and PostgreSQL.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -850,3 +857,178 @@ pub(crate) async fn prune_respects_its_limit_and_needs_a_rule(store: &dyn JobSto
 store_contract_tests!(memory, memory_fixture());
 store_contract_tests!(sqlite, sqlite_fixture());
 store_contract_tests!(postgres, postgres_fixture());
+
+/// A database several stores share, as replicas (or processes on one SQLite file) share it.
+#[async_trait]
+pub(crate) trait SharedDatabase: Send + Sync {
+    /// One more store on the database, as another process opens it.
+    async fn open(&self) -> Arc<dyn JobStore>;
+    /// Run `sql` on the database itself, as a person with its CLI (or a broken writer) could.
+    async fn execute(&self, sql: &str);
+    /// The one boolean that `sql` selects from one row.
+    async fn fetch_flag(&self, sql: &str) -> bool;
+}
+
+/// A fresh SQLite file.
+struct SqliteFile {
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl SharedDatabase for SqliteFile {
+    async fn open(&self) -> Arc<dyn JobStore> {
+        Arc::new(SqliteStore::connect(&self.url).await.expect("open the SQLite file"))
+    }
+
+    async fn execute(&self, sql: &str) {
+        let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut connection).await.unwrap();
+    }
+
+    async fn fetch_flag(&self, sql: &str) -> bool {
+        let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&mut connection).await.unwrap()
+    }
+}
+
+/// Connections per replica in the shared-database cases: a case's replica makes a call or two at a time.
+const REPLICA_POOL_SIZE: u32 = 4;
+
+#[async_trait]
+impl SharedDatabase for ScratchSchema {
+    async fn open(&self) -> Arc<dyn JobStore> {
+        Arc::new(PostgresStore::connect(&self.url, REPLICA_POOL_SIZE).await.expect("connect to the scratch schema"))
+    }
+
+    async fn execute(&self, sql: &str) {
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut connection).await.unwrap();
+    }
+
+    async fn fetch_flag(&self, sql: &str) -> bool {
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&mut connection).await.unwrap()
+    }
+}
+
+pub(crate) async fn sqlite_database() -> Box<dyn SharedDatabase> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("apsched.db").display());
+    Box::new(SqliteFile { url, _dir: dir })
+}
+
+pub(crate) async fn postgres_database() -> Box<dyn SharedDatabase> {
+    Box::new(ScratchSchema::create().await)
+}
+
+/// Expands every SQL-store case into a multi-threaded `#[tokio::test]` (the replicas' calls really run at once)
+/// in a module `$module`, each against a fresh database from `$database`.
+macro_rules! sql_store_contract_tests {
+    ($module:ident, $database:expr) => {
+        sql_store_contract_tests!(@cases $module, $database, [
+            concurrent_replicas_never_share_a_fire,
+            max_instances_counts_the_runs_every_replica_has_in_hand,
+            times_finer_than_a_microsecond_are_truncated,
+            an_unreadable_due_job_is_parked_and_the_others_still_claimed,
+        ]);
+    };
+    (@cases $module:ident, $database:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let database = $database.await;
+                    $crate::store::contract::$case(database.as_ref()).await;
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) async fn concurrent_replicas_never_share_a_fire(database: &dyn SharedDatabase) {
+    const JOBS: i64 = 60;
+    let replicas = [database.open().await, database.open().await, database.open().await];
+    for index in 0..JOBS {
+        replicas[0].add_job(&job(&format!("job-{index:02}"), Some(at(-index))), false).await.unwrap();
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(replicas.len()));
+    let claimers = replicas.clone().map(|store| {
+        let start = start.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            let mut fires = Vec::new();
+            loop {
+                // Small batches, so the claimers interleave many times.
+                let batch = store.claim_due(at(0), 3, at(30), &Advance { step: Duration::hours(1) }).await.unwrap();
+                if batch.is_empty() {
+                    return fires;
+                }
+                fires.extend(batch.into_iter().map(|run| (run.job_id, run.scheduled_time)));
+            }
+        })
+    });
+    let mut all_fires = Vec::new();
+    for claimer in claimers {
+        all_fires.extend(claimer.await.unwrap());
+    }
+    let distinct: HashSet<_> = all_fires.iter().cloned().collect();
+    assert_eq!(distinct.len(), all_fires.len(), "a fire was claimed twice: {all_fires:?}");
+    assert_eq!(all_fires.len(), JOBS as usize, "every due fire was claimed once");
+    for index in 0..JOBS {
+        let runs = replicas[1].list_runs(&format!("job-{index:02}"), &all_runs()).await.unwrap();
+        assert_eq!(runs.len(), 1);
+    }
+}
+
+/// Records the active runs the claim reports, and plans one pending fire.
+struct CountActive(Mutex<Vec<u32>>);
+
+impl Planner for CountActive {
+    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+        self.0.lock().unwrap().push(active_runs);
+        let scheduled = job.next_run_time.unwrap();
+        FirePlan {
+            runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
+            next_run_time: Some(scheduled + Duration::seconds(1)),
+        }
+    }
+}
+
+pub(crate) async fn max_instances_counts_the_runs_every_replica_has_in_hand(database: &dyn SharedDatabase) {
+    let (first, second) = (database.open().await, database.open().await);
+    first.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    let planner = CountActive(Mutex::new(Vec::new()));
+    assert_eq!(first.claim_due(at(0), 10, at(30), &planner).await.unwrap().len(), 1);
+    assert_eq!(second.claim_due(at(1), 10, at(31), &planner).await.unwrap().len(), 1);
+    assert_eq!(*planner.0.lock().unwrap(), [0, 1], "the second replica sees the first one's pending fire");
+}
+
+pub(crate) async fn times_finer_than_a_microsecond_are_truncated(database: &dyn SharedDatabase) {
+    let store = database.open().await;
+    store.add_job(&job("a", Some(at(0) + Duration::nanoseconds(999))), false).await.unwrap();
+    assert_eq!(store.get_job("a").await.unwrap().unwrap().next_run_time, Some(at(0)));
+    let late = Run { created_at: at(0) + Duration::nanoseconds(1), ..run("a", at(0), RunStatus::Pending) };
+    store.insert_run(&late).await.unwrap();
+    let stored = store.list_runs("a", &RunQuery { status: None, after: None, limit: 10 }).await.unwrap();
+    assert_eq!(stored[0].created_at, at(0));
+}
+
+pub(crate) async fn an_unreadable_due_job_is_parked_and_the_others_still_claimed(database: &dyn SharedDatabase) {
+    let store = database.open().await;
+    store.add_job(&job("bad", Some(at(-10))), false).await.unwrap();
+    store.add_job(&job("good", Some(at(-5))), false).await.unwrap();
+    database.execute("UPDATE jobs SET trigger = '{\"type\": \"sundial\"}' WHERE id = 'bad'").await;
+
+    let claimed = store.claim_due(at(0), 10, at(30), &every_minute()).await.unwrap();
+    assert_eq!(claimed.iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert!(matches!(store.get_job("bad").await, Err(StoreError::Corrupt(_))));
+    let parked = database.fetch_flag("SELECT next_run_time IS NULL FROM jobs WHERE id = 'bad'").await;
+    assert!(parked, "kept for a person to inspect, no longer due");
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(55)));
+}
+
+sql_store_contract_tests!(sqlite_shared, sqlite_database());
+sql_store_contract_tests!(postgres_shared, postgres_database());

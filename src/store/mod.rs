@@ -1,5 +1,6 @@
 //! Job stores: where jobs and the run ledger live. `memory` for tests and throwaway schedules, `sqlite` the
-//! embedded default, `postgres` for production and replicas.
+//! embedded default, `postgres` for production and replicas; the two SQL stores share `sql` and differ only in
+//! their dialect.
 //!
 //! No SQL and no `sqlx::Error` above this module: stores speak `StoreError`. The scheduler's rules (misfire,
 //! coalesce, max_instances, the next run time) are a `Planner` the store calls *inside* its claim transaction, so
@@ -8,6 +9,7 @@
 pub mod memory;
 pub mod postgres;
 pub mod recorder;
+mod sql;
 pub mod sqlite;
 
 #[cfg(test)]

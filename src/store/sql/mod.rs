@@ -1,0 +1,532 @@
+//! What the SQL stores share, written once: `SqlStore<D>` is the `JobStore` of every SQL database, with the claim
+//! algorithm, the row conversion, the run queries, leases and pruning. A `Dialect` holds only what differs: how
+//! its columns hold times and JSON, the statements tuned to its indexes, how a claim takes its lock, the ledger's
+//! batched writes, and how replicas hear of each other's changes. Adding a SQL store is one file: its dialect.
+//!
+//! The shared statements number their parameters (`$1`); SQLite reads such names by number as PostgreSQL does.
+
+mod rows;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Arguments, Database, Executor, FromRow, IntoArguments, Pool, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+pub use rows::{
+    JobRow, JsonColumn, Micros, Param, RUN_PROGRESS_COLUMNS, Record, RunRow, TimeColumn, is_unique_violation, limit_of,
+    narrow, run_params, run_progress_params, store_error, to_json_text,
+};
+
+use super::recorder::RunRecorder;
+use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
+use crate::job::{Job, Run};
+use rows::{job_params, models};
+
+pub type DbRow<D> = <<D as Dialect>::Db as Database>::Row;
+pub type Args<D> = <<D as Dialect>::Db as Database>::Arguments;
+pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+pub type QueryResult<D> = <<D as Dialect>::Db as Database>::QueryResult;
+
+/// The columns of `runs` in table order, as `run_params` binds them.
+macro_rules! run_columns {
+    () => {
+        "idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
+         duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, created_at"
+    };
+}
+pub(crate) use run_columns;
+
+/// An insert of every column of `jobs` in table order, as `job_params` binds them, then `$tail`.
+macro_rules! insert_job_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, ",
+            "jobstore, next_run_time, paused, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            $tail
+        )
+    };
+}
+
+const INSERT_JOB_SQL: &str = insert_job_sql!("");
+/// Every column but created_at, which the replaced job keeps.
+const REPLACE_JOB_SQL: &str = insert_job_sql!(
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, trigger = excluded.trigger, action = excluded.action, \
+     coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
+     misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, jobstore = excluded.jobstore, \
+     next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at"
+);
+const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
+    max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
+    created_at = $12, updated_at = $13 WHERE id = $1";
+const INSERT_RUN_SQL: &str = concat!(
+    "INSERT INTO runs (",
+    run_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+);
+/// Each job's finished runs beyond its newest `$1` by scheduled time, at most `$2` of them.
+const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM \
+    (SELECT idempotency_key, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_time DESC) AS newer \
+    FROM runs WHERE status NOT IN ('pending', 'running')) AS ranked WHERE newer > $1 LIMIT $2)";
+
+/// What one SQL database does its own way. The statements' parameters are listed in their docs, in order.
+#[async_trait]
+pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
+    type Db: Database;
+    /// How its columns hold a time.
+    type Time: TimeColumn + Send + Unpin;
+    /// How its columns hold a JSON document.
+    type Json: JsonColumn + Send;
+    type JobRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Job> + Send + Unpin;
+    type RunRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Run> + Send + Unpin;
+
+    /// Which store this dialect makes (PostgreSQL may be shared by replicas; SQLite belongs to one process).
+    const KIND: super::StoreType;
+    /// The list order's key, verbatim as in the `jobs_list_order` index so the database uses it.
+    const LIST_ORDER_KEY: &'static str;
+    /// The earliest next_run_time of an unpaused job, from the `jobs_due` index.
+    const EARLIEST_NEXT_RUN_TIME_SQL: &'static str;
+    /// The claim's jobs: unpaused, due at now (`$1`), earliest first, at most `$2`.
+    const CLAIM_DUE_SQL: &'static str;
+    /// (job id, how many of its runs are pending or running) of the jobs whose ids are `$1` (`Param::Keys`).
+    const ACTIVE_RUNS_SQL: &'static str;
+    /// Delete the jobs whose ids are `$1` (`Param::Keys`).
+    const DELETE_JOBS_SQL: &'static str;
+    /// Lease until `$1` every unfinished run whose lease expired before `$2` (or that has none), returning them;
+    /// one statement, so that two takers cannot both take a run.
+    const TAKE_EXPIRED_RUNS_SQL: &'static str;
+    /// Lease until `$1` the unfinished runs whose idempotency keys are `$2` (`Param::Keys`).
+    const EXTEND_LEASES_SQL: &'static str;
+    /// Delete finished runs whose `finished_at` (else `created_at`) is before `$1`, at most `$2` of them.
+    const PRUNE_BY_AGE_SQL: &'static str;
+    /// How a transaction that reads before it writes begins.
+    const BEGIN_WRITE: &'static str;
+
+    fn bind(arguments: &mut Args<Self>, param: Param<'_, Self::Json>) -> StoreResult<()>;
+    fn rows_affected(result: &QueryResult<Self>) -> u64;
+    /// Where the writers of a single-writer database take turns; `None` where writers proceed side by side.
+    fn writer(&self) -> Option<&Mutex<()>>;
+    /// Appends the condition "strictly after `cursor` in list order" to a job list.
+    fn push_after(statement: &mut Statement<Self>, cursor: &JobCursor) -> StoreResult<()>;
+
+    /// Open a claim's transaction, holding what keeps other claimers off its jobs; `None` when nothing is due at
+    /// `now` and there is nothing to claim.
+    async fn begin_claim(&self, pool: &Pool<Self::Db>, now: DateTime<Utc>) -> StoreResult<Option<Claim<'_, Self>>>;
+    /// End a claim that took no job (its limit was 0, or another claimer holds the due ones).
+    async fn end_empty_claim(
+        &self,
+        pool: &Pool<Self::Db>,
+        claim: Claim<'_, Self>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<()>;
+    /// Bring the schema up to date (`migrations/<dialect>/`).
+    async fn migrate(pool: &Pool<Self::Db>) -> StoreResult<()>;
+    /// Save the progress of every run in `runs` (the recorder's batch; see `Run::take_progress`), each found by its
+    /// key and its fire, as the memory store finds it; the keys of the runs found.
+    async fn save_runs(&self, pool: &Pool<Self::Db>, runs: &[Run]) -> StoreResult<HashSet<String>>;
+    /// Insert `runs` unless their fire is in the ledger already; those inserted, in order (a fire planned twice
+    /// goes in, and is returned, once).
+    async fn insert_runs_unless_taken(connection: &mut Conn<Self>, runs: Vec<Run>) -> StoreResult<Vec<Run>>;
+    /// Set each job's next run time; `None` parks it.
+    async fn advance_jobs(connection: &mut Conn<Self>, jobs: &[(String, Option<DateTime<Utc>>)]) -> StoreResult<()>;
+
+    /// See `JobStore::watch_changes`; a database only this process writes to has nothing to watch.
+    async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = (stop, wake);
+    }
+}
+
+/// A claim in progress: its transaction and, on a single-writer database, the writer's turn, held to the end.
+pub struct Claim<'a, D: Dialect> {
+    pub transaction: Transaction<'static, D::Db>,
+    pub turn: Option<MutexGuard<'a, ()>>,
+}
+
+/// A statement built a piece at a time, each parameter's placeholder written as its database spells it.
+pub struct Statement<D: Dialect> {
+    pub sql: String,
+    pub arguments: Args<D>,
+}
+
+impl<D: Dialect> Statement<D> {
+    pub fn new(sql: impl Into<String>) -> Statement<D> {
+        Statement { sql: sql.into(), arguments: Args::<D>::default() }
+    }
+
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    pub fn param(&mut self, param: Param<'_, D::Json>) -> StoreResult<&mut Self> {
+        D::bind(&mut self.arguments, param)?;
+        // The placeholder names the parameter just added (`$3`), or is `?`. Writing to a String cannot fail.
+        let _ = self.arguments.format_placeholder(&mut self.sql);
+        Ok(self)
+    }
+}
+
+/// The arguments of a statement whose placeholders are written in.
+pub fn arguments<'a, D: Dialect>(params: impl IntoIterator<Item = Param<'a, D::Json>>) -> StoreResult<Args<D>> {
+    let mut arguments = Args::<D>::default();
+    for param in params {
+        D::bind(&mut arguments, param)?;
+    }
+    Ok(arguments)
+}
+
+/// `prefix` is empty, or `EXPLAIN …` for the tests that check an index serves the query.
+pub fn list_jobs_statement<D: Dialect>(prefix: &str, query: &JobQuery) -> StoreResult<Statement<D>> {
+    let mut sql = Statement::new(format!("{prefix}SELECT * FROM jobs WHERE TRUE"));
+    if let Some(paused) = query.paused {
+        sql.push(" AND paused = ").param(Param::Bool(paused))?;
+    }
+    if let Some(cursor) = &query.after {
+        D::push_after(&mut sql, cursor)?;
+    }
+    sql.push(&format!(" ORDER BY {}, id LIMIT ", D::LIST_ORDER_KEY)).param(Param::Int(Some(limit_of(query.limit))))?;
+    Ok(sql)
+}
+
+pub fn list_runs_statement<D: Dialect>(prefix: &str, job_id: &str, query: &RunQuery) -> StoreResult<Statement<D>> {
+    let mut sql = Statement::new(format!("{prefix}SELECT * FROM runs WHERE job_id = "));
+    sql.param(Param::Text(Some(job_id)))?;
+    if let Some(status) = query.status {
+        sql.push(" AND status = ").param(Param::Text(Some(status.as_str())))?;
+    }
+    if let Some(cursor) = &query.after {
+        sql.push(" AND (scheduled_time, idempotency_key) < (").param(Param::Time(Some(cursor.scheduled_time)))?;
+        sql.push(", ").param(Param::Text(Some(&cursor.idempotency_key)))?.push(")");
+    }
+    // A job has one run per scheduled time, so the time alone orders its history.
+    sql.push(" ORDER BY scheduled_time DESC LIMIT ").param(Param::Int(Some(limit_of(query.limit))))?;
+    Ok(sql)
+}
+
+/// Each of the run's times as its store will hold it, so that what a claim returns equals what the ledger holds.
+fn as_stored<Time: TimeColumn>(run: &mut Run) {
+    run.scheduled_time = Time::stored(run.scheduled_time);
+    run.started_at = run.started_at.map(Time::stored);
+    run.finished_at = run.finished_at.map(Time::stored);
+    run.lease_expires_at = run.lease_expires_at.map(Time::stored);
+    run.created_at = Time::stored(run.created_at);
+}
+
+fn run_conflict(run: &Run) -> StoreError {
+    StoreError::Conflict(format!(
+        "a run of {:?} at {} (or key {:?}) exists",
+        run.job_id, run.scheduled_time, run.idempotency_key
+    ))
+}
+
+/// A job store over a SQL database; `D` says which (`SqliteStore`, `PostgresStore`).
+#[derive(Debug)]
+pub struct SqlStore<D: Dialect> {
+    pub(in crate::store) pool: Pool<D::Db>,
+    pub(in crate::store) dialect: D,
+    /// `update_run` hands its run to the recorder, which writes all waiting ones in one statement.
+    recorder: RunRecorder,
+}
+
+/// By hand: a derive would ask that the database type itself be `Clone`.
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        SqlStore { pool: self.pool.clone(), dialect: self.dialect.clone(), recorder: self.recorder.clone() }
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// The store over `pool`, migrated.
+    pub(in crate::store) async fn start(pool: Pool<D::Db>, dialect: D) -> StoreResult<SqlStore<D>> {
+        let recorder = {
+            let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
+            RunRecorder::spawn(move |runs| {
+                let (pool, dialect) = (pool.clone(), dialect.clone());
+                async move { dialect.save_runs(&pool, &runs).await }
+            })
+        };
+        let store = SqlStore { pool, dialect, recorder };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Bring the schema up to date; opening the store already does, so a fresh database just works.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        D::migrate(&self.pool).await
+    }
+
+    /// Close the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The writer's turn, on a single-writer database.
+    async fn turn(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.dialect.writer() {
+            Some(writer) => Some(writer.lock().await),
+            None => None,
+        }
+    }
+}
+
+/// The bounds are what sqlx gives every database it drives but cannot state once for all (an executor on the
+/// pool and connections, and the rows this code decodes beyond the dialect's own).
+#[async_trait]
+impl<D: Dialect> JobStore for SqlStore<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+    (i64,): for<'r> FromRow<'r, DbRow<D>>,
+    (D::Time,): for<'r> FromRow<'r, DbRow<D>>,
+    (String, i64): for<'r> FromRow<'r, DbRow<D>>,
+{
+    fn kind(&self) -> super::StoreType {
+        D::KIND
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
+        let sql = if replace_existing { REPLACE_JOB_SQL } else { INSERT_JOB_SQL };
+        let arguments = arguments::<D>(job_params(job)?)?;
+        let _turn = self.turn().await;
+        match sqlx::query_with(sql, arguments).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!("job {:?} exists", job.id))),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    async fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let arguments = arguments::<D>(job_params(job)?)?;
+        let _turn = self.turn().await;
+        let result = sqlx::query_with(UPDATE_JOB_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
+        if D::rows_affected(&result) == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        let arguments = arguments::<D>([Param::Text(Some(id))])?;
+        let row: Option<D::JobRow> = sqlx::query_as_with("SELECT * FROM jobs WHERE id = $1", arguments)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(Record::into_model).transpose()
+    }
+
+    async fn remove_job(&self, id: &str) -> StoreResult<bool> {
+        let arguments = arguments::<D>([Param::Text(Some(id))])?;
+        let _turn = self.turn().await;
+        let result = sqlx::query_with("DELETE FROM jobs WHERE id = $1", arguments)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(D::rows_affected(&result) > 0)
+    }
+
+    async fn remove_all_jobs(&self) -> StoreResult<u64> {
+        let _turn = self.turn().await;
+        let result = sqlx::query("DELETE FROM jobs").execute(&self.pool).await.map_err(store_error)?;
+        Ok(D::rows_affected(&result))
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
+        let Statement { sql, arguments } = list_jobs_statement::<D>("", query)?;
+        let rows: Vec<D::JobRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn count_jobs(&self) -> StoreResult<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(store_error)?;
+        narrow(count, "job count")
+    }
+
+    async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let earliest: Option<D::Time> =
+            sqlx::query_scalar(D::EARLIEST_NEXT_RUN_TIME_SQL).fetch_optional(&self.pool).await.map_err(store_error)?;
+        earliest.map(|time| time.into_time("next_run_time")).transpose()
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        planner: &dyn Planner,
+    ) -> StoreResult<Vec<Run>> {
+        let (now, lease_until) = (D::Time::stored(now), D::Time::stored(lease_until));
+        let Some(mut claim) = self.dialect.begin_claim(&self.pool, now).await? else {
+            return Ok(Vec::new());
+        };
+        let due: Vec<D::JobRow> = sqlx::query_as_with(
+            D::CLAIM_DUE_SQL,
+            arguments::<D>([Param::Time(Some(now)), Param::Int(Some(limit_of(limit)))])?,
+        )
+        .fetch_all(&mut *claim.transaction)
+        .await
+        .map_err(store_error)?;
+        if due.is_empty() {
+            self.dialect.end_empty_claim(&self.pool, claim, now, limit).await?;
+            return Ok(Vec::new());
+        }
+
+        let mut jobs = Vec::with_capacity(due.len());
+        let mut advanced = Vec::with_capacity(due.len());
+        for row in due {
+            let id = row.key().to_string();
+            match row.into_model() {
+                Ok(job) => jobs.push(job),
+                Err(err) => {
+                    // A row that cannot be read can never be planned; left due, it would hold the head of every
+                    // claim and wake the scheduler in a loop. Park it (no next run time) and leave it for a person.
+                    tracing::error!(job_id = %id, error = %err, "unreadable job parked: next_run_time cleared");
+                    advanced.push((id, None));
+                }
+            }
+        }
+        let active: HashMap<String, i64> = if jobs.is_empty() {
+            HashMap::new()
+        } else {
+            let ids = Param::Keys(jobs.iter().map(|job| job.id.as_str()).collect());
+            sqlx::query_as_with(D::ACTIVE_RUNS_SQL, arguments::<D>([ids])?)
+                .fetch_all(&mut *claim.transaction)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .collect()
+        };
+        let mut planned = Vec::new();
+        let mut finished = Vec::new();
+        for job in &jobs {
+            let active_runs = active.get(&job.id).copied().unwrap_or(0);
+            let FirePlan { runs, next_run_time } =
+                planner.plan(job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
+            for mut run in runs {
+                if run.status.is_unfinished() {
+                    run.lease_expires_at = Some(lease_until);
+                }
+                as_stored::<D::Time>(&mut run);
+                planned.push(run);
+            }
+            match next_run_time {
+                Some(next) => advanced.push((job.id.clone(), Some(next))),
+                None => finished.push(job.id.as_str()),
+            }
+        }
+        // Every inserted run, in plan order: the scheduler delivers the pending ones and reports the rest.
+        let inserted = if planned.is_empty() {
+            Vec::new()
+        } else {
+            D::insert_runs_unless_taken(&mut claim.transaction, planned).await?
+        };
+        if !advanced.is_empty() {
+            D::advance_jobs(&mut claim.transaction, &advanced).await?;
+        }
+        if !finished.is_empty() {
+            sqlx::query_with(D::DELETE_JOBS_SQL, arguments::<D>([Param::Keys(finished)])?)
+                .execute(&mut *claim.transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        claim.transaction.commit().await.map_err(store_error)?;
+        Ok(inserted)
+    }
+
+    async fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        let arguments = arguments::<D>(run_params(run)?)?;
+        let _turn = self.turn().await;
+        match sqlx::query_with(INSERT_RUN_SQL, arguments).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(run_conflict(run)),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    async fn update_run(&self, run: &Run) -> StoreResult<()> {
+        self.recorder.record(run).await
+    }
+
+    async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
+        let arguments = arguments::<D>([Param::Time(Some(lease_until)), Param::Time(Some(now))])?;
+        let _turn = self.turn().await;
+        let rows: Vec<D::RunRow> = sqlx::query_as_with(D::TAKE_EXPIRED_RUNS_SQL, arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let mut runs = models(rows)?;
+        // RETURNING has no order; hand them back oldest fire first, as they are due.
+        runs.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
+        Ok(runs)
+    }
+
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()> {
+        if idempotency_keys.is_empty() {
+            return Ok(());
+        }
+        let keys = Param::Keys(idempotency_keys.iter().map(String::as_str).collect());
+        let arguments = arguments::<D>([Param::Time(Some(lease_until)), keys])?;
+        let _turn = self.turn().await;
+        sqlx::query_with(D::EXTEND_LEASES_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {
+        let Statement { sql, arguments } = list_runs_statement::<D>("", job_id, query)?;
+        let rows: Vec<D::RunRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64> {
+        let mut left = limit_of(prune.limit);
+        if left == 0 || (prune.finished_before.is_none() && prune.keep_per_job.is_none()) {
+            return Ok(0);
+        }
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        let mut deleted = 0;
+        if let Some(cutoff) = prune.finished_before {
+            let arguments = arguments::<D>([Param::Time(Some(cutoff)), Param::Int(Some(left))])?;
+            let result = sqlx::query_with(D::PRUNE_BY_AGE_SQL, arguments)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            deleted += D::rows_affected(&result);
+            left -= i64::try_from(D::rows_affected(&result)).unwrap_or(left);
+        }
+        if let Some(keep) = prune.keep_per_job
+            && left > 0
+        {
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let arguments = arguments::<D>([Param::Int(Some(keep)), Param::Int(Some(left))])?;
+            let result = sqlx::query_with(PRUNE_BY_COUNT_SQL, arguments)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            deleted += D::rows_affected(&result);
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(deleted)
+    }
+
+    async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.dialect.watch_changes(stop, wake).await;
+    }
+}

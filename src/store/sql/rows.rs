@@ -1,0 +1,292 @@
+//! Rows as the SQL stores read them and write them: the columns of `jobs` and `runs` in the order the statements
+//! name them, errors mapped to `StoreError`, and the conversion to and from `Job` and `Run`. A dialect only says
+//! how its columns hold a time and a JSON document (`TimeColumn`, `JsonColumn`).
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::FromRow;
+
+use crate::job::{Job, Run, RunStatus};
+use crate::store::{StoreError, StoreResult};
+
+/// A row that does not decode is `Corrupt`; anything else means the store could not do the work now and the
+/// caller retries. (Unique violations are told apart where they can happen, to say what exists.)
+pub fn store_error(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+pub fn narrow<T: TryFrom<i64>>(value: i64, column: &str) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column}: {value} is out of range")))
+}
+
+pub fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub fn to_json_text<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(format!("cannot encode {what}: {err}")))
+}
+
+/// How a dialect's columns hold a time.
+pub trait TimeColumn: Sized {
+    fn from_time(time: DateTime<Utc>) -> Self;
+    fn into_time(self, column: &str) -> StoreResult<DateTime<Utc>>;
+
+    /// `time` as it reads back once stored: what the column keeps of it.
+    fn stored(time: DateTime<Utc>) -> DateTime<Utc> {
+        Self::from_time(time).into_time("time").unwrap_or(time)
+    }
+}
+
+/// timestamptz (and the like) keeps microseconds; truncating when writing makes what a store returns equal what
+/// it holds.
+impl TimeColumn for DateTime<Utc> {
+    fn from_time(time: DateTime<Utc>) -> Self {
+        time.trunc_subsecs(6)
+    }
+
+    fn into_time(self, _column: &str) -> StoreResult<DateTime<Utc>> {
+        Ok(self)
+    }
+}
+
+/// Microseconds since the Unix epoch in an integer column: they sort as times do and round-trip `DateTime<Utc>`
+/// exactly at microsecond precision; anything finer is truncated when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Micros(pub i64);
+
+impl TimeColumn for Micros {
+    fn from_time(time: DateTime<Utc>) -> Self {
+        Micros(time.timestamp_micros())
+    }
+
+    fn into_time(self, column: &str) -> StoreResult<DateTime<Utc>> {
+        DateTime::from_timestamp_micros(self.0)
+            .ok_or_else(|| StoreError::Corrupt(format!("{column}: {} µs is not a representable time", self.0)))
+    }
+}
+
+/// How a dialect's columns hold a JSON document (a job's trigger and action, a run's action).
+pub trait JsonColumn: Sized {
+    fn encode<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<Self>;
+    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T>;
+}
+
+/// JSON as text.
+impl JsonColumn for String {
+    fn encode<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<Self> {
+        to_json_text(value, what)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T> {
+        serde_json::from_str(&self).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+    }
+}
+
+/// A JSON type of the database's own (jsonb).
+impl JsonColumn for serde_json::Value {
+    fn encode<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<Self> {
+        serde_json::to_value(value).map_err(|err| StoreError::Corrupt(format!("cannot encode {what}: {err}")))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T> {
+        serde_json::from_value(self).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+    }
+}
+
+/// A stored row before it is checked: `key` names it in the errors of `into_model` and when it is unreadable.
+pub trait Record: Sized {
+    type Model;
+    fn key(&self) -> &str;
+    fn into_model(self) -> StoreResult<Self::Model>;
+}
+
+#[derive(FromRow)]
+pub struct JobRow<Time, Json> {
+    id: String,
+    name: Option<String>,
+    trigger: Json,
+    action: Json,
+    coalesce: bool,
+    max_instances: i64,
+    misfire_grace_time: Option<i64>,
+    executor: String,
+    jobstore: String,
+    next_run_time: Option<Time>,
+    paused: bool,
+    created_at: Time,
+    updated_at: Time,
+}
+
+impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
+    type Model = Job;
+
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn into_model(self) -> StoreResult<Job> {
+        let what = |column: &str| format!("job {:?} {column}", self.id);
+        Ok(Job {
+            trigger: self.trigger.decode(&what("trigger"))?,
+            action: self.action.decode(&what("action"))?,
+            max_instances: narrow(self.max_instances, &what("max_instances"))?,
+            misfire_grace_time: self
+                .misfire_grace_time
+                .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
+                .transpose()?,
+            next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
+            created_at: self.created_at.into_time(&what("created_at"))?,
+            updated_at: self.updated_at.into_time(&what("updated_at"))?,
+            name: self.name,
+            coalesce: self.coalesce,
+            executor: self.executor,
+            jobstore: self.jobstore,
+            paused: self.paused,
+            id: self.id,
+        })
+    }
+}
+
+/// `Status` is the integer type of the `http_status` column.
+#[derive(FromRow)]
+pub struct RunRow<Time, Json, Status> {
+    idempotency_key: String,
+    job_id: String,
+    scheduled_time: Time,
+    status: String,
+    attempts: i64,
+    started_at: Option<Time>,
+    finished_at: Option<Time>,
+    http_status: Option<Status>,
+    duration_ms: Option<i64>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+    action: Json,
+    executor: String,
+    timezone: String,
+    lease_expires_at: Option<Time>,
+    created_at: Time,
+}
+
+impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Time, Json, Status> {
+    type Model = Run;
+
+    fn key(&self) -> &str {
+        &self.idempotency_key
+    }
+
+    fn into_model(self) -> StoreResult<Run> {
+        let what = |column: &str| format!("run {:?} {column}", self.idempotency_key);
+        let optional_time =
+            |time: Option<Time>, column: &str| time.map(|time| time.into_time(&what(column))).transpose();
+        Ok(Run {
+            scheduled_time: self.scheduled_time.into_time(&what("scheduled_time"))?,
+            status: RunStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("status"), self.status)))?,
+            attempts: narrow(self.attempts, &what("attempts"))?,
+            started_at: optional_time(self.started_at, "started_at")?,
+            finished_at: optional_time(self.finished_at, "finished_at")?,
+            http_status: self.http_status.map(|status| narrow(status.into(), &what("http_status"))).transpose()?,
+            duration_ms: self.duration_ms.map(|ms| narrow(ms, &what("duration_ms"))).transpose()?,
+            action: self.action.decode(&what("action"))?,
+            lease_expires_at: optional_time(self.lease_expires_at, "lease_expires_at")?,
+            created_at: self.created_at.into_time(&what("created_at"))?,
+            idempotency_key: self.idempotency_key,
+            job_id: self.job_id,
+            error: self.error,
+            response_excerpt: self.response_excerpt,
+            executor: self.executor,
+            timezone: self.timezone,
+        })
+    }
+}
+
+pub fn models<R: Record>(rows: Vec<R>) -> StoreResult<Vec<R::Model>> {
+    rows.into_iter().map(Record::into_model).collect()
+}
+
+/// A parameter of a statement; the dialect binds it in its own column types (`Dialect::bind`).
+pub enum Param<'a, Json> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    /// A 4-byte integer column (`http_status`).
+    Int32(Option<i32>),
+    Bool(bool),
+    Time(Option<DateTime<Utc>>),
+    Json(Json),
+    /// Several keys (job ids, idempotency keys) as one parameter, for `IN` or `= ANY`.
+    Keys(Vec<&'a str>),
+}
+
+/// Every column of `jobs` in table order (`job_columns!`).
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 13]> {
+    Ok([
+        Param::Text(Some(&job.id)),
+        Param::Text(job.name.as_deref()),
+        Param::Json(Json::encode(&job.trigger, "trigger")?),
+        Param::Json(Json::encode(&job.action, "action")?),
+        Param::Bool(job.coalesce),
+        Param::Int(Some(i64::from(job.max_instances))),
+        Param::Int(job.misfire_grace_time.map(i64::from)),
+        Param::Text(Some(&job.executor)),
+        Param::Text(Some(&job.jobstore)),
+        Param::Time(job.next_run_time),
+        Param::Bool(job.paused),
+        Param::Time(Some(job.created_at)),
+        Param::Time(Some(job.updated_at)),
+    ])
+}
+
+/// The columns that find a run (its key and fire) and its progress before its lease: the first eleven of
+/// `run_columns!`, and of what the recorder saves.
+pub fn run_progress_params<Json>(run: &Run) -> [Param<'_, Json>; 11] {
+    [
+        Param::Text(Some(&run.idempotency_key)),
+        Param::Text(Some(&run.job_id)),
+        Param::Time(Some(run.scheduled_time)),
+        Param::Text(Some(run.status.as_str())),
+        Param::Int(Some(i64::from(run.attempts))),
+        Param::Time(run.started_at),
+        Param::Time(run.finished_at),
+        Param::Int32(run.http_status.map(i32::from)),
+        // Beyond i64::MAX ms (292 million years) nothing is lost by saturating.
+        Param::Int(run.duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))),
+        Param::Text(run.error.as_deref()),
+        Param::Text(run.response_excerpt.as_deref()),
+    ]
+}
+
+/// Every column of `runs` in table order (`run_columns!`).
+pub fn run_params<Json: JsonColumn>(run: &Run) -> StoreResult<impl Iterator<Item = Param<'_, Json>>> {
+    let rest = [
+        Param::Json(Json::encode(&run.action, "run action")?),
+        Param::Text(Some(&run.executor)),
+        Param::Text(Some(&run.timezone)),
+        Param::Time(run.lease_expires_at),
+        Param::Time(Some(run.created_at)),
+    ];
+    Ok(run_progress_params(run).into_iter().chain(rest))
+}
+
+/// The columns of a run's progress after the three that find it (`run_progress_params` and the lease).
+pub const RUN_PROGRESS_COLUMNS: [&str; 9] = [
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "http_status",
+    "duration_ms",
+    "error",
+    "response_excerpt",
+    "lease_expires_at",
+];
