@@ -1,30 +1,16 @@
-//! Configuration: a TOML file (`--config`), `APSCHED_…` environment variables, command-line flags, merged in that
-//! order and validated once at start-up. Read-only after start.
+//! Loading configuration: a TOML file (`--config`), `APSCHED_…` environment variables and command-line flags,
+//! merged over the defaults in that order and validated once at start-up. Read-only after start.
 //!
-//! Each section's type, defaults and checks belong to the component it configures (`[jobstores]` to `store`,
-//! `[api]` to `api`, …): this module only loads the sections, merges them into `Config` and has each validate
-//! itself, so configuration depends on the components and never the other way round.
+//! The sections themselves (their types, defaults and checks) belong to the components they configure, and
+//! `settings::Config` composes them: this module knows how to load any such composition and nothing of the
+//! components, so every arrow points away from it.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
-use chrono_tz::Tz;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
-
-pub use crate::action::WebhookSettings;
-pub use crate::api::ApiSettings;
-pub use crate::executor::ExecutorSettings;
-pub use crate::job::JobDefaults;
-pub use crate::scheduler::settings::{RunsConfig, SchedulerSettings};
-pub use crate::store::{StoreSettings, StoreType};
-
-/// `[jobstores.<name>]` under the name it had before the stores owned it; tests and embedders still use it.
-pub type JobStoreConfig = StoreSettings;
-/// `[executors.<name>]` under the name it had before the executors owned it; tests and embedders still use it.
-pub type ExecutorConfig = ExecutorSettings;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The top-level keys an `APSCHED_…` variable may set; other `APSCHED_` variables (test and client settings) are
 /// not configuration and are ignored rather than rejected.
@@ -41,37 +27,6 @@ const ENV_SECTIONS: [&str; 11] = [
     "api_tokens",
     "insecure_listen_anywhere",
 ];
-
-/// Secrets (the webhook signing secret, API tokens) are `secrecy` types: Debug shows them redacted and Serialize
-/// leaves them out, so neither a printed nor a serialised `Config` carries one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The scheduler's zone: the default for triggers that name none.
-    pub timezone: String,
-    pub jobstores: BTreeMap<String, StoreSettings>,
-    pub executors: BTreeMap<String, ExecutorSettings>,
-    pub job_defaults: JobDefaults,
-    pub api: ApiSettings,
-    pub webhooks: WebhookSettings,
-    pub scheduler: SchedulerSettings,
-    pub runs: RunsConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            timezone: "UTC".to_string(),
-            jobstores: StoreSettings::default_stores(),
-            executors: ExecutorSettings::default_executors(),
-            job_defaults: JobDefaults::default(),
-            api: ApiSettings::default(),
-            webhooks: WebhookSettings::default(),
-            scheduler: SchedulerSettings::default(),
-            runs: RunsConfig::default(),
-        }
-    }
-}
 
 /// Values given on the command line; they win over file and environment.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,76 +46,43 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 
 /// A section's `(key, message)` as a configuration error: the key is the section's own (`url`, `deny[2]`), empty
 /// when the message is about the section as a whole.
-fn in_section(section: &'static str) -> impl Fn((String, String)) -> ConfigError {
+pub fn in_section(section: &'static str) -> impl Fn((String, String)) -> ConfigError {
     move |(key, message)| {
         if key.is_empty() { invalid(section, message) } else { invalid(format!("{section}.{key}"), message) }
     }
 }
 
-impl Config {
-    /// Merge defaults, the file (if any), the environment and the flags, then validate.
-    pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(invalid("--config", format!("{} does not exist", file.display())));
-            }
-            figment = figment.merge(Toml::file_exact(file));
+/// A configuration `load` can read: every section with a default, and a check of the whole once merged.
+pub trait Sections: Serialize + DeserializeOwned + Default {
+    /// Check what the types cannot say; the first problem, naming its key.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Merge the defaults, the file (if any), the environment and the flags, then validate.
+pub fn load<C: Sections>(file: Option<&Path>, flags: &Flags) -> Result<C, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(C::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(invalid("--config", format!("{} does not exist", file.display())));
         }
-        figment = figment.merge(environment());
-        if let Some(listen) = &flags.listen {
-            figment = figment.merge(Serialized::default("api.listen", listen));
-        }
-        if flags.insecure_listen_anywhere {
-            figment = figment.merge(Serialized::default("api.insecure_listen_anywhere", true));
-        }
-        let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
+        figment = figment.merge(Toml::file_exact(file));
     }
-
-    /// The configuration of tests and embedders: defaults plus what they change, validated the same way.
-    pub fn validated(self) -> Result<Config, ConfigError> {
-        self.validate()?;
-        Ok(self)
+    figment = figment.merge(environment());
+    if let Some(listen) = &flags.listen {
+        figment = figment.merge(Serialized::default("api.listen", listen));
     }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.tz()?;
-        self.api.validate().map_err(in_section("api"))?;
-        self.webhooks.validate().map_err(in_section("webhooks"))?;
-        StoreSettings::validate_stores(&self.jobstores).map_err(in_section("jobstores"))?;
-        ExecutorSettings::validate_executors(&self.executors).map_err(in_section("executors"))?;
-        self.job_defaults.validate().map_err(in_section("job_defaults"))?;
-        self.scheduler.validate().map_err(in_section("scheduler"))?;
-        self.runs.validate().map_err(in_section("runs"))?;
-        Ok(())
+    if flags.insecure_listen_anywhere {
+        figment = figment.merge(Serialized::default("api.insecure_listen_anywhere", true));
     }
-
-    pub fn tz(&self) -> Result<Tz, ConfigError> {
-        self.timezone
-            .parse()
-            .map_err(|_| invalid("timezone", format!("{:?} is not an IANA timezone name", self.timezone)))
-    }
-
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.api.listen_addr().map_err(in_section("api"))
-    }
-
-    /// The store jobs go to when they name none: `default` if configured, else the first by name.
-    pub fn default_jobstore(&self) -> &str {
-        if self.jobstores.contains_key("default") {
-            "default"
-        } else {
-            self.jobstores.keys().next().map(String::as_str).unwrap_or("default")
-        }
-    }
+    let config: C = figment.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
 }
 
 /// `APSCHED_JOBSTORES__DEFAULT__URL` → `jobstores.default.url`; `APSCHED_LISTEN` → `api.listen`;
@@ -178,153 +100,4 @@ fn environment() -> Env {
             "insecure_listen_anywhere" => "api.insecure_listen_anywhere".into(),
             _ => key.into(),
         })
-}
-
-#[cfg(test)]
-// figment's Jail fixes the closure's error type.
-#[allow(clippy::result_large_err)]
-mod tests {
-    use secrecy::ExposeSecret;
-
-    use super::*;
-    use crate::api::settings::DEFAULT_LISTEN;
-    use crate::executor::DEFAULT_MAX_WORKERS;
-    use crate::scheduler::settings::DEFAULT_RETENTION_SECONDS;
-    use crate::store::DEFAULT_SQLITE_URL;
-
-    #[test]
-    fn defaults_are_the_embedded_sqlite_store_on_loopback() {
-        figment::Jail::expect_with(|_jail| {
-            let config = Config::load(None, &Flags::default()).unwrap();
-            assert_eq!(config.api.listen, DEFAULT_LISTEN);
-            assert_eq!(config.jobstores["default"].resolved_type(), StoreType::Sqlite);
-            assert_eq!(config.jobstores["default"].url.as_deref(), Some(DEFAULT_SQLITE_URL));
-            assert_eq!(config.job_defaults, JobDefaults::default());
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn file_then_environment_then_flags() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "apsched.toml",
-                r#"
-                timezone = "Europe/Berlin"
-                [jobstores.archive]
-                type = "memory"
-                [executors.slow]
-                max_workers = 2
-                [job_defaults]
-                coalesce = false
-                max_instances = 3
-                [api]
-                listen = "127.0.0.1:9000"
-                "#,
-            )?;
-            jail.set_env("APSCHED_JOBSTORES__DEFAULT__URL", "sqlite://./other.db");
-            jail.set_env("APSCHED_TEST_DATABASE_URL", "postgres://ignored");
-            jail.set_env("APSCHED_LISTEN", "127.0.0.1:9001");
-            let flags = Flags { listen: Some("127.0.0.1:9002".into()), ..Flags::default() };
-            let config = Config::load(Some(Path::new("apsched.toml")), &flags).unwrap();
-            assert_eq!(config.timezone, "Europe/Berlin");
-            assert_eq!(config.jobstores["archive"].resolved_type(), StoreType::Memory);
-            assert_eq!(config.jobstores["default"].url.as_deref(), Some("sqlite://./other.db"));
-            assert_eq!(config.executors["slow"].max_workers, 2);
-            assert_eq!(config.executors["default"].max_workers, DEFAULT_MAX_WORKERS);
-            assert!(!config.job_defaults.coalesce);
-            assert_eq!(config.api.listen, "127.0.0.1:9002");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn signing_secret_and_retention_from_the_environment() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("APSCHED_WEBHOOKS__SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-            jail.set_env("APSCHED_RUNS__RETENTION_PER_JOB", "50");
-            let config = Config::load(None, &Flags::default()).unwrap();
-            assert_eq!(
-                config.webhooks.signing_secret.as_ref().map(ExposeSecret::expose_secret),
-                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            );
-            assert_eq!(config.runs.retention_per_job, 50);
-            assert_eq!(config.runs.retention_seconds, DEFAULT_RETENTION_SECONDS);
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn printing_the_configuration_masks_the_signing_secret() {
-        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let config = Config {
-            webhooks: WebhookSettings { signing_secret: Some(secret.into()), ..WebhookSettings::default() },
-            ..Config::default()
-        };
-        let printed = format!("{config:?}");
-        assert!(!printed.contains("MfKQ9r8"), "{printed}");
-        // secrecy's redaction, where the hand-written Debug printed `action::MASK`.
-        assert!(printed.contains("signing_secret: Some(SecretBox<str>([REDACTED]))"), "{printed}");
-    }
-
-    #[test]
-    fn serialising_the_configuration_leaves_the_secrets_out() {
-        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let token = "a-token-of-sixteen-or-more";
-        let mut config = Config::default();
-        config.webhooks.signing_secret = Some(secret.into());
-        config.api.tokens =
-            vec![crate::api::auth::ApiToken { token: token.into(), role: crate::api::auth::Role::Admin }];
-        let serialised = serde_json::to_string(&config).unwrap();
-        assert!(!serialised.contains("MfKQ9r8") && !serialised.contains(token), "{serialised}");
-        assert!(serialised.contains(DEFAULT_SQLITE_URL), "{serialised}");
-    }
-
-    #[test]
-    fn each_section_names_its_key_in_errors() {
-        type Change = fn(&mut Config);
-        let cases: [(Change, &str); 7] = [
-            (|c| c.jobstores.clear(), "configuration: jobstores: at least one job store is needed"),
-            (
-                |c| c.jobstores.get_mut("default").unwrap().pool_size = Some(0),
-                "configuration: jobstores.default.pool_size: must be at least 1",
-            ),
-            (|c| c.executors.clear(), "configuration: executors: an executor named \"default\" is needed"),
-            (|c| c.job_defaults.max_instances = 0, "configuration: job_defaults.max_instances: must be at least 1"),
-            (
-                |c| c.api.request_timeout_seconds = 0.0,
-                "configuration: api.request_timeout_seconds: must be in (0, 3600]",
-            ),
-            (|c| c.scheduler.lease_seconds = 1, "configuration: scheduler.lease_seconds: must be at least 2"),
-            (
-                |c| c.webhooks.deny = vec!["not a host!".into()],
-                "configuration: webhooks.deny[0]: \"not a host!\" is neither a CIDR, an address, nor a host pattern \
-                 such as *.internal",
-            ),
-        ];
-        for (change, expected) in cases {
-            let mut config = Config::default();
-            change(&mut config);
-            assert_eq!(config.validated().unwrap_err().to_string(), expected);
-        }
-    }
-
-    #[test]
-    fn a_bad_key_is_named() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("a.toml", "[scheduler]\nlease_secnds = 5\n")?;
-            let err = Config::load(Some(Path::new("a.toml")), &Flags::default()).unwrap_err().to_string();
-            assert!(err.contains("lease_secnds"), "{err}");
-            jail.create_file("b.toml", "timezone = \"Mars/Base\"\n")?;
-            let err = Config::load(Some(Path::new("b.toml")), &Flags::default()).unwrap_err().to_string();
-            assert!(err.contains("timezone") && err.contains("Mars/Base"), "{err}");
-            jail.create_file("c.toml", "[executors.default]\nmax_workers = 0\n")?;
-            let err = Config::load(Some(Path::new("c.toml")), &Flags::default()).unwrap_err().to_string();
-            assert!(err.contains("executors.default.max_workers"), "{err}");
-            jail.create_file("d.toml", "[webhooks]\nsigning_secret = \"s3cret-value\"\n")?;
-            let err = Config::load(Some(Path::new("d.toml")), &Flags::default()).unwrap_err().to_string();
-            assert!(err.contains("webhooks.signing_secret") && !err.contains("s3cret-value"), "{err}");
-            Ok(())
-        });
-    }
 }

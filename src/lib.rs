@@ -22,7 +22,7 @@
 //! # }
 //! ```
 //!
-//! As a service: [`run`] serves the REST API over a scheduler built from a [`config::Config`]; it is the one
+//! As a service: [`run`] serves the REST API over a scheduler built from a [`settings::Config`]; it is the one
 //! entry point of production and tests alike.
 
 pub mod action;
@@ -36,6 +36,7 @@ pub mod executor;
 pub mod job;
 pub mod metrics;
 pub mod scheduler;
+pub mod settings;
 pub mod store;
 pub mod trigger;
 pub mod ui;
@@ -53,8 +54,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use config::Config;
 use scheduler::clock::{Clock, SystemClock};
+use settings::Config;
 
 /// How long a SIGTERM'd server waits for deliveries in flight before it exits anyway (they stay unfinished in
 /// the ledger and are delivered again at the next start).

@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use apsched::cli;
-use apsched::config::{Config, Flags};
+use apsched::config::Flags;
+use apsched::settings::Config;
 
 /// glibc's malloc serialised the delivery tasks on its arena locks (perf: futex waits in `__lll_lock_wait_private`
 /// under a burst); jemalloc's per-thread caches do not, and it keeps freed pages for reuse rather than zeroing fresh ones.

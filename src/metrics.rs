@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::action::http::Attempt;
+use crate::delivery::http::Attempt;
 use crate::executor::PoolStatus;
 use crate::job::RunStatus;
 

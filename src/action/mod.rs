@@ -1,16 +1,10 @@
 //! A job's action: what a fire does. `HttpAction` (a webhook call) is what API clients send; `FunctionAction`
 //! names a Rust function registered with the library's scheduler. The ledger snapshots the action of each fire.
-//! `http` makes the call, `retry` decides whether and when to call again, `signing` signs each call.
-//! `settings` is the `[webhooks]` section that `policy`, `ratelimit` and `signing` are built from.
+//! This module is the action as data and its rules: validation, masking, the retry policy (`retry`) and the
+//! signing secret's format (`signing`). Making the call is the `delivery` component's.
 
-pub mod http;
-pub mod policy;
-pub mod ratelimit;
 pub mod retry;
-pub mod settings;
 pub mod signing;
-
-pub use settings::WebhookSettings;
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,14 @@
 //! Delivery: what one attempt at a claimed fire does, and what follows from it. It owns the webhook client, the
 //! target policy, rate limits, signing, the registered Rust functions, attempt metrics and the retry decision, and
 //! answers the scheduler with a typed outcome. The scheduler's loop only claims, hands over and records.
+//! `http` makes a webhook call, `policy` decides which targets may be called, `ratelimit` paces calls,
+//! `functions` holds the registered Rust functions, and `settings` is the `[webhooks]` section they are built from.
 
 pub mod functions;
+pub mod http;
+pub mod policy;
+pub mod ratelimit;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,16 +16,17 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use crate::action::http::{self, Attempt, DeliveryHeaders};
-use crate::action::policy::TargetPolicy;
-use crate::action::ratelimit::RateLimits;
 use crate::action::retry::{is_retryable, parse_retry_after};
 use crate::action::signing::SigningKey;
-use crate::action::{Action, FunctionAction, HttpAction, WebhookSettings};
+use crate::action::{Action, FunctionAction, HttpAction};
 use crate::job::{Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::trigger::time::format_time;
 pub use functions::{Functions, JobContext};
+use http::{Attempt, DeliveryHeaders};
+use policy::TargetPolicy;
+use ratelimit::RateLimits;
+pub use settings::WebhookSettings;
 
 /// What comes after an attempt.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use super::Scheduler;
 use super::clock::{Clock, SystemClock};
 use super::settings::{DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS, RunsConfig};
-use crate::action::WebhookSettings;
+use crate::delivery::WebhookSettings;
 use crate::executor::DEFAULT_MAX_WORKERS;
 use crate::job::JobDefaults;
 use crate::store::JobStore;

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
-use crate::action::WebhookSettings;
 use crate::backoff::Backoff;
+use crate::delivery::WebhookSettings;
 use crate::delivery::{Delivery, Functions, Next};
 use crate::executor::Executors;
 use crate::job::{JobDefaults, Run, RunStatus};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use apsched::config::ExecutorConfig;
+use apsched::settings::ExecutorConfig;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use apsched::config::{JobDefaults, JobStoreConfig, StoreType};
+use apsched::settings::{JobDefaults, JobStoreConfig, StoreType};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 

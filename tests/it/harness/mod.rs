@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apsched::config::{Config, JobStoreConfig, StoreType};
 use apsched::scheduler::clock::Clock;
+use apsched::settings::{Config, JobStoreConfig, StoreType};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;

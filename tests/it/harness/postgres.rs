@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use apsched::config::{Config, JobStoreConfig, StoreType};
+use apsched::settings::{Config, JobStoreConfig, StoreType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 

@@ -15,7 +15,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
 
-use super::WebhookSettings as WebhooksConfig;
+use super::WebhookSettings;
 
 /// Past this many per-target limiters, those back to a fresh state are forgotten: they are the same as new ones.
 const MAX_TRACKED_TARGETS: usize = 10_000;
@@ -54,7 +54,7 @@ fn quota(rate: f64) -> Quota {
 }
 
 impl RateLimits {
-    pub fn new(config: &WebhooksConfig) -> RateLimits {
+    pub fn new(config: &WebhookSettings) -> RateLimits {
         RateLimits {
             global: config
                 .rate_limit_per_second
@@ -115,10 +115,10 @@ mod tests {
     use super::*;
 
     fn limits(global: Option<f64>, per_target: Option<f64>) -> Arc<RateLimits> {
-        Arc::new(RateLimits::new(&WebhooksConfig {
+        Arc::new(RateLimits::new(&WebhookSettings {
             rate_limit_per_second: global,
             per_target_rate_limit_per_second: per_target,
-            ..WebhooksConfig::default()
+            ..WebhookSettings::default()
         }))
     }
 

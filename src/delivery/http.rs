@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::HttpAction;
-use super::signing::SigningKey;
+use crate::action::HttpAction;
+use crate::action::signing::SigningKey;
 
 /// DESIGN.md: a run keeps the first 1 KiB of the response body.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
@@ -168,7 +168,7 @@ fn describe(err: &reqwest::Error) -> String {
     // reqwest's Display of a nested error omits the cause; the source chain says what actually happened.
     let mut message = format!("{kind}: {err}");
     if let Some(url) = err.url() {
-        message = message.replace(url.as_str(), &super::masked_url(url.as_str()));
+        message = message.replace(url.as_str(), &crate::action::masked_url(url.as_str()));
     }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
