@@ -8,6 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let (fires, runs) = run().await?;
+    println!("{fires} fires; the ledger holds {} runs of the job:", runs.len());
+    for run in runs {
+        println!("  {} {:?}", run.scheduled_time, run.status);
+    }
+    Ok(())
+}
+
+/// Fire a job every second for 3.5 s, then pause it and shut down: the fires the function counted, and the job's
+/// runs in the ledger (newest first).
+pub async fn run() -> anyhow::Result<(usize, Vec<apsched::Run>)> {
     let fires = Arc::new(AtomicUsize::new(0));
     let counter = fires.clone();
 
@@ -33,10 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let jobs = scheduler.get_jobs().await?;
     scheduler.shutdown(true).await;
 
-    println!(
-        "{} fires; jobs after the pause: {:?}",
-        fires.load(Ordering::SeqCst),
-        jobs.iter().map(|job| (&job.id, job.paused)).collect::<Vec<_>>()
-    );
-    Ok(())
+    assert!(jobs.iter().all(|job| job.paused), "the job is paused: {jobs:?}");
+    let runs = scheduler.list_runs("tick", &apsched::store::RunQuery { limit: 10, ..Default::default() }).await?;
+    Ok((fires.load(Ordering::SeqCst), runs))
 }

@@ -20,15 +20,15 @@ pub const DEFAULT_MAX_JOBS_PER_STORE: u64 = 100_000;
 
 /// Configures and builds a [`Scheduler`]; from [`Scheduler::builder`].
 pub struct SchedulerBuilder {
-    stores: Vec<(String, Arc<dyn JobStore>)>,
-    executors: BTreeMap<String, usize>,
-    timezone: Tz,
-    job_defaults: JobDefaults,
-    lease_seconds: u64,
-    runs: RunsConfig,
-    webhooks: WebhookSettings,
-    max_jobs_per_store: u64,
-    clock: Arc<dyn Clock>,
+    pub(super) stores: Vec<(String, Arc<dyn JobStore>)>,
+    pub(super) executors: BTreeMap<String, usize>,
+    pub(super) timezone: Tz,
+    pub(super) job_defaults: JobDefaults,
+    pub(super) lease_seconds: u64,
+    pub(super) runs: RunsConfig,
+    pub(super) webhooks: WebhookSettings,
+    pub(super) max_jobs_per_store: u64,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl Default for SchedulerBuilder {
@@ -131,16 +131,6 @@ impl SchedulerBuilder {
         if self.max_jobs_per_store == 0 {
             anyhow::bail!("max_jobs_per_store must be at least 1");
         }
-        Scheduler::from_parts(super::Parts {
-            stores: self.stores,
-            executors: self.executors,
-            timezone: self.timezone,
-            job_defaults: self.job_defaults,
-            lease_seconds: self.lease_seconds,
-            runs: self.runs,
-            webhooks: self.webhooks,
-            max_jobs_per_store: self.max_jobs_per_store,
-            clock: self.clock,
-        })
+        Scheduler::from_parts(self)
     }
 }

@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use crate::backoff::Backoff;
-use crate::delivery::WebhookSettings;
 use crate::delivery::{Delivery, Functions, Next};
 use crate::executor::Executors;
 use crate::job::{JobDefaults, Run, RunStatus};
@@ -88,19 +87,6 @@ pub struct Tick {
     pub failed_stores: Vec<(String, StoreError)>,
 }
 
-/// What `SchedulerBuilder::build` hands over.
-struct Parts {
-    stores: Vec<(String, Arc<dyn JobStore>)>,
-    executors: BTreeMap<String, usize>,
-    timezone: Tz,
-    job_defaults: JobDefaults,
-    lease_seconds: u64,
-    runs: RunsConfig,
-    webhooks: WebhookSettings,
-    max_jobs_per_store: u64,
-    clock: Arc<dyn Clock>,
-}
-
 /// A named job store and whether this process is its only user.
 struct StoreEntry {
     store: Arc<dyn JobStore>,
@@ -151,7 +137,7 @@ impl Scheduler {
         SchedulerBuilder::default()
     }
 
-    fn from_parts(parts: Parts) -> anyhow::Result<Arc<Scheduler>> {
+    fn from_parts(parts: SchedulerBuilder) -> anyhow::Result<Arc<Scheduler>> {
         let metrics = Arc::new(Metrics::default());
         let delivery = Delivery::new(&parts.webhooks, Functions::default(), metrics.clone())
             .map_err(|(key, message)| anyhow::anyhow!("configuration: webhooks.{key}: {message}"))?;

@@ -1,42 +1,18 @@
 //! The library as a user's program uses it: the crate's public API only, a Rust function as the job, the
 //! scheduler in the background.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../../examples/background.rs"]
+#[allow(dead_code)]
+mod background_example;
 
-/// The program of the library's documentation, with a counter the closure captures: a job every second, watched
-/// for 3.5 s, fires at 1, 2 and 3 s (a fourth and fifth would mean a second's slack in the bounds, not a bug).
+/// `examples/background.rs`, the program of the library's documentation: a job every second, watched for 3.5 s,
+/// fires at 1, 2 and 3 s (a fourth and fifth would mean a second's slack in the bounds, not a bug), and each fire
+/// is a succeeded run in the ledger.
 #[tokio::test]
-async fn a_function_job_fires_in_the_background_until_paused() -> anyhow::Result<()> {
-    let fires = Arc::new(AtomicUsize::new(0));
-    let counter = fires.clone();
-    let scheduler = apsched::Scheduler::builder()
-        .jobstore("default", apsched::store::Memory::new())
-        .executor("default", 4)
-        .build()
-        .await?;
-    let every_second: apsched::Trigger = serde_json::from_value(serde_json::json!({"type": "interval", "seconds": 1}))?;
-    scheduler
-        .add_fn_job("tick", every_second, move |_ctx| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        })
-        .await?;
-    let _background = scheduler.start();
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    scheduler.pause_job("tick").await?;
-    let jobs = scheduler.get_jobs().await?;
-    scheduler.shutdown(true).await;
-
-    let fired = fires.load(Ordering::SeqCst);
-    assert!((3..=5).contains(&fired), "{fired} fires");
-    assert_eq!(jobs.len(), 1);
-    assert!(jobs[0].paused && jobs[0].next_run_time.is_none());
-    let runs = scheduler.list_runs("tick", &apsched::store::RunQuery { limit: 10, ..Default::default() }).await?;
-    assert_eq!(runs.len(), fired, "every fire is a run in the ledger");
+async fn the_background_example_fires_three_to_five_times_each_a_ledger_run() -> anyhow::Result<()> {
+    let (fires, runs) = background_example::run().await?;
+    assert!((3..=5).contains(&fires), "{fires} fires");
+    assert_eq!(runs.len(), fires, "every fire is a run in the ledger");
     assert!(runs.iter().all(|run| run.status == apsched::RunStatus::Succeeded), "{runs:?}");
     Ok(())
 }
