@@ -290,7 +290,7 @@ def markdown(results):
         f"- delivery workers: {meta['workers']} for apsched (`[executors.default] max_workers`), APScheduler's "
         f"ThreadPoolExecutor and the bare-reqwest loop; loaders and API clients keep {meta['clients']} requests in "
         "flight",
-        "- every runner delivers to the same sink (`examples/bench.rs sink`, axum on 127.0.0.1), which records "
+        "- every runner delivers to the same sink (`bench/tools/bench.rs sink`, axum on 127.0.0.1), which records "
         "each request's arrival time",
         "- APScheduler 3.11.3: BackgroundScheduler, ThreadPoolExecutor, MemoryJobStore (its fastest store), a job "
         "that POSTs with a pooled `requests` session (bench/apscheduler_baseline.py)",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite in one command: builds apsched and the bench tools (examples/bench.rs), sets up a virtualenv
+# The benchmark suite in one command: builds apsched and the bench tools (bench/tools/bench.rs), sets up a virtualenv
 # with APScheduler 3.11.3 outside the repository, runs every scenario against its baselines on one sink, and writes
 # BENCHMARKS.md and the plots under bench/.
 #
