@@ -96,6 +96,7 @@ impl Rules {
     }
 }
 
+/// Which addresses webhooks may call: `[webhooks] allow` and `deny` over the built-in deny list.
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     allow: Rules,
@@ -155,7 +156,7 @@ impl TargetPolicy {
 
 /// reqwest's resolver for deliveries: the system resolver, then the policy over every address it returned. Only
 /// allowed addresses are handed to the connector; none left is an error naming why.
-pub struct PolicyResolver {
+pub(crate) struct PolicyResolver {
     policy: Arc<TargetPolicy>,
 }
 
