@@ -81,9 +81,13 @@ pub struct CronSpec {
 /// A compiled cron trigger.
 #[derive(Debug, Clone)]
 pub struct CronTrigger {
+    /// The zone the fields are matched in.
     pub timezone: Tz,
+    /// Up to this many seconds of random delay added to each fire.
     pub jitter: Option<f64>,
+    /// No fire before this.
     pub start_date: Option<DateTime<Utc>>,
+    /// No fire after this.
     pub end_date: Option<DateTime<Utc>>,
     schedule: Schedule,
     /// Known at compile time to match no date at all (`day=31, month=feb`), so the search is skipped.
@@ -96,6 +100,7 @@ impl CronSpec {
             .map(|value| value.as_deref())
     }
 
+    /// Check the spec and compile it; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz) -> Result<CronTrigger, TriggerError> {
         let timezone = time::parse_timezone(self.timezone.as_deref(), default_tz)?;
         let start_date = self.start_date.as_deref().map(|v| time::parse_time("start_date", v, timezone)).transpose()?;
