@@ -77,7 +77,7 @@ impl Method {
 pub enum Action {
     /// A webhook call.
     Http(HttpAction),
-    /// A Rust function registered with `Scheduler::register_fn` or `Scheduler::add_fn_job`.
+    /// A Rust function registered by name with the scheduler (when apsched is embedded as a library).
     Function(FunctionAction),
 }
 
