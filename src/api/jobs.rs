@@ -19,7 +19,7 @@ use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
 use crate::trigger::time::format_time;
 
-/// DESIGN.md: `limit` 1–1000, default 100.
+/// `limit` is 1–1000, default 100.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 

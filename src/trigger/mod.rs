@@ -161,10 +161,10 @@ impl Trigger {
     }
 }
 
-/// Largest preview a client may ask for (DESIGN.md: `count` 1–1000).
+/// Largest preview a client may ask for (`count` is 1–1000).
 pub const MAX_PREVIEW_COUNT: usize = 1000;
 
-/// DESIGN.md's preview semantics: the first fire time from `now` with no previous fire, then each next one after
+/// apsched's preview semantics: the first fire time from `now` with no previous fire, then each next one after
 /// the previous. Shorter than `count` when the trigger ends.
 pub fn preview(trigger: &Trigger, now: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
     let mut times = Vec::with_capacity(count.min(MAX_PREVIEW_COUNT));
