@@ -9,6 +9,7 @@ use rand::Rng;
 /// What most retry loops want: each wait twice the one before.
 const DOUBLING: f64 = 2.0;
 
+/// The waits between tries: `initial`, then `factor` times the last wait, capped at `max`, each with jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     initial: Duration,

@@ -31,6 +31,7 @@ const ENV_SECTIONS: [&str; 11] = [
 /// Values given on the command line; they win over file and environment.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Flags {
+    /// `--listen`: the address to serve on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// `--insecure-listen-anywhere`: only ever turns the setting on.
@@ -38,15 +39,23 @@ pub struct Flags {
     pub insecure_listen_anywhere: bool,
 }
 
+/// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file or the environment cannot be read as configuration.
     #[error("configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
+    /// A value breaks a rule.
     #[error("configuration: {key}: {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key at fault, with its section (`jobstores.default.url`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
-pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 

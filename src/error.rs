@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
+/// A failed request, as the client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Malformed JSON or query string.
@@ -15,30 +16,45 @@ pub enum ApiError {
     BadRequest(String),
     /// Well-formed but invalid: the field and what is wrong with it.
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The input at fault (`trigger.hour`, `action.url`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No such job, route or resource.
     #[error("{0}")]
     NotFound(String),
+    /// Clashes with the current state: the id is taken, a store is full.
     #[error("{0}")]
     Conflict(String),
+    /// The body is over the limit (in bytes).
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// A job store cannot be reached; the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// A server fault; the cause is logged, never shown.
     #[error("internal error")]
     Internal(String),
 }
 
+/// A handler's result.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// RFC 9457 problem details, plus `field` naming the offending input.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
     pub problem_type: String,
+    /// The status's reason phrase.
     pub title: String,
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong, for people.
     pub detail: String,
+    /// The input at fault (`trigger.hour`, `action.url`), on 422.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -58,10 +74,12 @@ impl Problem {
 }
 
 impl ApiError {
+    /// A 422 naming the input at fault.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Invalid { field: field.into(), message: message.into() }
     }
 
+    /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -74,6 +92,7 @@ impl ApiError {
         }
     }
 
+    /// The problem+json body.
     pub fn problem(&self) -> Problem {
         let status = self.status();
         Problem {

@@ -1,7 +1,7 @@
 //! The job and run models shared by the API, the scheduler and the stores.
 //!
 //! A `Job` is stored with its *resolved* trigger spec (see `trigger::TriggerSpec::resolve`), so every replica and
-//! every restart compiles the same schedule. A `Run` is one row of the run ledger (DESIGN.md "The run ledger"):
+//! every restart compiles the same schedule. A `Run` is one row of the run ledger:
 //! one per (job id, scheduled fire time), carrying a snapshot of the action so a fire can be delivered again after
 //! a crash even if its job is gone.
 
@@ -13,27 +13,39 @@ use utoipa::ToSchema;
 use crate::action::Action;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
-/// DESIGN.md: ids are 1–200 characters of `[A-Za-z0-9._:-]`.
+/// Ids are 1–200 characters of `[A-Za-z0-9._:-]`.
 pub const MAX_ID_LENGTH: usize = 200;
 /// A name is for people; longer than this is a mistake.
 pub const MAX_NAME_LENGTH: usize = 500;
 
+/// A job as stored: its trigger, its action and APScheduler's options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
+    /// Unique across stores; 1–200 characters of `[A-Za-z0-9._:-]`.
     pub id: String,
+    /// A name for people.
     pub name: Option<String>,
+    /// When it fires, resolved (see `TriggerSpec::resolve`).
     pub trigger: TriggerSpec,
+    /// What a fire does.
     pub action: Action,
+    /// Fold a backlog of missed fires into one.
     pub coalesce: bool,
+    /// How many of its fires may be pending or running at once; a fire beyond is skipped.
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; `None`: always run.
     pub misfire_grace_time: Option<u32>,
+    /// The delivery pool its fires run in.
     pub executor: String,
+    /// The store it lives in.
     pub jobstore: String,
     /// `None` when paused (or finished and about to be removed).
     pub next_run_time: Option<DateTime<Utc>>,
+    /// A paused job does not fire; resuming recomputes its next run time.
     pub paused: bool,
+    /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// When it was last changed (by a client or by firing).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -45,7 +57,7 @@ impl Job {
     }
 }
 
-/// Check a job id against DESIGN.md's rule.
+/// Check a job id: 1–200 characters of `[A-Za-z0-9._:-]`.
 pub fn validate_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.chars().count() > MAX_ID_LENGTH {
         return Err(format!("must be 1–{MAX_ID_LENGTH} characters, got {}", id.chars().count()));
@@ -56,6 +68,7 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a fire stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -63,7 +76,9 @@ pub enum RunStatus {
     Pending,
     /// Being delivered: a call under way for longer than 200 ms, or a retry waiting for its next attempt.
     Running,
+    /// Delivered: the webhook answered 2xx, or the function returned `Ok`.
     Succeeded,
+    /// Not delivered, attempts and retries exhausted.
     Failed,
     /// Later than misfire_grace_time: not delivered.
     Missed,
@@ -74,6 +89,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [RunStatus; 7] = [
         RunStatus::Pending,
         RunStatus::Running,
@@ -84,6 +100,7 @@ impl RunStatus {
         RunStatus::Coalesced,
     ];
 
+    /// The status as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Pending => "pending",
@@ -96,6 +113,7 @@ impl RunStatus {
         }
     }
 
+    /// A status from its API name.
     pub fn parse(value: &str) -> Option<RunStatus> {
         RunStatus::ALL.into_iter().find(|s| s.as_str() == value)
     }
@@ -111,23 +129,35 @@ impl RunStatus {
 pub struct Run {
     /// Unique to (job, scheduled fire time); sent as `idempotency-key`.
     pub idempotency_key: String,
+    /// The job that fired; it may be gone since.
     pub job_id: String,
+    /// The fire time the trigger gave, before jitter.
     pub scheduled_time: DateTime<Utc>,
+    /// Where the fire stands.
     pub status: RunStatus,
+    /// Delivery attempts made so far.
     pub attempts: u32,
+    /// When the first attempt started.
     pub started_at: Option<DateTime<Utc>>,
+    /// When delivery ended; for a fire only recorded (missed, skipped, coalesced), when it was recorded.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The latest attempt's HTTP status, if an answer came.
     pub http_status: Option<u16>,
+    /// How long the latest attempt took.
     pub duration_ms: Option<u64>,
+    /// Why the latest attempt failed, or why the fire was not delivered.
     pub error: Option<String>,
+    /// The start of the latest answer's body.
     pub response_excerpt: Option<String>,
     /// The job's action when the fire was claimed.
     pub action: Action,
+    /// The delivery pool, as the job named it when the fire was claimed.
     pub executor: String,
     /// The trigger's zone, so times are shown as the job shows them even after the job is gone.
     pub timezone: String,
     /// An unfinished run whose lease has expired is taken over and delivered again.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When the row was created: when the fire was claimed, or run now.
     pub created_at: DateTime<Utc>,
 }
 
@@ -170,17 +200,19 @@ impl Run {
         }
     }
 
+    /// The zone times are shown in; UTC if the name is no longer known.
     pub fn timezone(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)
     }
 }
 
-// `[job_defaults]`: what a job that does not say gets. Not a doc comment, which would change the schema's
-// description in openapi/openapi.json.
+/// What a job gets for the fields it leaves out (the `[job_defaults]` section of the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobDefaults {
+    /// Fold a backlog of missed fires into one.
     pub coalesce: bool,
+    /// How many fires of one job may be pending or running at once.
     pub max_instances: u32,
     /// Seconds; absent or null: always run however late.
     pub misfire_grace_time: Option<u32>,

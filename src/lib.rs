@@ -25,6 +25,8 @@
 //! As a service: [`run`] serves the REST API over a scheduler built from a [`settings::Config`]; it is the one
 //! entry point of production and tests alike.
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod api;
 pub mod backoff;

@@ -34,6 +34,7 @@ type Count = Gauge<u64, AtomicU64>;
 /// A pool gauge: its name (after the prefix), its help and how to read it from a pool's status.
 type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
 
+/// The counters and histograms the scheduler and deliveries update, rendered for `/metrics`.
 // Help texts are given without their final period: the registry adds it. Counter names are given without
 // `_total`, which the encoder adds (so `fires` is scraped as `apsched_fires_total`).
 pub struct Metrics {
@@ -100,6 +101,7 @@ fn status_class(status: Option<u16>) -> &'static str {
 pub struct Snapshot<'a> {
     /// Jobs per store; a store that could not be counted is left out.
     pub jobs: &'a [(String, u64)],
+    /// Executors' occupancy, by name.
     pub pools: &'a BTreeMap<String, PoolStatus>,
 }
 
@@ -130,6 +132,7 @@ impl Snapshot<'_> {
 }
 
 impl Metrics {
+    /// A ledger row created, with its status at creation.
     pub fn fire(&self, status: RunStatus) {
         self.fires.get_or_create(&[("status", status.as_str())]).inc();
     }
@@ -142,10 +145,12 @@ impl Metrics {
         self.duration.observe(attempt.duration.as_secs_f64());
     }
 
+    /// A run scheduled for another attempt.
     pub fn retry(&self) {
         self.retries.inc();
     }
 
+    /// A run's delivery ended (succeeded or failed).
     pub fn delivered(&self, status: RunStatus) {
         self.deliveries.get_or_create(&[("outcome", status.as_str())]).inc();
     }
@@ -155,6 +160,7 @@ impl Metrics {
         self.lateness.observe(late.to_std().unwrap_or(Duration::ZERO).as_secs_f64());
     }
 
+    /// Runs deleted by retention.
     pub fn pruned(&self, runs: u64) {
         self.pruned.inc_by(runs);
     }

@@ -29,12 +29,19 @@ pub type ExecutorConfig = ExecutorSettings;
 pub struct Config {
     /// The scheduler's zone: the default for triggers that name none.
     pub timezone: String,
+    /// `[jobstores.<name>]`: where jobs and runs are kept.
     pub jobstores: BTreeMap<String, StoreSettings>,
+    /// `[executors.<name>]`: the delivery pools.
     pub executors: BTreeMap<String, ExecutorSettings>,
+    /// `[job_defaults]`.
     pub job_defaults: JobDefaults,
+    /// `[api]`.
     pub api: ApiSettings,
+    /// `[webhooks]`.
     pub webhooks: WebhookSettings,
+    /// `[scheduler]`.
     pub scheduler: SchedulerSettings,
+    /// `[runs]`: how long run history is kept.
     pub runs: RunsConfig,
 }
 
@@ -79,12 +86,14 @@ impl Config {
         Ok(self)
     }
 
+    /// `timezone` as a zone.
     pub fn tz(&self) -> Result<Tz, ConfigError> {
         self.timezone
             .parse()
             .map_err(|_| invalid("timezone", format!("{:?} is not an IANA timezone name", self.timezone)))
     }
 
+    /// `[api] listen` as an address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.api.listen_addr().map_err(in_section("api"))
     }

@@ -17,32 +17,45 @@ pub const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
 pub const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
 /// Bounds that keep one job's headers from bloating every delivery and every stored row.
 pub const MAX_HEADERS: usize = 64;
+/// Longest header name plus value.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Longest webhook URL.
 pub const MAX_URL_BYTES: usize = 8 * 1024;
 /// What a masked header value is shown as.
 pub const MASK: &str = "********";
 
+/// The tag of a webhook call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionType {
+    /// `"http"`.
     #[default]
     Http,
 }
 
+/// The HTTP method of a webhook call (default `POST`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`.
     Head,
+    /// `POST`.
     #[default]
     Post,
+    /// `PUT`.
     Put,
+    /// `PATCH`.
     Patch,
+    /// `DELETE`.
     Delete,
+    /// `OPTIONS`.
     Options,
 }
 
 impl Method {
+    /// The method as the HTTP client names it.
     pub fn as_reqwest(self) -> reqwest::Method {
         match self {
             Method::Get => reqwest::Method::GET,
@@ -64,7 +77,7 @@ impl Method {
 pub enum Action {
     /// A webhook call.
     Http(HttpAction),
-    /// A Rust function registered with `Scheduler::register_fn` or `Scheduler::add_fn_job`.
+    /// A Rust function registered by name with the scheduler (when apsched is embedded as a library).
     Function(FunctionAction),
 }
 
@@ -126,13 +139,18 @@ pub struct FunctionAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAction {
+    /// `"http"`, the default.
     #[serde(rename = "type", default)]
     pub action_type: ActionType,
+    /// The HTTP method (default `POST`).
     #[serde(default)]
     pub method: Method,
     /// Absolute `http` or `https` URL.
     #[schema(min_length = 1, max_length = 8192)]
     pub url: String,
+    /// Headers sent with each call, besides the delivery and signature headers. The values of `Authorization`,
+    /// `Proxy-Authorization`, `Cookie` and any header whose name contains `token`, `secret`, `key`, `password` or
+    /// `signature` are shown masked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// A text body; exclusive with `json`.
@@ -155,6 +173,7 @@ pub struct HttpAction {
 }
 
 impl HttpAction {
+    /// `timeout_seconds`, or the default when absent.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS))
     }
@@ -284,8 +303,8 @@ pub fn masked_url(url: &str) -> String {
     if changed { parsed.to_string() } else { url.to_string() }
 }
 
-/// DESIGN.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
-/// `secret`, `key`, `password` or `signature`, case-insensitive.
+/// Whether a header (or query parameter) is secret: `Authorization`, `Proxy-Authorization`, `Cookie`, and any
+/// name containing `token`, `secret`, `key`, `password` or `signature`, case-insensitive.
 pub fn is_secret_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")

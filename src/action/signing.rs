@@ -12,6 +12,7 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// Standard Webhooks asks for 24 to 64 random bytes: shorter keys are guessable, longer ones add nothing to
 /// HMAC-SHA256.
 pub const MIN_SECRET_BYTES: usize = 24;
+/// See `MIN_SECRET_BYTES`.
 pub const MAX_SECRET_BYTES: usize = 64;
 
 /// A validated signing key (the decoded bytes). Its Debug output hides the key.

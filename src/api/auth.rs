@@ -21,11 +21,15 @@ use crate::error::Problem;
 /// A token shorter than this could be guessed by brute force over the network.
 pub const MIN_TOKEN_LENGTH: usize = 16;
 
+/// What a token may do; each role may do everything the ones before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Read jobs, runs, the scheduler, events and metrics; preview triggers.
     Read,
+    /// Also add, change, pause, resume, run and remove jobs.
     Write,
+    /// Also pause, resume and shut down the scheduler.
     Admin,
 }
 
@@ -47,7 +51,9 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
+    /// The bearer token clients send.
     pub token: SecretString,
+    /// What the token may do.
     pub role: Role,
 }
 
@@ -79,7 +85,7 @@ fn parse_token_list(text: &str) -> Result<Vec<ApiToken>, String> {
         .collect()
 }
 
-pub fn validate_tokens(tokens: &[ApiToken]) -> Result<(), String> {
+pub(crate) fn validate_tokens(tokens: &[ApiToken]) -> Result<(), String> {
     for (i, token) in tokens.iter().enumerate() {
         let token = token.token.expose_secret();
         if token.chars().count() < MIN_TOKEN_LENGTH {
@@ -93,7 +99,7 @@ pub fn validate_tokens(tokens: &[ApiToken]) -> Result<(), String> {
 }
 
 /// What the middleware needs, fixed at start-up.
-pub struct Auth {
+pub(crate) struct Auth {
     tokens: Vec<ApiToken>,
     metrics_public: bool,
 }
@@ -139,7 +145,7 @@ pub fn required_role(method: &Method, path: &str, metrics_public: bool) -> Optio
     }
 }
 
-pub async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     if auth.tokens.is_empty() {
         return next.run(request).await;
     }

@@ -26,6 +26,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The SSE event name of the notice sent to a client that fell behind.
 pub const LAGGED: &str = "lagged";
 
+/// Which events to stream.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
@@ -38,11 +39,14 @@ pub struct EventsQuery {
 /// The `data` of one event.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventOut {
+    /// What happened.
     pub kind: EventKind,
     /// When it happened, in the scheduler's zone.
     pub time: String,
+    /// The job it happened to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// The store of that job, or the store emptied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobstore: Option<String>,
     /// `job_added`, `job_modified`: the job as the API shows it (secrets masked).

@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 
+/// Whether the server is live or ready.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, `ready`, or what is not ready.
     pub status: String,
 }
 

@@ -19,21 +19,26 @@ use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
 use crate::trigger::time::format_time;
 
-/// DESIGN.md: `limit` 1–1000, default 100.
+/// `limit` is 1–1000, default 100.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
-/// A job to add (DESIGN.md "Jobs").
+/// A job to add.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobIn {
     /// 1–200 characters of `[A-Za-z0-9._:-]`; a UUID when absent.
     pub id: Option<String>,
+    /// A name for people.
     pub name: Option<String>,
     /// When absent the job runs once, now.
     pub trigger: Option<TriggerSpec>,
+    /// The webhook call each fire makes.
     pub action: HttpAction,
+    /// Fold a backlog of missed fires into one. Absent: the configured default.
     pub coalesce: Option<bool>,
+    /// How many of its fires may be pending or running at once; a fire beyond is skipped. Absent: the
+    /// configured default.
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `null`: always run. Absent: the configured default.
     #[serde(default, deserialize_with = "present")]
@@ -41,7 +46,9 @@ pub struct JobIn {
     pub misfire_grace_time: Option<Option<u32>>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
+    /// The delivery pool its fires run in; default `default`.
     pub executor: Option<String>,
+    /// The store to keep it in. Absent: `default`, or the first store by name when none is called that.
     pub jobstore: Option<String>,
     /// Replace a job with the same id instead of answering 409.
     #[serde(default)]
@@ -55,18 +62,27 @@ pub struct JobIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobPatch {
+    /// A name for people; `null` removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
     pub name: Option<Option<String>>,
+    /// A new trigger; the job is rescheduled by it.
     pub trigger: Option<TriggerSpec>,
+    /// A new webhook call.
     pub action: Option<HttpAction>,
+    /// Fold a backlog of missed fires into one.
     pub coalesce: Option<bool>,
+    /// How many of its fires may be pending or running at once.
     pub max_instances: Option<u32>,
+    /// Seconds a fire may be late and still run; `null`: always run.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, nullable)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
+    /// The delivery pool its fires run in.
     pub executor: Option<String>,
+    /// Pause (`true`) or resume (`false`) the job.
     pub paused: Option<bool>,
 }
 
@@ -78,24 +94,38 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 /// A job as returned: secrets masked, times in the trigger's zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobOut {
+    /// The job's id.
     pub id: String,
+    /// A name for people.
     pub name: Option<String>,
+    /// When it fires, with the start date fixed when it was added.
     pub trigger: TriggerSpec,
+    /// What a fire does; secret header values masked.
     pub action: Action,
+    /// Fold a backlog of missed fires into one.
     pub coalesce: bool,
+    /// How many of its fires may be pending or running at once.
     pub max_instances: u32,
+    /// Seconds a fire may be late and still run; null: always run.
     pub misfire_grace_time: Option<u32>,
+    /// The delivery pool its fires run in.
     pub executor: String,
+    /// The store it lives in.
     pub jobstore: String,
     /// Null when paused.
     pub next_run_time: Option<String>,
+    /// A paused job does not fire.
     pub paused: bool,
+    /// When it was added; RFC 3339 in the trigger's zone.
     pub created_at: String,
+    /// When it was last changed, by a client or by firing; RFC 3339 in the trigger's zone.
     pub updated_at: String,
 }
 
+/// A page of jobs.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
+    /// Soonest next run first; paused jobs last.
     pub jobs: Vec<JobOut>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
@@ -104,27 +134,43 @@ pub struct JobList {
 /// One run of the ledger.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunOut {
+    /// The job that fired; it may be gone since.
     pub job_id: String,
+    /// The fire time the trigger gave, before jitter; RFC 3339 in the trigger's zone.
     pub scheduled_time: String,
+    /// When the first attempt started.
     pub started_at: Option<String>,
+    /// When delivery ended; for a fire only recorded (missed, skipped, coalesced), when it was recorded.
     pub finished_at: Option<String>,
+    /// Where the fire stands.
     pub status: RunStatus,
+    /// Delivery attempts made so far.
     pub attempts: u32,
+    /// The latest attempt's HTTP status, if an answer came.
     pub http_status: Option<u16>,
+    /// How long the latest attempt took, in milliseconds.
     pub duration_ms: Option<u64>,
+    /// Why the latest attempt failed, or why the fire was not delivered.
     pub error: Option<String>,
+    /// The first 1 KiB of the latest answer's body.
     pub response_excerpt: Option<String>,
+    /// Unique to this fire; sent as the `idempotency-key` header of every attempt.
     pub idempotency_key: String,
 }
 
+/// A page of a job's runs.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunList {
+    /// Newest scheduled time first.
     pub runs: Vec<RunOut>,
+    /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 
+/// What a bulk removal removed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Removed {
+    /// How many jobs.
     pub removed: u64,
 }
 
@@ -134,10 +180,12 @@ pub struct Removed {
 pub struct ListJobsQuery {
     /// Only jobs of this store.
     pub jobstore: Option<String>,
+    /// Only paused jobs (`true`) or only active ones (`false`).
     pub paused: Option<bool>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -153,10 +201,12 @@ pub struct RemoveAllQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListRunsQuery {
+    /// Only runs with this status.
     pub status: Option<RunStatus>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

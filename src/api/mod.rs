@@ -1,16 +1,16 @@
-//! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
+//! The REST API: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
 pub mod auth;
-pub mod events;
-pub mod health;
-pub mod jobs;
-pub mod limits;
-pub mod links;
-pub mod metrics;
-pub mod scheduler;
+mod events;
+mod health;
+mod jobs;
+mod limits;
+mod links;
+mod metrics;
+mod scheduler;
 pub mod settings;
-pub mod triggers;
+mod triggers;
 
 pub use settings::ApiSettings;
 
@@ -33,11 +33,13 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::scheduler::Scheduler;
 
-/// DESIGN.md: a body over 1 MiB is 413.
+/// A body over 1 MiB is 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The scheduler the API drives.
     pub scheduler: Arc<Scheduler>,
     /// The API's own settings (listen address, tokens, limits).
     pub api: Arc<ApiSettings>,

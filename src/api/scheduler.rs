@@ -14,21 +14,30 @@ use crate::job::JobDefaults;
 use crate::scheduler::SchedulerState;
 use crate::store::StoreType;
 
+/// The scheduler's state and configuration.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchedulerOut {
+    /// Running, paused or stopped.
     pub state: SchedulerState,
+    /// The zone of triggers that name none.
     pub timezone: String,
+    /// The job stores, by name.
     pub jobstores: BTreeMap<String, JobStoreOut>,
+    /// The delivery pools and what they are doing, by name.
     pub executors: BTreeMap<String, PoolStatus>,
+    /// What a job gets for the fields it leaves out.
     pub job_defaults: JobDefaults,
 }
 
+/// A job store.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobStoreOut {
+    /// Its kind.
     #[serde(rename = "type")]
     pub store_type: StoreType,
 }
 
+/// How to shut down.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownIn {

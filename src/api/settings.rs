@@ -16,9 +16,11 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: f64 = 30.0;
 /// A request timeout past an hour keeps a hung connection (and what it holds) for no one's benefit.
 pub const MAX_REQUEST_TIMEOUT_SECONDS: f64 = 3600.0;
 
+/// The `[api]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
+    /// The address to serve on (`host:port`).
     pub listen: String,
     /// Bearer tokens and their roles; none: the API is open (and then served on loopback only, unless
     /// `insecure_listen_anywhere`). In the environment: `APSCHED_API_TOKENS=token:role,token:role`. Never
@@ -61,6 +63,7 @@ impl Default for ApiSettings {
 }
 
 impl ApiSettings {
+    /// `request_timeout_seconds` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout_seconds)
     }

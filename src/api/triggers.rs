@@ -1,4 +1,4 @@
-//! `POST /v1/triggers/preview`: the next fire times of a trigger, with DESIGN.md's preview semantics.
+//! `POST /v1/triggers/preview`: the next fire times of a trigger, with apsched's preview semantics (see `trigger::preview`).
 
 use axum::Json;
 use axum::extract::State;
@@ -10,12 +10,14 @@ use crate::error::{ApiError, Problem, Result};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{self, TriggerSpec};
 
-/// DESIGN.md: `count` 1–1000, default 10.
+/// `count` is 1–1000, default 10.
 const DEFAULT_PREVIEW_COUNT: usize = 10;
 
+/// A trigger to preview.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
+    /// The trigger, as a job would have it.
     pub trigger: TriggerSpec,
     /// 1–1000, default 10.
     pub count: Option<usize>,
@@ -23,6 +25,7 @@ pub struct PreviewIn {
     pub now: Option<String>,
 }
 
+/// The trigger's next fire times.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PreviewOut {
     /// RFC 3339 in the trigger's zone; fewer than `count` when the trigger ends.

@@ -17,8 +17,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const EXIT_API_REFUSED: u8 = 1;
 /// The same code clap uses for a bad command line.
 pub const EXIT_USAGE: u8 = 2;
+/// The server failed (5xx) or could not be reached.
 pub const EXIT_SERVER: u8 = 3;
 
+/// Why a client command failed; each kind has its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The command line or an input file is wrong; nothing was sent.
@@ -26,13 +28,21 @@ pub enum CliError {
     Usage(String),
     /// The API refused the request (4xx): its problem detail, which names the field at fault.
     #[error("{detail} (HTTP {status})")]
-    Refused { status: u16, detail: String, field: Option<String> },
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem's `detail`.
+        detail: String,
+        /// The problem's `field`: the input at fault.
+        field: Option<String>,
+    },
     /// 5xx, no answer, or an answer that is not the API's.
     #[error("{0}")]
     Server(String),
 }
 
 impl CliError {
+    /// The process exit code for this failure (`EXIT_*`).
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
@@ -41,12 +51,13 @@ impl CliError {
         }
     }
 
+    /// A usage error: the command line or an input file is wrong.
     pub fn usage(message: impl Into<String>) -> CliError {
         CliError::Usage(message.into())
     }
 }
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,

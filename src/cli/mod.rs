@@ -34,6 +34,7 @@ pub struct Connection {
     pub json: bool,
 }
 
+/// `apsched jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// List jobs, soonest next run first.
@@ -52,7 +53,10 @@ pub enum JobsCommand {
         limit: Option<usize>,
     },
     /// Show one job.
-    Get { id: String },
+    Get {
+        /// The job's id.
+        id: String,
+    },
     /// Add a job from JSON (a file, or - for standard input) and/or shorthand flags; flags override the JSON.
     Add {
         /// A job as the API takes it (`POST /v1/jobs`); - reads standard input.
@@ -69,25 +73,40 @@ pub enum JobsCommand {
         /// Add it paused.
         #[arg(long)]
         paused: bool,
+        /// Shorthand flags for the job's fields.
         #[command(flatten)]
         fields: JobFields,
     },
     /// Change a job: a JSON patch (a file, or -) and/or shorthand flags. A new trigger reschedules it.
     Edit {
+        /// The job's id.
         id: String,
         /// Fields to change, as the API takes them (`PATCH /v1/jobs/{id}`); - reads standard input.
         file: Option<PathBuf>,
+        /// Shorthand flags for the fields to change.
         #[command(flatten)]
         fields: JobFields,
     },
     /// Pause a job: it stops firing until resumed.
-    Pause { id: String },
+    Pause {
+        /// The job's id.
+        id: String,
+    },
     /// Resume a job: its next run time is recomputed from now.
-    Resume { id: String },
+    Resume {
+        /// The job's id.
+        id: String,
+    },
     /// Run a job once now, outside its schedule.
-    Run { id: String },
+    Run {
+        /// The job's id.
+        id: String,
+    },
     /// Remove a job (its run history stays).
-    Remove { id: String },
+    Remove {
+        /// The job's id.
+        id: String,
+    },
 }
 
 /// Shorthand for the fields of a job; each one given overrides the same field of the JSON.
@@ -219,6 +238,7 @@ impl JobFields {
     }
 }
 
+/// `apsched runs …`.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// The job's id (its runs outlive it).
@@ -231,6 +251,7 @@ pub struct RunsArgs {
     pub limit: usize,
 }
 
+/// `apsched scheduler …`.
 #[derive(Debug, Subcommand)]
 pub enum SchedulerCommand {
     /// State, timezone, executors, job stores and job defaults.
@@ -241,6 +262,7 @@ pub enum SchedulerCommand {
     Resume,
     /// Stop the server: stop firing, wait for running deliveries (unless --no-wait), then exit.
     Shutdown {
+        /// Exit without waiting for running deliveries.
         #[arg(long)]
         no_wait: bool,
     },
@@ -251,13 +273,19 @@ pub enum SchedulerCommand {
 // Built once per process from the command line; boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Request {
+    /// A `jobs` command.
     Jobs(JobsCommand),
+    /// A `runs` command.
     Runs(RunsArgs),
+    /// A `scheduler` command.
     Scheduler(SchedulerCommand),
     /// `apsched preview --server …`: the server's preview of a trigger.
     Preview {
+        /// The trigger as the API takes it.
         trigger: Value,
+        /// How many fire times to list.
         count: usize,
+        /// Preview from this time (RFC 3339) instead of the server's now.
         now: Option<String>,
     },
 }

@@ -8,16 +8,18 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use crate::action::HttpAction;
 use crate::action::signing::SigningKey;
 
-/// DESIGN.md: a run keeps the first 1 KiB of the response body.
+/// A run keeps the first 1 KiB of the response body.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 /// Errors are stored and shown; a bound keeps a pathological message from bloating the ledger.
 const MAX_ERROR_CHARS: usize = 500;
 
 /// The headers every delivery carries besides the action's own.
 pub struct DeliveryHeaders<'a> {
+    /// `apsched-job-id`.
     pub job_id: &'a str,
     /// RFC 3339 in the job's zone.
     pub scheduled_time: &'a str,
+    /// `idempotency-key`, and `webhook-id` when signed.
     pub idempotency_key: &'a str,
     /// Sign with this key; `webhook-timestamp` is `timestamp` (unix seconds of the attempt).
     pub signing: Option<(&'a SigningKey, i64)>,
@@ -26,10 +28,15 @@ pub struct DeliveryHeaders<'a> {
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
+    /// A 2xx answer, read in full as far as the excerpt goes.
     pub succeeded: bool,
+    /// The answer's status; `None` when none came.
     pub http_status: Option<u16>,
+    /// What went wrong: `HTTP <status>`, or the transport failure.
     pub error: Option<String>,
+    /// The start of the response body (`RESPONSE_EXCERPT_BYTES`).
     pub response_excerpt: Option<String>,
+    /// From sending the request to the end of the excerpt, or to the failure.
     pub duration: Duration,
     /// No complete answer: the connection failed, the call timed out, or the response body was cut short.
     pub transport_failed: bool,

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use super::WebhookSettings;
 
-/// DESIGN.md: link-local (where cloud metadata services live), "this network", and AWS's IPv6 metadata address.
+/// Link-local (where cloud metadata services live), "this network", and AWS's IPv6 metadata address.
 pub const DEFAULT_DENY: [&str; 4] = ["0.0.0.0/8", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +96,7 @@ impl Rules {
     }
 }
 
+/// Which addresses webhooks may call: `[webhooks] allow` and `deny` over the built-in deny list.
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     allow: Rules,
@@ -155,7 +156,7 @@ impl TargetPolicy {
 
 /// reqwest's resolver for deliveries: the system resolver, then the policy over every address it returned. Only
 /// allowed addresses are handed to the connector; none left is an error naming why.
-pub struct PolicyResolver {
+pub(crate) struct PolicyResolver {
     policy: Arc<TargetPolicy>,
 }
 

@@ -39,7 +39,7 @@ type PerTarget = RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock,
 /// again when it wakes: governor only says "not until", so waiters that all asked it would all wake at each turn.
 type Line = tokio::sync::Mutex<()>;
 
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     global: Option<(Global, Line)>,
     per_target: Option<PerTarget>,
     /// One line per target; a line nobody stands in is dropped with its limiter's state.

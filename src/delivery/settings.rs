@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::TargetPolicy;
 use crate::action::signing::SigningKey;
 
+/// The `[webhooks]` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {

@@ -16,6 +16,7 @@ pub const DEFAULT_MAX_WORKERS: usize = 10;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSettings {
+    /// How many deliveries of this pool run at once.
     pub max_workers: usize,
 }
 
@@ -46,6 +47,7 @@ impl ExecutorSettings {
     }
 }
 
+/// One executor: at most `max_workers` deliveries at once, the others queued.
 pub struct Pool {
     max_workers: usize,
     permits: Arc<Semaphore>,
@@ -78,6 +80,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Pool {
+    /// An idle pool.
     pub fn new(max_workers: usize) -> Pool {
         Pool {
             max_workers,
@@ -109,6 +112,7 @@ impl Pool {
         Waiting { pool: self }
     }
 
+    /// What the pool is doing now.
     pub fn status(&self) -> PoolStatus {
         PoolStatus {
             max_workers: self.max_workers,
@@ -119,10 +123,14 @@ impl Pool {
     }
 }
 
+/// An executor's occupancy.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct PoolStatus {
+    /// The most deliveries it runs at once.
     pub max_workers: usize,
+    /// Deliveries holding a worker.
     pub running: usize,
+    /// Deliveries waiting for a worker.
     pub queued: usize,
     /// Runs waiting between two attempts; they hold no worker.
     pub retrying: usize,
@@ -139,6 +147,7 @@ impl Executors {
         Executors { pools: sizes.iter().map(|(name, workers)| (name.clone(), Pool::new(*workers))).collect() }
     }
 
+    /// Whether a pool of this name is configured.
     pub fn contains(&self, name: &str) -> bool {
         self.pools.contains_key(name)
     }
@@ -148,6 +157,7 @@ impl Executors {
         self.pools.get(name).or_else(|| self.pools.get("default")).expect("configuration guarantees a default executor")
     }
 
+    /// Every pool's status, by name.
     pub fn status(&self) -> BTreeMap<String, PoolStatus> {
         self.pools.iter().map(|(name, pool)| (name.clone(), pool.status())).collect()
     }

@@ -8,6 +8,7 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// The real time.
 pub struct SystemClock;
 
 impl Clock for SystemClock {

@@ -15,26 +15,40 @@ use crate::job::{Job, Run};
 /// the memory a stalled SSE client can pin.
 pub const EVENT_BUFFER: usize = 1024;
 
-/// DESIGN.md: APScheduler's event constants in lower case.
+/// What happened: APScheduler's `EVENT_*` constants in lower case (`EVENT_JOB_EXECUTED` is `job_executed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    /// The scheduler started.
     SchedulerStarted,
+    /// The scheduler shut down.
     SchedulerShutdown,
+    /// The scheduler was paused.
     SchedulerPaused,
+    /// The scheduler was resumed.
     SchedulerResumed,
+    /// A job was added.
     JobAdded,
+    /// A job was removed, by a client or because its trigger finished.
     JobRemoved,
+    /// A job was changed, paused or resumed.
     JobModified,
+    /// A fire was claimed and handed to its executor.
     JobSubmitted,
+    /// A fire was delivered.
     JobExecuted,
+    /// A fire failed.
     JobError,
+    /// A fire was later than misfire_grace_time and not delivered.
     JobMissed,
+    /// A fire was skipped: max_instances reached.
     JobMaxInstances,
+    /// Every job of one store, or of all, was removed.
     AllJobsRemoved,
 }
 
 impl EventKind {
+    /// Every kind.
     pub const ALL: [EventKind; 13] = [
         EventKind::SchedulerStarted,
         EventKind::SchedulerShutdown,
@@ -51,6 +65,7 @@ impl EventKind {
         EventKind::AllJobsRemoved,
     ];
 
+    /// The kind as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::SchedulerStarted => "scheduler_started",
@@ -69,6 +84,7 @@ impl EventKind {
         }
     }
 
+    /// A kind from its API name.
     pub fn parse(value: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|kind| kind.as_str() == value)
     }
@@ -77,29 +93,41 @@ impl EventKind {
 /// What an event is about. Jobs and runs are shared, not copied, between subscribers.
 #[derive(Debug, Clone)]
 pub enum Subject {
+    /// The scheduler itself: started, shut down, paused or resumed.
     Scheduler,
     /// Added or modified: the job as saved.
     Job(Arc<Job>),
+    /// Removed: the job is gone, so only its id.
     RemovedJob {
+        /// The removed job's id.
         job_id: String,
+        /// The store it was in.
         jobstore: String,
     },
     /// A fire: submitted, executed, error, missed or max_instances.
     Run {
+        /// The fire's ledger row.
         run: Arc<Run>,
+        /// The store of its job.
         jobstore: String,
     },
     /// `jobstore` is `None` when every store was emptied.
     AllJobs {
+        /// The store emptied.
         jobstore: Option<String>,
+        /// How many jobs were removed.
         removed: u64,
     },
 }
 
+/// One event.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// What happened.
     pub kind: EventKind,
+    /// When, on the scheduler's clock.
     pub time: DateTime<Utc>,
+    /// What it happened to.
     pub subject: Subject,
 }
 
@@ -121,6 +149,7 @@ pub struct EventBus {
 }
 
 impl EventBus {
+    /// A bus that keeps up to `capacity` events for a subscriber that falls behind.
     pub fn new(capacity: usize) -> EventBus {
         EventBus { sender: broadcast::channel(capacity).0 }
     }
@@ -138,6 +167,7 @@ impl EventBus {
         }
     }
 
+    /// Every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }

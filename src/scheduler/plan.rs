@@ -31,6 +31,7 @@ pub struct RulesPlanner {
 }
 
 impl RulesPlanner {
+    /// A planner for one round; triggers that name no zone use `default_tz`.
     pub fn new(default_tz: Tz) -> RulesPlanner {
         RulesPlanner { default_tz, jitter: Mutex::new(HashMap::new()), finished: Mutex::new(Vec::new()) }
     }

@@ -15,9 +15,11 @@ pub const DEFAULT_RETENTION_PER_JOB: u64 = 1000;
 /// How often the background pruner runs: retention is coarse, and each round costs a scan of finished runs.
 pub const DEFAULT_PRUNE_INTERVAL_SECONDS: u64 = 300;
 
+/// The `[scheduler]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
+    /// How long a claimed fire stays leased without an extension before another replica may take it over.
     pub lease_seconds: u64,
 }
 

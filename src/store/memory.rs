@@ -47,12 +47,14 @@ impl State {
     }
 }
 
+/// Jobs and runs in this process's memory, gone when it exits.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }

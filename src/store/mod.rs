@@ -8,7 +8,7 @@
 
 pub mod memory;
 pub mod postgres;
-pub mod recorder;
+mod recorder;
 mod sql;
 pub mod sqlite;
 
@@ -26,10 +26,13 @@ use utoipa::ToSchema;
 
 use crate::job::{Job, Run, RunStatus};
 
+/// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No job or run with that key.
     #[error("not found")]
     NotFound,
+    /// The key is taken: a job id, or a run of the same job and fire time.
     #[error("conflict: {0}")]
     Conflict(String),
     /// The store cannot be reached or failed; the caller retries later.
@@ -40,16 +43,20 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A store operation's result.
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Position in the job list, which is ordered by (next_run_time, id) with paused jobs (no next run time) last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobCursor {
+    /// The last listed job's next run time.
     pub next_run_time: Option<DateTime<Utc>>,
+    /// The last listed job's id.
     pub id: String,
 }
 
 impl JobCursor {
+    /// The position just after `job`.
     pub fn of(job: &Job) -> JobCursor {
         JobCursor { next_run_time: job.next_run_time, id: job.id.clone() }
     }
@@ -65,26 +72,34 @@ pub fn job_order_key(job: &Job) -> (bool, Option<DateTime<Utc>>, &str) {
     (job.next_run_time.is_none(), job.next_run_time, job.id.as_str())
 }
 
+/// Which jobs `list_jobs` returns.
 #[derive(Debug, Clone, Default)]
 pub struct JobQuery {
+    /// Only paused jobs (`true`) or only unpaused ones (`false`).
     pub paused: Option<bool>,
     /// Only jobs strictly after this position.
     pub after: Option<JobCursor>,
+    /// At most this many.
     pub limit: usize,
 }
 
 /// Position in a job's run history, which is ordered newest scheduled time first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunCursor {
+    /// The last listed run's scheduled time.
     pub scheduled_time: DateTime<Utc>,
+    /// The last listed run's idempotency key.
     pub idempotency_key: String,
 }
 
+/// Which runs `list_runs` returns.
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
+    /// Only runs with this status.
     pub status: Option<RunStatus>,
     /// Only runs strictly after (older than) this position.
     pub after: Option<RunCursor>,
+    /// At most this many.
     pub limit: usize,
 }
 
@@ -113,9 +128,11 @@ pub struct FirePlan {
 /// The scheduler's rules for a due job. `active_runs` is how many of the job's fires are pending or running
 /// (for max_instances).
 pub trait Planner: Send + Sync {
+    /// What to record for `job`, due at `now`, and its next run time.
     fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan;
 }
 
+/// Where jobs and the run ledger live. Every store passes the same contract tests.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Which kind of store this is: memory and SQLite belong to one process, PostgreSQL may be shared by replicas.
@@ -129,6 +146,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()>;
     /// Overwrite an existing job; `NotFound` if it is gone.
     async fn update_job(&self, job: &Job) -> StoreResult<()>;
+    /// The job with this id, if any.
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
     /// `true` if it existed. Its runs stay in the ledger (history) until pruned.
     async fn remove_job(&self, id: &str) -> StoreResult<bool>;
@@ -136,6 +154,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn remove_all_jobs(&self) -> StoreResult<u64>;
     /// Jobs in list order (see `job_order_key`), filtered, at most `limit`.
     async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>>;
+    /// How many jobs the store holds.
     async fn count_jobs(&self) -> StoreResult<u64>;
     /// The earliest next_run_time of an unpaused job: when the scheduler must next wake for this store.
     async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>>;
@@ -181,11 +200,15 @@ pub trait JobStore: Send + Sync + 'static {
 /// The embedded default store: a fresh machine runs with no database server.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://./apsched.db";
 
+/// The kind of job store.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreType {
+    /// In the server's memory: lost on restart.
     Memory,
+    /// A SQLite file: one process.
     Sqlite,
+    /// PostgreSQL: durable, and may be shared by replicas.
     Postgres,
 }
 
@@ -197,8 +220,10 @@ pub struct StoreSettings {
     /// Inferred from `url` when absent (`sqlite:…`, `postgres:…`), else memory.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub store_type: Option<StoreType>,
+    /// `sqlite://path` or `postgres://…`; required for those two kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Connections to PostgreSQL (default 10); other stores ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<u32>,
 }
@@ -213,6 +238,7 @@ impl StoreSettings {
         }
     }
 
+    /// The kind of store: `type`, else inferred from `url`, else memory.
     pub fn resolved_type(&self) -> StoreType {
         self.store_type.unwrap_or(match self.url.as_deref() {
             Some(url) if url.starts_with("sqlite:") => StoreType::Sqlite,

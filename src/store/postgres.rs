@@ -67,8 +67,10 @@ const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.status, attempts = u.a
     WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
     AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key";
 
+/// The PostgreSQL store.
 pub type PostgresStore = SqlStore<PostgresDialect>;
 
+/// What the PostgreSQL store does its own way: its SQL, and change notifications between replicas.
 #[derive(Clone, Debug)]
 pub struct PostgresDialect {
     options: PgConnectOptions,

@@ -43,8 +43,10 @@ const ANY_DUE_SQL: &str =
 const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = u.value ->> 'next_run_time' FROM json_each(?) AS u \
     WHERE jobs.id = u.value ->> 'id'";
 
+/// The SQLite store.
 pub type SqliteStore = SqlStore<SqliteDialect>;
 
+/// What the SQLite store does its own way: its SQL, and one writer at a time.
 #[derive(Clone, Debug)]
 pub struct SqliteDialect {
     /// Writers take turns here rather than in SQLite: a writer that finds the file locked waits in SQLite's busy

@@ -1,6 +1,6 @@
 //! `calendarinterval`: every so many years, months, weeks and days, at a fixed wall-clock time, as APScheduler
 //! 3.11's CalendarIntervalTrigger. Owns the date sequence (years and months are added keeping the day of month,
-//! skipping dates that do not exist, then weeks and days), and DESIGN.md's DST rule for a fixed time: a time in a
+//! skipping dates that do not exist, then weeks and days), and apsched's DST rule for a fixed time: a time in a
 //! gap fires at the first instant after the gap, a repeated time at its first occurrence.
 //!
 //! The fire times are a fixed grid of *nominal dates* starting at `start_date`; every query searches that grid,
@@ -37,21 +37,30 @@ const CHECKPOINT_SPACING: usize = 64;
 /// from a few days earlier never misses a fire.
 const SEARCH_MARGIN_DAYS: u64 = 3;
 
+/// Fires at `hour`:`minute`:`second` every so many `years`, `months`, `weeks` and `days`, counted in
+/// calendar units from `start_date` (APScheduler's CalendarIntervalTrigger).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarIntervalSpec {
+    /// Years between fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub years: Option<i64>,
+    /// Months between fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub months: Option<i64>,
+    /// Weeks between fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weeks: Option<i64>,
+    /// Days between fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<i64>,
+    /// Hour of the fire time (0–23, default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour: Option<i64>,
+    /// Minute of the fire time (0–59, default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minute: Option<i64>,
+    /// Second of the fire time (0–59, default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second: Option<i64>,
     /// The first date (`2026-01-31`); resolved to today in the trigger's zone when a job is saved without one.
@@ -60,22 +69,30 @@ pub struct CalendarIntervalSpec {
     /// The last date that may fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
+    /// IANA zone the dates and the time of day are in; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Up to this many seconds of random delay added to each fire.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
+/// A compiled calendar interval trigger.
 #[derive(Debug, Clone)]
 pub struct CalendarIntervalTrigger {
     /// Years and months together, as months.
     pub months: i64,
     /// Weeks and days together, as days.
     pub days: u64,
+    /// The time of day of every fire.
     pub time: NaiveTime,
+    /// The first date of the grid.
     pub start_date: NaiveDate,
+    /// The last date that may fire.
     pub end_date: Option<NaiveDate>,
+    /// The zone dates and the time of day are in.
     pub timezone: Tz,
+    /// Up to this many seconds of random delay added to each fire.
     pub jitter: Option<f64>,
     /// Shared between clones: the grid is a pure function of the fields above.
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -98,6 +115,7 @@ impl CalendarIntervalSpec {
         Ok(self)
     }
 
+    /// Check the spec and compile it; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz) -> Result<CalendarIntervalTrigger, TriggerError> {
         let timezone = parse_timezone(self.timezone.as_deref(), default_tz)?;
         let steps = [("years", self.years), ("months", self.months), ("weeks", self.weeks), ("days", self.days)];
@@ -167,7 +185,7 @@ fn parse_date(field: &str, value: &str, tz: Tz) -> Result<NaiveDate, TriggerErro
 }
 
 impl CalendarIntervalTrigger {
-    /// With no previous fire, the first fire at or after `now` (DESIGN.md's preview semantics; APScheduler would
+    /// With no previous fire, the first fire at or after `now` (apsched's preview semantics; APScheduler would
     /// return `start_date` even when past); after one, the grid's first fire after it.
     pub fn next_fire_time(&self, previous: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match previous {
@@ -193,7 +211,7 @@ impl CalendarIntervalTrigger {
         }
     }
 
-    /// DESIGN.md's rule for a fixed wall-clock time: the end of a gap, or the first of a repeated time.
+    /// apsched's rule for a fixed wall-clock time: the end of a gap, or the first of a repeated time.
     fn fire_time(&self, date: NaiveDate) -> DateTime<Utc> {
         wall::resolve_earliest(self.timezone, date.and_time(self.time))
     }

@@ -14,36 +14,46 @@ use super::interval::{serialize_number, validate_jitter};
 use super::time::parse_timezone;
 use super::{Trigger, TriggerError, TriggerSpec};
 
-/// How many rounds an `and` spends moving its children towards a shared time before it concludes there is none
-/// (DESIGN.md: 10 000 steps).
+/// How many rounds an `and` spends moving its children towards a shared time before it concludes there is none.
 pub const MAX_AND_STEPS: usize = 10_000;
 
 /// Fire times are compared at full precision; the instant just after one is one nanosecond later.
 const JUST_AFTER: TimeDelta = TimeDelta::nanoseconds(1);
 
+/// How a combining trigger joins its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// At the times all children share.
     And,
+    /// At every fire time of any child.
     Or,
 }
 
+/// Child triggers combined: `and` fires at the times all of them share, `or` at every fire time of any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CombineSpec {
     /// At least one child; children without their own `timezone` take this trigger's.
     #[schema(no_recursion)]
     pub triggers: Vec<TriggerSpec>,
+    /// IANA zone of the children that name none, and of the fire times; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Up to this many seconds of random delay added to each fire.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
 }
 
+/// A compiled `and` or `or` trigger.
 #[derive(Debug, Clone)]
 pub struct CombiningTrigger {
+    /// `and` or `or`.
     pub mode: Mode,
+    /// The compiled children.
     pub triggers: Vec<Trigger>,
+    /// The zone fire times are written in.
     pub timezone: Tz,
+    /// Up to this many seconds of random delay added to each fire.
     pub jitter: Option<f64>,
 }
 
@@ -63,6 +73,7 @@ impl CombineSpec {
         Ok(self)
     }
 
+    /// Check the spec and compile it as `mode`; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz, mode: Mode) -> Result<CombiningTrigger, TriggerError> {
         let timezone = parse_timezone(self.timezone.as_deref(), default_tz)?;
         let jitter = validate_jitter(self.jitter)?;

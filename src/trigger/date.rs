@@ -9,22 +9,28 @@ use utoipa::ToSchema;
 use super::TriggerError;
 use super::time::{parse_time, parse_timezone};
 
+/// Fires once, at `run_date`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateSpec {
     /// RFC 3339, or a date-time or date without offset read in `timezone`.
     pub run_date: String,
+    /// IANA zone `run_date` is read in when it has no offset; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }
 
+/// A compiled date trigger.
 #[derive(Debug, Clone)]
 pub struct DateTrigger {
+    /// The one fire time.
     pub run_date: DateTime<Utc>,
+    /// The zone the fire time is written in.
     pub timezone: Tz,
 }
 
 impl DateSpec {
+    /// Check the spec and compile it; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz) -> Result<DateTrigger, TriggerError> {
         let timezone = parse_timezone(self.timezone.as_deref(), default_tz)?;
         let run_date = parse_time("run_date", &self.run_date, timezone)?;
@@ -33,6 +39,7 @@ impl DateSpec {
 }
 
 impl DateTrigger {
+    /// `run_date` until it has fired, then nothing.
     pub fn next_fire_time(&self, previous: Option<DateTime<Utc>>, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         previous.is_none().then_some(self.run_date)
     }

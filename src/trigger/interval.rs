@@ -19,24 +19,32 @@ const NANOS_PER_MICRO: i128 = 1_000;
 const SECONDS_PER_UNIT: [(&str, f64); 5] =
     [("weeks", 604_800.0), ("days", 86_400.0), ("hours", 3_600.0), ("minutes", 60.0), ("seconds", 1.0)];
 
+/// Fires every `weeks` + `days` + `hours` + `minutes` + `seconds` (fractions allowed), from `start_date` on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntervalSpec {
+    /// Weeks of the interval.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub weeks: Option<f64>,
+    /// Days of the interval (24 hours each).
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub days: Option<f64>,
+    /// Hours of the interval.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub hours: Option<f64>,
+    /// Minutes of the interval.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub minutes: Option<f64>,
+    /// Seconds of the interval.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub seconds: Option<f64>,
     /// The first fire time; resolved to "now + interval" when a job is saved without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
+    /// Latest fire time (inclusive): RFC 3339, or a date-time or date read in the trigger's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
+    /// IANA zone dates without an offset are read in and fire times written in; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Seconds of random delay added to each fire.
@@ -44,12 +52,18 @@ pub struct IntervalSpec {
     pub jitter: Option<f64>,
 }
 
+/// A compiled interval trigger.
 #[derive(Debug, Clone)]
 pub struct IntervalTrigger {
+    /// The time between fires, in whole microseconds.
     pub interval: TimeDelta,
+    /// The first fire time; every later one is a whole number of intervals after it.
     pub start_date: DateTime<Utc>,
+    /// No fire after this.
     pub end_date: Option<DateTime<Utc>>,
+    /// The zone fire times are written in.
     pub timezone: Tz,
+    /// Up to this many seconds of random delay added to each fire.
     pub jitter: Option<f64>,
 }
 
@@ -104,6 +118,7 @@ impl IntervalSpec {
         Ok(self)
     }
 
+    /// Check the spec and compile it; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz) -> Result<IntervalTrigger, TriggerError> {
         let timezone = parse_timezone(self.timezone.as_deref(), default_tz)?;
         let interval = self.interval()?;

@@ -24,18 +24,24 @@ pub use cron::{CronSpec, CronTrigger};
 pub use date::{DateSpec, DateTrigger};
 pub use interval::{IntervalSpec, IntervalTrigger};
 
-/// A trigger as clients send it and as it is stored: DESIGN.md "Triggers".
+/// When a job fires: one of APScheduler's triggers, chosen by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 // A spec lives only while a request or a stored row is handled; boxing the larger ones would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum TriggerSpec {
+    /// Fires once, at `run_date`.
     Date(DateSpec),
+    /// Fires at a fixed interval.
     Interval(IntervalSpec),
+    /// Fires at the times that match cron fields or a crontab line.
     Cron(CronSpec),
+    /// Fires at a time of day every so many years, months, weeks and days.
     #[serde(rename = "calendarinterval")]
     CalendarInterval(CalendarIntervalSpec),
+    /// Fires at the times all child triggers share.
     And(CombineSpec),
+    /// Fires at every fire time of any child trigger.
     Or(CombineSpec),
 }
 
@@ -44,11 +50,14 @@ pub enum TriggerSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct TriggerError {
+    /// Where in the trigger: `minute`, `triggers[1].hour`.
     pub field: String,
+    /// The value and the rule it breaks.
     pub message: String,
 }
 
 impl TriggerError {
+    /// An error at `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
@@ -62,11 +71,17 @@ impl TriggerError {
 /// A compiled trigger, ready to compute fire times.
 #[derive(Debug, Clone)]
 pub enum Trigger {
+    /// A compiled `date` trigger.
     Date(DateTrigger),
+    /// A compiled `interval` trigger.
     Interval(IntervalTrigger),
+    /// A compiled `cron` trigger.
     Cron(CronTrigger),
+    /// A compiled `calendarinterval` trigger.
     CalendarInterval(CalendarIntervalTrigger),
+    /// A compiled `and` trigger.
     And(CombiningTrigger),
+    /// A compiled `or` trigger.
     Or(CombiningTrigger),
 }
 
@@ -146,10 +161,10 @@ impl Trigger {
     }
 }
 
-/// Largest preview a client may ask for (DESIGN.md: `count` 1–1000).
+/// Largest preview a client may ask for (`count` is 1–1000).
 pub const MAX_PREVIEW_COUNT: usize = 1000;
 
-/// DESIGN.md's preview semantics: the first fire time from `now` with no previous fire, then each next one after
+/// apsched's preview semantics: the first fire time from `now` with no previous fire, then each next one after
 /// the previous. Shorter than `count` when the trigger ends.
 pub fn preview(trigger: &Trigger, now: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
     let mut times = Vec::with_capacity(count.min(MAX_PREVIEW_COUNT));

@@ -1,5 +1,5 @@
 //! `cron`: APScheduler 3.11's CronTrigger — the eight fields `year` … `second` with APScheduler's expressions and
-//! default rule — or a standard `crontab` string, with DESIGN.md's DST rule instead of APScheduler's.
+//! default rule — or a standard `crontab` string, with apsched's DST rule instead of APScheduler's.
 //!
 //! `expr` parses the fields, `crontab` reads crontab strings through croner, both compile to a `schedule::Schedule`
 //! (which wall times match, and a fast search for the next one), and `dst` maps matching wall times to instants.
@@ -81,9 +81,13 @@ pub struct CronSpec {
 /// A compiled cron trigger.
 #[derive(Debug, Clone)]
 pub struct CronTrigger {
+    /// The zone the fields are matched in.
     pub timezone: Tz,
+    /// Up to this many seconds of random delay added to each fire.
     pub jitter: Option<f64>,
+    /// No fire before this.
     pub start_date: Option<DateTime<Utc>>,
+    /// No fire after this.
     pub end_date: Option<DateTime<Utc>>,
     schedule: Schedule,
     /// Known at compile time to match no date at all (`day=31, month=feb`), so the search is skipped.
@@ -96,6 +100,7 @@ impl CronSpec {
             .map(|value| value.as_deref())
     }
 
+    /// Check the spec and compile it; `default_tz` is its zone when it names none.
     pub fn compile(&self, default_tz: Tz) -> Result<CronTrigger, TriggerError> {
         let timezone = time::parse_timezone(self.timezone.as_deref(), default_tz)?;
         let start_date = self.start_date.as_deref().map(|v| time::parse_time("start_date", v, timezone)).transpose()?;
