@@ -1,7 +1,7 @@
 //! The job and run models shared by the API, the scheduler and the stores.
 //!
 //! A `Job` is stored with its *resolved* trigger spec (see `trigger::TriggerSpec::resolve`), so every replica and
-//! every restart compiles the same schedule. A `Run` is one row of the run ledger (DESIGN.md "The run ledger"):
+//! every restart compiles the same schedule. A `Run` is one row of the run ledger (docs/ledger.md):
 //! one per (job id, scheduled fire time), carrying a snapshot of the action so a fire can be delivered again after
 //! a crash even if its job is gone.
 
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::action::Action;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
-/// DESIGN.md: ids are 1–200 characters of `[A-Za-z0-9._:-]`.
+/// docs/api.md: ids are 1–200 characters of `[A-Za-z0-9._:-]`.
 pub const MAX_ID_LENGTH: usize = 200;
 /// A name is for people; longer than this is a mistake.
 pub const MAX_NAME_LENGTH: usize = 500;
@@ -45,7 +45,7 @@ impl Job {
     }
 }
 
-/// Check a job id against DESIGN.md's rule.
+/// Check a job id against the rule of docs/api.md.
 pub fn validate_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.chars().count() > MAX_ID_LENGTH {
         return Err(format!("must be 1–{MAX_ID_LENGTH} characters, got {}", id.chars().count()));

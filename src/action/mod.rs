@@ -284,7 +284,7 @@ pub fn masked_url(url: &str) -> String {
     if changed { parsed.to_string() } else { url.to_string() }
 }
 
-/// DESIGN.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
+/// docs/security.md: `Authorization`, `Proxy-Authorization`, `Cookie`, and any header whose name contains `token`,
 /// `secret`, `key`, `password` or `signature`, case-insensitive.
 pub fn is_secret_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();

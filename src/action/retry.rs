@@ -1,4 +1,4 @@
-//! Retries (DESIGN.md "Retries"): which failed attempts are tried again, and how long to wait first. Pure
+//! Retries (docs/ledger.md): which failed attempts are tried again, and how long to wait first. Pure
 //! functions; the scheduler's delivery loop applies them.
 
 use std::time::Duration;

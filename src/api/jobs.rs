@@ -19,11 +19,11 @@ use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
 use crate::trigger::time::format_time;
 
-/// DESIGN.md: `limit` 1–1000, default 100.
+/// docs/api.md: `limit` 1–1000, default 100.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
-/// A job to add (DESIGN.md "Jobs").
+/// A job to add (see docs/api.md).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobIn {

@@ -1,4 +1,4 @@
-//! The REST API of DESIGN.md: state, router, OpenAPI document, and the extractors that turn bad input into
+//! The REST API (docs/api.md): state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
 pub mod auth;
@@ -33,7 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::scheduler::Scheduler;
 
-/// DESIGN.md: a body over 1 MiB is 413.
+/// docs/security.md: a body over 1 MiB is 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]

@@ -1,4 +1,4 @@
-//! `POST /v1/triggers/preview`: the next fire times of a trigger, with DESIGN.md's preview semantics.
+//! `POST /v1/triggers/preview`: the next fire times of a trigger, with the preview semantics of docs/api.md.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +10,7 @@ use crate::error::{ApiError, Problem, Result};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{self, TriggerSpec};
 
-/// DESIGN.md: `count` 1–1000, default 10.
+/// docs/api.md: `count` 1–1000, default 10.
 const DEFAULT_PREVIEW_COUNT: usize = 10;
 
 #[derive(Debug, Deserialize, ToSchema)]

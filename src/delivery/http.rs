@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use crate::action::HttpAction;
 use crate::action::signing::SigningKey;
 
-/// DESIGN.md: a run keeps the first 1 KiB of the response body.
+/// docs/ledger.md: a run keeps the first 1 KiB of the response body.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 /// Errors are stored and shown; a bound keeps a pathological message from bloating the ledger.
 const MAX_ERROR_CHARS: usize = 500;

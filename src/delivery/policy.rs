@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use super::WebhookSettings;
 
-/// DESIGN.md: link-local (where cloud metadata services live), "this network", and AWS's IPv6 metadata address.
+/// docs/security.md: link-local (where cloud metadata services live), "this network", and AWS's IPv6 metadata address.
 pub const DEFAULT_DENY: [&str; 4] = ["0.0.0.0/8", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -15,7 +15,7 @@ use crate::job::{Job, Run};
 /// the memory a stalled SSE client can pin.
 pub const EVENT_BUFFER: usize = 1024;
 
-/// DESIGN.md: APScheduler's event constants in lower case.
+/// APScheduler's event constants in lower case (see docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {

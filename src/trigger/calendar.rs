@@ -1,6 +1,6 @@
 //! `calendarinterval`: every so many years, months, weeks and days, at a fixed wall-clock time, as APScheduler
 //! 3.11's CalendarIntervalTrigger. Owns the date sequence (years and months are added keeping the day of month,
-//! skipping dates that do not exist, then weeks and days), and DESIGN.md's DST rule for a fixed time: a time in a
+//! skipping dates that do not exist, then weeks and days), and docs/triggers.md's rule for a fixed time: a time in a
 //! gap fires at the first instant after the gap, a repeated time at its first occurrence.
 //!
 //! The fire times are a fixed grid of *nominal dates* starting at `start_date`; every query searches that grid,
@@ -167,7 +167,7 @@ fn parse_date(field: &str, value: &str, tz: Tz) -> Result<NaiveDate, TriggerErro
 }
 
 impl CalendarIntervalTrigger {
-    /// With no previous fire, the first fire at or after `now` (DESIGN.md's preview semantics; APScheduler would
+    /// With no previous fire, the first fire at or after `now` (the preview semantics of docs/api.md; APScheduler would
     /// return `start_date` even when past); after one, the grid's first fire after it.
     pub fn next_fire_time(&self, previous: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match previous {
@@ -193,7 +193,7 @@ impl CalendarIntervalTrigger {
         }
     }
 
-    /// DESIGN.md's rule for a fixed wall-clock time: the end of a gap, or the first of a repeated time.
+    /// The DST rule for a fixed wall-clock time (docs/triggers.md): the end of a gap, or the first of a repeated time.
     fn fire_time(&self, date: NaiveDate) -> DateTime<Utc> {
         wall::resolve_earliest(self.timezone, date.and_time(self.time))
     }

@@ -15,7 +15,7 @@ use super::time::parse_timezone;
 use super::{Trigger, TriggerError, TriggerSpec};
 
 /// How many rounds an `and` spends moving its children towards a shared time before it concludes there is none
-/// (DESIGN.md: 10 000 steps).
+/// (docs/triggers.md: 10 000 rounds).
 pub const MAX_AND_STEPS: usize = 10_000;
 
 /// Fire times are compared at full precision; the instant just after one is one nanosecond later.

@@ -24,7 +24,7 @@ pub use cron::{CronSpec, CronTrigger};
 pub use date::{DateSpec, DateTrigger};
 pub use interval::{IntervalSpec, IntervalTrigger};
 
-/// A trigger as clients send it and as it is stored: DESIGN.md "Triggers".
+/// A trigger as clients send it and as it is stored (see docs/triggers.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 // A spec lives only while a request or a stored row is handled; boxing the larger ones would buy nothing.
@@ -146,10 +146,10 @@ impl Trigger {
     }
 }
 
-/// Largest preview a client may ask for (DESIGN.md: `count` 1–1000).
+/// Largest preview a client may ask for (docs/api.md: `count` 1–1000).
 pub const MAX_PREVIEW_COUNT: usize = 1000;
 
-/// DESIGN.md's preview semantics: the first fire time from `now` with no previous fire, then each next one after
+/// The preview semantics of docs/api.md: the first fire time from `now` with no previous fire, then each next one after
 /// the previous. Shorter than `count` when the trigger ends.
 pub fn preview(trigger: &Trigger, now: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
     let mut times = Vec::with_capacity(count.min(MAX_PREVIEW_COUNT));

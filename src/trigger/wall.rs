@@ -1,4 +1,4 @@
-//! Wall-clock time in a zone that has DST. DESIGN.md's rule for fixed-time triggers: a local time that does not
+//! Wall-clock time in a zone that has DST. docs/triggers.md's rule for fixed-time triggers: a local time that does not
 //! exist (spring forward) fires once, at the first instant after the gap; a repeated local time (fall back) fires
 //! at its first occurrence.
 

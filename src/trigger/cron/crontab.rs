@@ -3,7 +3,7 @@
 //! one of them is `*`). Exactly five fields: seconds are the `second` field's job in the fields form.
 //!
 //! croner parses and matches, but its search is not used: its DST rule skips a non-fixed job's times inside a
-//! spring-forward gap (`*/15 2 * * *` does not fire on the day of the gap), where DESIGN.md fires them once after
+//! spring-forward gap (`*/15 2 * * *` does not fire on the day of the gap), where apsched fires them once after
 //! the gap. So the parsed pattern is turned into the same `Schedule` as the fields form.
 
 use std::sync::LazyLock;

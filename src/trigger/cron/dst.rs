@@ -1,4 +1,4 @@
-//! DESIGN.md's DST rule, applied to the matching wall times a `Schedule` yields: a matching wall time skipped by a
+//! docs/triggers.md's rule, applied to the matching wall times a `Schedule` yields: a matching wall time skipped by a
 //! forward jump fires once, at the first instant after the gap; in a repeated stretch (fall back) a fixed-time job
 //! fires at the first occurrence only, any other job at both occurrences, in absolute time order.
 //!

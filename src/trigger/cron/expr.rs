@@ -1,6 +1,6 @@
 //! APScheduler 3's cron field expressions (`triggers/cron/expressions.py`): parsing and validation of one field's
 //! value into terms. Validation rejects what APScheduler rejects, and also what it silently reads as something
-//! else (trailing text after a name, `last`-prefixed words, a step after names): DESIGN.md asks for stricter
+//! else (trailing text after a name, `last`-prefixed words, a step after names): docs/triggers.md promises stricter
 //! validation where APScheduler accepts nonsense.
 
 use chrono::Weekday;

@@ -1,5 +1,5 @@
 //! `cron`: APScheduler 3.11's CronTrigger — the eight fields `year` … `second` with APScheduler's expressions and
-//! default rule — or a standard `crontab` string, with DESIGN.md's DST rule instead of APScheduler's.
+//! default rule — or a standard `crontab` string, with the DST rule of docs/triggers.md instead of APScheduler's.
 //!
 //! `expr` parses the fields, `crontab` reads crontab strings through croner, both compile to a `schedule::Schedule`
 //! (which wall times match, and a fast search for the next one), and `dst` maps matching wall times to instants.

@@ -238,7 +238,7 @@ proptest! {
     // Each case scans four hours second by second.
     #![proptest_config(config(40))]
 
-    /// Around real transitions, the fire times are exactly DESIGN.md's rule applied second by second: every instant
+    /// Around real transitions, the fire times are exactly the DST rule applied second by second: every instant
     /// whose wall time matches, except a fixed-time job's second occurrences, plus the end of each gap that
     /// swallowed a match.
     #[test]

@@ -173,7 +173,7 @@ impl Schedule {
         Self { years, months, days, weeks, hours, minutes, seconds, every_date }
     }
 
-    /// DESIGN.md's fixed-time job: second, minute and hour each a single value. Only these fire once in a
+    /// A fixed-time job (docs/triggers.md): second, minute and hour each a single value. Only these fire once in a
     /// repeated (fall-back) hour.
     pub fn is_fixed_time(&self) -> bool {
         self.hours.count_ones() == 1 && self.minutes.count_ones() == 1 && self.seconds.count_ones() == 1

@@ -1,5 +1,5 @@
 //! Behaviour of the cron trigger as a client sees it: fire times for each expression form, the default rule, start
-//! and end dates, validation, and DESIGN.md's DST rule in zones with unusual transitions.
+//! and end dates, validation, and the DST rule of docs/triggers.md in zones with unusual transitions.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -505,7 +505,7 @@ mod crontab_strings {
     }
 }
 
-/// DESIGN.md's DST rule: a skipped wall time fires once, just after the gap; in a repeated stretch a fixed-time job
+/// The DST rule: a skipped wall time fires once, just after the gap; in a repeated stretch a fixed-time job
 /// fires at the first occurrence only, any other job in both passes.
 mod dst_rule {
     use super::*;
