@@ -225,10 +225,26 @@ fn preview_remote(
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let config = Config::load(config_file.as_deref(), &flags)?;
-    let listener = tokio::net::TcpListener::bind(config.listen_addr()?).await?;
+    let address = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|err| cannot_listen(address, &err))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     apsched::run(config, listener, shutdown).await
+}
+
+/// Why the address cannot be served, and what to do about it.
+fn cannot_listen(address: std::net::SocketAddr, err: &std::io::Error) -> anyhow::Error {
+    let advice = match err.kind() {
+        std::io::ErrorKind::AddrInUse => "is another apsched running? set --listen or APSCHED_LISTEN",
+        std::io::ErrorKind::AddrNotAvailable => {
+            "that address is not one of this machine's; set --listen or APSCHED_LISTEN"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; choose another with --listen or APSCHED_LISTEN"
+        }
+        _ => "set --listen or APSCHED_LISTEN",
+    };
+    anyhow::anyhow!("cannot listen on {address}: {err}; {advice}")
 }
 
 async fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {

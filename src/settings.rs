@@ -112,6 +112,7 @@ impl Config {
 // figment's Jail fixes the closure's error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use figment::providers::{Format, Toml};
     use secrecy::ExposeSecret;
 
     use super::*;
@@ -236,6 +237,68 @@ mod tests {
             change(&mut config);
             assert_eq!(config.validated().unwrap_err().to_string(), expected);
         }
+    }
+
+    #[test]
+    fn a_postgres_url_in_the_environment_makes_the_default_store_postgres() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APSCHED_JOBSTORES__DEFAULT__URL", "postgres://apsched:s3cret@db.internal:5432/apsched");
+            jail.set_env("APSCHED_WEBHOOKS__DENY", r#"["10.20.0.0/16", "*.corp.internal"]"#);
+            let config = Config::load(None, &Flags::default()).unwrap();
+            assert_eq!(config.jobstores["default"].resolved_type(), StoreType::Postgres);
+            assert_eq!(config.webhooks.deny, ["10.20.0.0/16", "*.corp.internal"]);
+
+            jail.set_env("APSCHED_JOBSTORES__DEFAULT__TYPE", "sqlite");
+            let err = Config::load(None, &Flags::default()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    r#"configuration: jobstores.default.type: "sqlite" contradicts the url's scheme "postgres""#
+                ),
+                "{err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// `apsched.example.toml` at the repository's root holds every key at its default: loading it gives exactly
+    /// the defaults, a key renamed or removed in the code fails to load (unknown keys are refused), and a key the
+    /// defaults carry but the file lacks is named.
+    #[test]
+    fn the_example_configuration_is_every_key_at_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("apsched.example.toml");
+        figment::Jail::expect_with(|_jail| {
+            let loaded = Config::load(Some(&path), &Flags::default()).unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(loaded.api.listen, DEFAULT_LISTEN);
+            assert_eq!(loaded.jobstores["default"].url.as_deref(), Some(DEFAULT_SQLITE_URL));
+            assert_eq!(loaded.jobstores["default"].resolved_type(), StoreType::Sqlite);
+            assert_eq!(loaded.executors["default"].max_workers, DEFAULT_MAX_WORKERS);
+            assert_eq!(loaded.job_defaults, JobDefaults::default());
+            assert_eq!(loaded.runs.retention_seconds, DEFAULT_RETENTION_SECONDS);
+            let defaults = serde_json::to_value(Config::default()).unwrap();
+            assert_eq!(serde_json::to_value(&loaded).unwrap(), defaults);
+
+            let file: figment::value::Dict =
+                figment::Figment::from(<Toml as Format>::file_exact(&path)).extract().unwrap();
+            let missing = missing_keys(&defaults, &serde_json::to_value(file).unwrap(), "");
+            assert!(missing.is_empty(), "apsched.example.toml lacks {missing:?}");
+            Ok(())
+        });
+    }
+
+    /// The keys of `expected` (nested, dotted) that `actual` does not have.
+    fn missing_keys(expected: &serde_json::Value, actual: &serde_json::Value, prefix: &str) -> Vec<String> {
+        let Some(expected) = expected.as_object() else { return Vec::new() };
+        expected
+            .iter()
+            .flat_map(|(key, value)| {
+                let path = format!("{prefix}{key}");
+                match actual.get(key) {
+                    None => vec![path],
+                    Some(actual) => missing_keys(value, actual, &format!("{path}.")),
+                }
+            })
+            .collect()
     }
 
     #[test]

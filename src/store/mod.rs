@@ -212,6 +212,39 @@ pub enum StoreType {
     Postgres,
 }
 
+impl StoreType {
+    /// As configuration writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreType::Memory => "memory",
+            StoreType::Sqlite => "sqlite",
+            StoreType::Postgres => "postgres",
+        }
+    }
+}
+
+/// What a store url's scheme says. Only the scheme is ever shown: the rest of a PostgreSQL url may hold a password.
+#[derive(Debug, PartialEq)]
+enum UrlScheme<'a> {
+    /// `sqlite:`, `postgres:` or `postgresql:`, as written.
+    Store(StoreType, &'a str),
+    Other(&'a str),
+    /// A bare path such as `./apsched.db`.
+    None,
+}
+
+fn url_scheme(url: &str) -> UrlScheme<'_> {
+    let Some((scheme, _)) = url.split_once(':') else { return UrlScheme::None };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => UrlScheme::Store(StoreType::Sqlite, scheme),
+        "postgres" | "postgresql" => UrlScheme::Store(StoreType::Postgres, scheme),
+        _ if is_scheme => UrlScheme::Other(scheme),
+        _ => UrlScheme::None,
+    }
+}
+
 /// One `[jobstores.<name>]` section. The url of a PostgreSQL store may hold a password; it is never put in an
 /// error message (see `open`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,28 +262,55 @@ pub struct StoreSettings {
 }
 
 impl StoreSettings {
-    /// The embedded SQLite file `apsched.db` in the working directory.
+    /// The embedded SQLite file `apsched.db` in the working directory. Its type is left to its url, so a url set in
+    /// the environment or a file (`APSCHED_JOBSTORES__DEFAULT__URL=postgres://…`) picks the store it names.
     pub fn embedded() -> StoreSettings {
-        StoreSettings {
-            store_type: Some(StoreType::Sqlite),
-            url: Some(DEFAULT_SQLITE_URL.to_string()),
-            pool_size: None,
-        }
+        StoreSettings { store_type: None, url: Some(DEFAULT_SQLITE_URL.to_string()), pool_size: None }
     }
 
-    /// The kind of store: `type`, else inferred from `url`, else memory.
+    /// `type` when set, else the url's scheme, else (no url) memory.
     pub fn resolved_type(&self) -> StoreType {
-        self.store_type.unwrap_or(match self.url.as_deref() {
-            Some(url) if url.starts_with("sqlite:") => StoreType::Sqlite,
-            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => StoreType::Postgres,
+        self.store_type.unwrap_or(match self.url.as_deref().map(url_scheme) {
+            Some(UrlScheme::Store(kind, _)) => kind,
             _ => StoreType::Memory,
         })
     }
 
-    /// An error is the key at fault (`url`, `pool_size`) and what is wrong with it.
+    /// An error is the key at fault (`type`, `url`, `pool_size`) and what is wrong with it. A memory store keeps
+    /// nothing anywhere, so it ignores a url (the embedded default's, when only `type = "memory"` is set).
     pub fn validate(&self) -> Result<(), (String, String)> {
+        let url = self.url.as_deref().filter(|url| !url.is_empty());
+        match (self.store_type, url.map(url_scheme)) {
+            (Some(StoreType::Memory), _) | (_, None) => {}
+            (Some(kind), Some(UrlScheme::Store(scheme_kind, scheme))) if kind != scheme_kind => {
+                return Err((
+                    "type".into(),
+                    format!(
+                        "{:?} contradicts the url's scheme {scheme:?}: remove type (it follows the url) or make \
+                         them agree",
+                        kind.name()
+                    ),
+                ));
+            }
+            (None, Some(UrlScheme::Other(scheme))) => {
+                return Err((
+                    "url".into(),
+                    format!(
+                        "the scheme {scheme:?} names no store: write sqlite://PATH or postgres://USER@HOST/DATABASE, \
+                         or set type"
+                    ),
+                ));
+            }
+            (None, Some(UrlScheme::None)) => {
+                return Err((
+                    "url".into(),
+                    "has no scheme: write sqlite://PATH or postgres://USER@HOST/DATABASE, or set type".into(),
+                ));
+            }
+            _ => {}
+        }
         let needs_url = matches!(self.resolved_type(), StoreType::Sqlite | StoreType::Postgres);
-        if needs_url && self.url.as_deref().is_none_or(str::is_empty) {
+        if needs_url && url.is_none() {
             return Err(("url".into(), "is required for sqlite and postgres stores".into()));
         }
         if self.pool_size == Some(0) {
@@ -276,29 +336,60 @@ impl StoreSettings {
     }
 }
 
-/// Open a configured store (running its migrations).
+/// Open a configured store (running its migrations). An error names the store, the file or the server (never a
+/// password) and what to check.
 pub async fn open(name: &str, settings: &StoreSettings) -> anyhow::Result<Arc<dyn JobStore>> {
     Ok(match settings.resolved_type() {
         StoreType::Memory => Arc::new(memory::MemoryStore::new()),
         StoreType::Sqlite => {
             let url = settings.url.as_deref().unwrap_or(DEFAULT_SQLITE_URL);
-            Arc::new(
-                sqlite::SqliteStore::connect(url)
-                    .await
-                    .map_err(|err| anyhow::anyhow!("job store {name:?} ({url}): {err}"))?,
-            )
+            Arc::new(sqlite::SqliteStore::connect(url).await.map_err(|err| {
+                anyhow::anyhow!(
+                    "job store {name:?}: cannot open the SQLite file {file:?} ({url}): {cause}; check that its \
+                     directory exists and is writable by this user",
+                    file = sqlite_file(url),
+                    cause = cause(&err)
+                )
+            })?)
         }
         StoreType::Postgres => {
             let url = settings.url.as_deref().ok_or_else(|| anyhow::anyhow!("job store {name:?}: url is required"))?;
             let pool_size = settings.pool_size.unwrap_or(postgres::DEFAULT_POOL_SIZE);
-            // The url is left out of the message: it may hold a password.
-            Arc::new(
-                postgres::PostgresStore::connect(url, pool_size)
-                    .await
-                    .map_err(|err| anyhow::anyhow!("job store {name:?} (postgres): {err}"))?,
-            )
+            Arc::new(postgres::PostgresStore::connect(url, pool_size).await.map_err(|err| {
+                anyhow::anyhow!(
+                    "job store {name:?}: cannot use PostgreSQL at {server}: {cause}; check that the server runs and \
+                     accepts connections from here, and the url's user, password and database",
+                    server = postgres_server(url),
+                    cause = cause(&err)
+                )
+            })?)
         }
     })
+}
+
+/// The file a SQLite url names, as the person who wrote it would recognise it.
+fn sqlite_file(url: &str) -> &str {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    path.split_once('?').map_or(path, |(path, _)| path)
+}
+
+/// `host:port, database "name"` of a PostgreSQL url: where it points, without its user or password.
+fn postgres_server(url: &str) -> String {
+    match url.parse::<sqlx::postgres::PgConnectOptions>() {
+        Ok(options) => {
+            let database = options.get_database().map(|database| format!(", database {database:?}"));
+            format!("{}:{}{}", options.get_host(), options.get_port(), database.unwrap_or_default())
+        }
+        Err(_) => "a url that does not parse".to_string(),
+    }
+}
+
+/// A store error's own message, without the kind's prefix the caller's sentence already says.
+fn cause(err: &StoreError) -> String {
+    match err {
+        StoreError::Unavailable(message) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The memory store: jobs and runs live in this process and end with it (APScheduler's MemoryJobStore).
@@ -312,5 +403,91 @@ impl sqlite::SqliteStore {
     /// Open the SQLite file at `path`, creating it if missing, and bring its schema up to date.
     pub async fn open(path: impl AsRef<std::path::Path>) -> StoreResult<sqlite::SqliteStore> {
         sqlite::SqliteStore::connect(&format!("sqlite://{}", path.as_ref().display())).await
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn store(store_type: Option<StoreType>, url: Option<&str>) -> StoreSettings {
+        StoreSettings { store_type, url: url.map(str::to_string), pool_size: None }
+    }
+
+    #[test]
+    fn the_type_follows_the_urls_scheme_unless_set() {
+        assert_eq!(StoreSettings::embedded().resolved_type(), StoreType::Sqlite);
+        let from_env =
+            StoreSettings { url: Some("postgres://apsched@db:5432/apsched".into()), ..StoreSettings::embedded() };
+        assert_eq!(from_env.resolved_type(), StoreType::Postgres);
+        assert_eq!(from_env.validate(), Ok(()));
+        assert_eq!(store(None, Some("postgresql://db/apsched")).resolved_type(), StoreType::Postgres);
+        assert_eq!(store(None, Some("sqlite::memory:")).resolved_type(), StoreType::Sqlite);
+        assert_eq!(store(None, None).resolved_type(), StoreType::Memory);
+        // A memory store keeps nothing anywhere: the embedded default's url does not contradict it.
+        let memory = StoreSettings { store_type: Some(StoreType::Memory), ..StoreSettings::embedded() };
+        assert_eq!((memory.resolved_type(), memory.validate()), (StoreType::Memory, Ok(())));
+        // A bare path is a SQLite file when the type says so.
+        assert_eq!(store(Some(StoreType::Sqlite), Some("./jobs.db")).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_type_that_contradicts_the_urls_scheme_names_both() {
+        let (key, message) =
+            store(Some(StoreType::Sqlite), Some("postgres://apsched:s3cret@db:5432/apsched")).validate().unwrap_err();
+        assert_eq!(key, "type");
+        assert!(message.starts_with(r#""sqlite" contradicts the url's scheme "postgres""#), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let (key, message) = store(Some(StoreType::Postgres), Some("sqlite://./apsched.db")).validate().unwrap_err();
+        assert_eq!(key, "type");
+        assert!(message.starts_with(r#""postgres" contradicts the url's scheme "sqlite""#), "{message}");
+    }
+
+    #[test]
+    fn a_url_that_names_no_store_is_refused_without_a_type() {
+        let (key, message) = store(None, Some("mysql://root:s3cret@db/apsched")).validate().unwrap_err();
+        assert_eq!(key, "url");
+        assert!(message.contains(r#""mysql""#) && !message.contains("s3cret"), "{message}");
+        let (key, message) = store(None, Some("./apsched.db")).validate().unwrap_err();
+        assert_eq!((key.as_str(), message.contains("no scheme")), ("url", true), "{message}");
+    }
+
+    #[test]
+    fn errors_name_the_file_or_the_server_never_the_password() {
+        assert_eq!(sqlite_file("sqlite://./data/apsched.db?mode=rwc"), "./data/apsched.db");
+        assert_eq!(sqlite_file("sqlite:jobs.db"), "jobs.db");
+        assert_eq!(
+            postgres_server("postgres://apsched:s3cret@db.internal:5433/jobs?options[search_path]=apsched"),
+            r#"db.internal:5433, database "jobs""#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_that_cannot_be_opened_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("missing-directory").join("apsched.db");
+        let settings = store(None, Some(&format!("sqlite://{}", file.display())));
+        let err = open("default", &settings).await.err().expect("a file in a missing directory cannot be opened");
+        let message = format!("{err:#}");
+        assert!(
+            message.starts_with(&format!(
+                "job store \"default\": cannot open the SQLite file {:?}",
+                file.display().to_string()
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_postgres_server_that_cannot_be_reached_is_named_without_the_password() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let settings = store(None, Some("postgres://apsched:s3cret-password@127.0.0.1:1/jobs"));
+        let err = open("main", &settings).await.err().expect("nothing listens on port 1");
+        let message = format!("{err:#}");
+        assert!(
+            message.starts_with(r#"job store "main": cannot use PostgreSQL at 127.0.0.1:1, database "jobs""#),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret-password"), "{message}");
     }
 }

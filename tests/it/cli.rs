@@ -360,3 +360,17 @@ async fn preview_works_locally_and_through_the_server() {
     assert_eq!(none.code, EXIT_USAGE, "a trigger is required: {none:#?}");
     server.stop().await;
 }
+
+/// `apsched serve` on a port another process holds says which address and what to do, and exits with 1.
+#[tokio::test]
+async fn serving_on_a_taken_port_names_the_address_and_the_way_out() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    // A memory store, so the attempt leaves no file behind should it get that far.
+    let env = [("APSCHED_JOBSTORES__DEFAULT__TYPE", "memory")];
+    let outcome = apsched("http://127.0.0.1:1", &["serve", "--listen", &address], &env, None).await;
+    assert_eq!(outcome.code, 1, "{outcome:#?}");
+    assert!(outcome.stderr.contains(&format!("error: cannot listen on {address}: ")), "{outcome:#?}");
+    assert!(outcome.stderr.contains("is another apsched running? set --listen or APSCHED_LISTEN"), "{outcome:#?}");
+    drop(taken);
+}

@@ -3,7 +3,7 @@
 
 Generates random trigger configurations from a seed, asks `apsched preview` for their fire times and compares them
 with APScheduler's own `get_next_fire_time(previous, now)`, chained. Where the two differ, apsched must instead
-follow DESIGN.md's rule at a DST transition (a missing wall-clock time fires once at the first instant after the
+follow docs/triggers.md's rule at a DST transition (a missing wall-clock time fires once at the first instant after the
 gap; in a repeated hour a fixed-time job fires once at the first occurrence, others in both): for that the script
 builds a second reference that enumerates the matching wall-clock times with APScheduler in UTC (where no time is
 missing or repeated) and maps each to instants by that rule. A case counts as
@@ -11,7 +11,7 @@ missing or repeated) and maps each to instants by that rule. A case counts as
   - "DST rule" when it equals the DST-rule reference and every difference from APScheduler lies at a transition,
   - a failure  otherwise (printed with everything needed to reproduce it; the exit status is 1).
 
-Deliberate differences from APScheduler, modelled in the references (see DESIGN.md):
+Deliberate differences from APScheduler, modelled in the references (see docs/triggers.md):
   - calendarinterval's first fire is the first at or after `now` (APScheduler returns start_date even when past);
   - an interval or calendarinterval without start_date gets it from apsched's `--now` (APScheduler uses the real
     clock), so the APScheduler side is given the same start explicitly;
@@ -48,7 +48,7 @@ COMBINING_KINDS = ["or", "and"]
 ALL_KINDS = LEAF_KINDS + COMBINING_KINDS
 CRON_KINDS = {"cron", "crontab"}
 
-# DESIGN.md: an `and` that finds no shared time within this many rounds ends.
+# docs/triggers.md: an `and` that finds no shared time within this many rounds ends.
 MAX_AND_STEPS = 10_000
 # Generated schedules live in these years; transitions are tabulated for them.
 FIRST_YEAR, LAST_YEAR = 2023, 2032
@@ -114,7 +114,7 @@ from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Zones: transitions and DESIGN.md's mapping of a wall-clock time to instants
+# Zones: transitions and docs/triggers.md's mapping of a wall-clock time to instants
 
 
 class Zone:
@@ -175,7 +175,7 @@ class Zone:
         return instant.astimezone(self.tz).replace(tzinfo=None)
 
     def instants(self, wall: datetime, fixed_time: bool) -> list[datetime]:
-        """DESIGN.md's rule: a missing time fires at the first instant after the gap; a repeated one at its first
+        """docs/triggers.md's rule: a missing time fires at the first instant after the gap; a repeated one at its first
         occurrence for a fixed-time job, at both otherwise."""
         first = wall.replace(tzinfo=self.tz, fold=0).astimezone(UTC)
         second = wall.replace(tzinfo=self.tz, fold=1).astimezone(UTC)
@@ -208,7 +208,7 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Models: a trigger's fire times, once as APScheduler computes them and once by DESIGN.md's DST rule.
+# Models: a trigger's fire times, once as APScheduler computes them and once by the DST rule of docs/triggers.md.
 # Each model answers `initial(now)` (the first fire with no previous one) and `first_at_or_after(t)` (its own
 # schedule's first fire at or after t), the two questions an and/or asks its children.
 
@@ -305,7 +305,7 @@ def next_date_past_last_year(trigger, previous) -> bool:
 
 
 class ApsCalendarModel(ListModel):
-    """APScheduler's chain from start_date, which ignores `now`; DESIGN.md then takes the first at or after now."""
+    """APScheduler's chain from start_date, which ignores `now`; apsched then takes the first at or after now."""
 
     def __init__(self, trigger: CalendarIntervalTrigger, zone_name):
         super().__init__()
@@ -324,7 +324,7 @@ class ApsCalendarModel(ListModel):
 
 
 class DesignCalendarModel(ListModel):
-    """The same date sequence from APScheduler in UTC (nothing skipped), each wall time mapped by DESIGN.md."""
+    """The same date sequence from APScheduler in UTC (nothing skipped), each wall time mapped by docs/triggers.md."""
 
     def __init__(self, kwargs, zone_name):
         super().__init__()
@@ -378,7 +378,7 @@ def single_valued(field) -> bool:
 
 
 class DesignCronModel(Model):
-    """Matching wall-clock times from the same cron in UTC, each mapped to instants by DESIGN.md's rule."""
+    """Matching wall-clock times from the same cron in UTC, each mapped to instants by docs/triggers.md's rule."""
 
     def __init__(self, fields, start, end, zone_name):
         self.start, self.end = start, end
@@ -874,7 +874,7 @@ def main():
     agreeing = total - failures
     print(f"\nagreement: {agreeing}/{total} ({100.0 * agreeing / max(total, 1):.2f}%): "
           f"{sum(row['exact'] for row in table.values())} exact, "
-          f"{sum(row['DST rule'] for row in table.values())} by DESIGN.md's DST rule at a transition, "
+          f"{sum(row['DST rule'] for row in table.values())} by the DST rule at a transition, "
           f"{sum(row['APScheduler DST error'] for row in table.values())} where APScheduler's cron errs after a DST change")
     return 1 if failures else 0
 

@@ -1,5 +1,5 @@
 //! Runs the differential test against APScheduler 3.11.3 (`tests/it/differential.py`) on a fixed sample
-//! and fails on any disagreement that DESIGN.md does not explain. Needs `python3`; the script creates its
+//! and fails on any disagreement that docs/triggers.md does not explain. Needs `python3`; the script creates its
 //! virtualenv (apscheduler==3.11.3, tzdata) on first use, which needs PyPI, and reuses it afterwards.
 
 use std::path::Path;

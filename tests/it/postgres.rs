@@ -145,7 +145,7 @@ async fn a_server_that_loses_its_database_recovers_and_loses_no_fire() {
     server.stop().await;
 }
 
-/// DESIGN.md's several named stores at once: a SQLite store and a PostgreSQL one side by side in one server.
+/// Several named stores at once: a SQLite store and a PostgreSQL one side by side in one server.
 #[tokio::test]
 async fn a_sqlite_and_a_postgres_store_serve_side_by_side() {
     let schema = ScratchSchema::create().await;

@@ -15,7 +15,7 @@
   const RUN_PAGE = 50;
   // How long a notice stays up.
   const FLASH_MS = 6000;
-  // What the API shows instead of a secret header value (DESIGN.md); saving it back would store the mask.
+  // What the API shows instead of a secret header value (docs/security.md); saving it back would store the mask.
   const MASK = '********';
 
   const CRON_FIELDS = ['year', 'month', 'day', 'week', 'day_of_week', 'hour', 'minute', 'second'];

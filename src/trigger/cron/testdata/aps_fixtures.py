@@ -1,7 +1,7 @@
 """Generate aps_fixtures.json: fire times of random cron expressions as APScheduler 3.11.3 computes them.
 
 The Rust test `agrees_with_apscheduler` replays every case. Cases whose fire times straddle a DST transition are
-left out: there DESIGN.md's rule deliberately differs from APScheduler's.
+left out: there the DST rule of docs/triggers.md deliberately differs from APScheduler's.
 
     /work/venv-aps/bin/python src/trigger/cron/testdata/aps_fixtures.py > src/trigger/cron/testdata/aps_fixtures.json
 """
