@@ -42,11 +42,11 @@ pub struct JobIn {
     /// How many of its fires may be pending or running at once; a fire beyond is skipped. Absent: the
     /// configured default.
     #[serde(default, deserialize_with = "crate::integral::optional")]
-    #[schema(minimum = 1)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `null`: always run. Absent: the configured default.
     #[serde(default, deserialize_with = "crate::integral::nullable")]
-    #[schema(value_type = Option<u32>, nullable, minimum = 0)]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
@@ -79,11 +79,11 @@ pub struct JobPatch {
     pub coalesce: Option<bool>,
     /// How many of its fires may be pending or running at once.
     #[serde(default, deserialize_with = "crate::integral::optional")]
-    #[schema(minimum = 1)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `null`: always run.
     #[serde(default, deserialize_with = "crate::integral::nullable")]
-    #[schema(value_type = Option<u32>, nullable, minimum = 0)]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
     /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
