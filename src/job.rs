@@ -15,6 +15,8 @@ use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
 /// Ids are 1–200 characters of `[A-Za-z0-9._:-]`.
 pub const MAX_ID_LENGTH: usize = 200;
+/// `validate_id`'s rule as a JSON Schema pattern, for the OpenAPI document.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,200}$";
 /// A name is for people; longer than this is a mistake.
 pub const MAX_NAME_LENGTH: usize = 500;
 

@@ -35,6 +35,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod executor;
+pub mod integral;
 pub mod job;
 pub mod metrics;
 pub mod scheduler;

@@ -146,7 +146,7 @@ pub struct HttpAction {
     #[serde(default)]
     pub method: Method,
     /// Absolute `http` or `https` URL.
-    #[schema(min_length = 1, max_length = 8192)]
+    #[schema(format = "uri", pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]", min_length = 1, max_length = 8192)]
     pub url: String,
     /// Headers sent with each call, besides the delivery and signature headers. The values of `Authorization`,
     /// `Proxy-Authorization`, `Cookie` and any header whose name contains `token`, `secret`, `key`, `password` or
@@ -162,6 +162,7 @@ pub struct HttpAction {
     pub json: Option<serde_json::Value>,
     /// Seconds before the call is abandoned (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 3600)]
     pub timeout_seconds: Option<f64>,
     /// Try again on connection errors, timeouts, 408, 429 and 5xx; absent: one attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,12 +29,16 @@ const JITTER: f64 = 0.2;
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1–100).
+    #[serde(deserialize_with = "crate::integral::integer")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// The first retry waits about this long; each later one twice the previous (default 1).
     #[serde(default = "default_backoff")]
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub backoff_seconds: f64,
     /// The cap on the doubling (default 300).
     #[serde(default = "default_max_backoff")]
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub max_backoff_seconds: f64,
 }
 

@@ -28,11 +28,13 @@ pub const LAGGED: &str = "lagged";
 
 /// Which events to stream.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Comma-separated kinds to receive, e.g. `job_executed,job_error`; all when absent.
     pub kind: Option<String>,
     /// Only events about this job (scheduler-wide events are left out).
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)]
     pub job_id: Option<String>,
 }
 
@@ -192,8 +194,8 @@ pub fn event_stream(
 /// stream alive.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of events", body = EventOut, content_type = "text/event-stream"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "An unknown or malformed query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown event kind; `field` names the parameter", body = Problem, content_type = "application/problem+json")))]
 pub async fn stream_events(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EventsQuery>,

@@ -16,14 +16,15 @@ pub struct Health {
 }
 
 /// Liveness: the process answers
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".to_string() })
 }
 
 /// Readiness: every job store answers
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = Health), (status = 503, body = Health)))]
+    responses((status = 200, description = "Every job store answers", body = Health),
+        (status = 503, description = "A job store does not answer; `status` names it", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     for (name, store) in state.scheduler.stores() {
         if let Err(err) = store.ping().await {

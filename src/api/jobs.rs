@@ -28,8 +28,10 @@ pub const MAX_PAGE: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct JobIn {
     /// 1–200 characters of `[A-Za-z0-9._:-]`; a UUID when absent.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)]
     pub id: Option<String>,
     /// A name for people.
+    #[schema(max_length = 500)]
     pub name: Option<String>,
     /// When absent the job runs once, now.
     pub trigger: Option<TriggerSpec>,
@@ -39,16 +41,19 @@ pub struct JobIn {
     pub coalesce: Option<bool>,
     /// How many of its fires may be pending or running at once; a fire beyond is skipped. Absent: the
     /// configured default.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `null`: always run. Absent: the configured default.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, nullable)]
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in; default `default`.
     pub executor: Option<String>,
     /// The store to keep it in. Absent: `default`, or the first store by name when none is called that.
+    #[schema(min_length = 1)]
     pub jobstore: Option<String>,
     /// Replace a job with the same id instead of answering 409.
     #[serde(default)]
@@ -64,7 +69,7 @@ pub struct JobIn {
 pub struct JobPatch {
     /// A name for people; `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 500)]
     pub name: Option<Option<String>>,
     /// A new trigger; the job is rescheduled by it.
     pub trigger: Option<TriggerSpec>,
@@ -73,10 +78,12 @@ pub struct JobPatch {
     /// Fold a backlog of missed fires into one.
     pub coalesce: Option<bool>,
     /// How many of its fires may be pending or running at once.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `null`: always run.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, nullable)]
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
     /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
@@ -95,6 +102,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobOut {
     /// The job's id.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)]
     pub id: String,
     /// A name for people.
     pub name: Option<String>,
@@ -135,6 +143,7 @@ pub struct JobList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunOut {
     /// The job that fired; it may be gone since.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)]
     pub job_id: String,
     /// The fire time the trigger gave, before jitter; RFC 3339 in the trigger's zone.
     pub scheduled_time: String,
@@ -179,6 +188,7 @@ pub struct Removed {
 #[serde(deny_unknown_fields)]
 pub struct ListJobsQuery {
     /// Only jobs of this store.
+    #[param(min_length = 1)]
     pub jobstore: Option<String>,
     /// Only paused jobs (`true`) or only active ones (`false`).
     pub paused: Option<bool>,
@@ -186,6 +196,7 @@ pub struct ListJobsQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -194,6 +205,7 @@ pub struct ListJobsQuery {
 #[serde(deny_unknown_fields)]
 pub struct RemoveAllQuery {
     /// Only jobs of this store.
+    #[param(min_length = 1)]
     pub jobstore: Option<String>,
 }
 
@@ -207,6 +219,7 @@ pub struct ListRunsQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -298,8 +311,11 @@ impl From<JobPatch> for JobChanges {
 
 /// Add a job
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobIn,
-    responses((status = 201, body = JobOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The job as added, its trigger resolved", body = JobOut),
+        (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A job with this id exists and `replace_existing` is false, or the store is full", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The request body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_job(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<JobIn>,
@@ -310,7 +326,8 @@ pub async fn add_job(
 
 /// List jobs, by next run time
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobsQuery),
-    responses((status = 200, body = JobList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A page of jobs", body = JobList), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListJobsQuery>,
@@ -326,8 +343,8 @@ pub async fn list_jobs(
 }
 
 /// Get a job
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
+    responses((status = 200, description = "The job", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let job =
         state.scheduler.get_job(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))?;
@@ -335,9 +352,9 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 }
 
 /// Modify a job; a new trigger reschedules it
-#[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)), request_body = JobPatch,
-    responses((status = 200, body = JobOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)), request_body = JobPatch,
+    responses((status = 200, description = "The job as changed", body = JobOut), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn modify_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -348,8 +365,8 @@ pub async fn modify_job(
 }
 
 /// Remove a job
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
+    responses((status = 204, description = "The job is removed; its runs stay in the ledger"), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     state.scheduler.remove_job(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -357,7 +374,8 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// Remove all jobs (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
-    responses((status = 200, body = Removed), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "How many jobs were removed", body = Removed), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
@@ -367,33 +385,34 @@ pub async fn remove_all_jobs(
 }
 
 /// Pause a job: its next run time becomes null
-#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
+    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let job = state.scheduler.pause_job(&id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Resume a job: its next run time is recomputed from now
-#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
+    responses((status = 200, description = "The job, resumed", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
 pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
     let job = state.scheduler.resume_job(&id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Run a job once now, outside its schedule
-#[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 202, body = RunOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
+    responses((status = 202, description = "The run, pending; it is delivered in the background", body = RunOut),
+        (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"), (status = 409, description = "A run of this job at this instant exists", body = Problem, content_type = "application/problem+json")))]
 pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
     let run = state.scheduler.run_job(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))))
 }
 
 /// A job's run history, newest first
-#[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path), ListRunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200), ListRunsQuery),
+    responses((status = 200, description = "A page of the job's runs", body = RunList), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job with this id and no runs of one", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,

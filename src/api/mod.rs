@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod events;
+mod examples;
 mod health;
 mod jobs;
 mod limits;
@@ -10,6 +11,7 @@ mod links;
 mod metrics;
 mod scheduler;
 pub mod settings;
+mod trigger_schema;
 mod triggers;
 
 pub use settings::ApiSettings;
@@ -103,6 +105,8 @@ fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Op
     auth::document(&mut spec);
     limits::document(&mut spec);
     links::document(&mut spec);
+    examples::document(&mut spec);
+    trigger_schema::document(&mut spec);
     (timed, untimed, spec)
 }
 

@@ -60,20 +60,23 @@ fn describe(state: &AppState) -> SchedulerOut {
 }
 
 /// The scheduler's state and configuration
-#[utoipa::path(get, path = "/v1/scheduler", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+#[utoipa::path(get, path = "/v1/scheduler", tag = "scheduler",
+    responses((status = 200, description = "The scheduler's state, stores and pools", body = SchedulerOut)))]
 pub async fn get_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
     Json(describe(&state))
 }
 
 /// Pause firing for all jobs; the API keeps serving
-#[utoipa::path(post, path = "/v1/scheduler/pause", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+#[utoipa::path(post, path = "/v1/scheduler/pause", tag = "scheduler",
+    responses((status = 200, description = "The scheduler, paused", body = SchedulerOut)))]
 pub async fn pause_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
     state.scheduler.pause();
     Json(describe(&state))
 }
 
 /// Resume firing
-#[utoipa::path(post, path = "/v1/scheduler/resume", tag = "scheduler", responses((status = 200, body = SchedulerOut)))]
+#[utoipa::path(post, path = "/v1/scheduler/resume", tag = "scheduler",
+    responses((status = 200, description = "The scheduler, running", body = SchedulerOut)))]
 pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
     state.scheduler.resume();
     Json(describe(&state))
@@ -81,7 +84,8 @@ pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOu
 
 /// Stop firing, optionally wait for running deliveries, answer, then exit
 #[utoipa::path(post, path = "/v1/scheduler/shutdown", tag = "scheduler", request_body(content = Option<ShutdownIn>),
-    responses((status = 200, body = SchedulerOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scheduler, shut down; the server stops after answering", body = SchedulerOut),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn shutdown_scheduler(
     State(state): State<AppState>,
     OptionalJson(input): OptionalJson<ShutdownIn>,

@@ -20,6 +20,8 @@ pub struct PreviewIn {
     /// The trigger, as a job would have it.
     pub trigger: TriggerSpec,
     /// 1–1000, default 10.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: Option<usize>,
     /// Preview from this instant (RFC 3339, or naive in the trigger's zone); default now.
     pub now: Option<String>,
@@ -34,7 +36,8 @@ pub struct PreviewOut {
 
 /// Preview a trigger's next fire times
 #[utoipa::path(post, path = "/v1/triggers/preview", tag = "triggers", request_body = PreviewIn,
-    responses((status = 200, body = PreviewOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The next fire times", body = PreviewOut), (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn preview(State(state): State<AppState>, ApiJson(input): ApiJson<PreviewIn>) -> Result<Json<PreviewOut>> {
     let count = input.count.unwrap_or(DEFAULT_PREVIEW_COUNT);
     if !(1..=trigger::MAX_PREVIEW_COUNT).contains(&count) {

@@ -43,25 +43,32 @@ const SEARCH_MARGIN_DAYS: u64 = 3;
 #[serde(deny_unknown_fields)]
 pub struct CalendarIntervalSpec {
     /// Years between fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub years: Option<i64>,
     /// Months between fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub months: Option<i64>,
     /// Weeks between fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub weeks: Option<i64>,
     /// Days between fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub days: Option<i64>,
     /// Hour of the fire time (0–23, default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 23)]
     pub hour: Option<i64>,
     /// Minute of the fire time (0–59, default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 59)]
     pub minute: Option<i64>,
     /// Second of the fire time (0–59, default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::integral::optional")]
+    #[schema(minimum = 0, maximum = 59)]
     pub second: Option<i64>,
     /// The first date (`2026-01-31`); resolved to today in the trigger's zone when a job is saved without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

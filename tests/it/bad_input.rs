@@ -213,3 +213,49 @@ impl IntoStatus for (StatusCode, String, Value) {
         (self.0, self.2)
     }
 }
+
+/// JSON Schema counts `5.0` as an integer, so clients and generators may write one: every integer field of a
+/// request takes it, and a number with a fraction is 422 naming the field.
+#[tokio::test]
+async fn integral_numbers_are_integers_and_fractions_are_refused() {
+    let server = Server::start(memory_config()).await;
+    let retry = json!({"max_attempts": 3.0});
+    let body = job(json!({"max_instances": 11596.0, "misfire_grace_time": 30.0,
+                          "action": {"url": "http://127.0.0.1:9/hook", "retry": retry},
+                          "trigger": {"type": "calendarinterval", "days": 2.0, "hour": 4.0, "minute": 0.0}}));
+    let (status, _, added) = server.send_raw("POST", "/v1/jobs", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["max_instances"], 11596);
+    assert_eq!(added["misfire_grace_time"], 30);
+    assert_eq!(added["action"]["retry"]["max_attempts"], 3);
+    assert_eq!((&added["trigger"]["days"], &added["trigger"]["hour"]), (&json!(2), &json!(4)));
+    let patch = serde_json::to_vec(&json!({"max_instances": 2.0, "trigger": {"type": "cron", "minute": 5.0}})).unwrap();
+    let (status, _, patched) = server.send_raw("PATCH", "/v1/jobs/j", patch).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!((&patched["max_instances"], &patched["trigger"]["minute"]), (&json!(2), &json!(5)));
+    let preview = json!({"trigger": {"type": "interval", "seconds": 5}, "count": 3.0});
+    let (status, _, fires) =
+        server.send_raw("POST", "/v1/triggers/preview", serde_json::to_vec(&preview).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{fires}");
+    assert_eq!(fires["fire_times"].as_array().map(Vec::len), Some(3));
+
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    // Inside a trigger serde names the trigger (its `type` tag buffers the fields); the detail names the value.
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"id": "k", "max_instances": 2.5}), "max_instances"),
+        (json!({"id": "k", "misfire_grace_time": 0.5}), "misfire_grace_time"),
+        (
+            json!({"id": "k", "action": {"url": "http://127.0.0.1/", "retry": {"max_attempts": 1.5}}}),
+            "action.retry.max_attempts",
+        ),
+        (json!({"id": "k", "trigger": {"type": "calendarinterval", "days": 1.5}}), "trigger"),
+    ];
+    for (overrides, field) in cases {
+        assert_problem(&server, "POST", "/v1/jobs", job(overrides), unprocessable, Some(field)).await;
+    }
+    let preview = serde_json::to_vec(&json!({"trigger": {"type": "interval", "seconds": 5}, "count": 2.5})).unwrap();
+    assert_problem(&server, "POST", "/v1/triggers/preview", preview, unprocessable, Some("count")).await;
+    let (_, missing) = server.get("/v1/jobs/k").await;
+    assert_eq!(missing["status"], 404, "a refused job was stored: {missing}");
+    server.stop().await;
+}

@@ -282,6 +282,11 @@ fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Optio
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
             Ok(Some(CronValue { text: value.to_string(), integer: true }))
         }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            // `5.0` is the integer 5, as JSON Schema counts it.
+            let integer = crate::integral::integer::<_, i64>(serde::de::value::F64Deserializer::<E>::new(value))?;
+            Ok(Some(CronValue { text: integer.to_string(), integer: true }))
+        }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }

@@ -1,0 +1,29 @@
+//! `TriggerSpec` is each spec schema joined (`allOf`) with its `type` tag, but every spec schema refuses unknown
+//! properties (`additionalProperties: false`), `type` included, so no trigger would validate. Each spec schema
+//! therefore lists its own tag(s) among its properties (`and` and `or` share `CombineSpec`).
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::schema::{AllOf, Object, Schema, Type};
+use utoipa::openapi::{OpenApi, RefOr};
+
+pub fn document(spec: &mut OpenApi) {
+    let Some(components) = spec.components.as_mut() else { return };
+    let Some(RefOr::T(Schema::OneOf(variants))) = components.schemas.get("TriggerSpec") else { return };
+    let mut tags: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for variant in &variants.items {
+        let RefOr::T(Schema::AllOf(AllOf { items, .. })) = variant else { continue };
+        let [RefOr::Ref(target), RefOr::T(Schema::Object(tag))] = items.as_slice() else { continue };
+        let Some(RefOr::T(Schema::Object(tag_property))) = tag.properties.get("type") else { continue };
+        let name = target.ref_location.trim_start_matches("#/components/schemas/").to_string();
+        tags.entry(name).or_default().extend(tag_property.enum_values.iter().flatten().cloned());
+    }
+    for (name, values) in tags {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            let mut property = Object::with_type(Type::String);
+            property.enum_values = Some(values);
+            property.description = Some("The trigger's kind".to_string());
+            object.properties.insert("type".to_string(), property.into());
+        }
+    }
+}
