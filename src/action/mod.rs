@@ -158,7 +158,7 @@ pub struct HttpAction {
     pub body: Option<String>,
     /// A JSON body, sent with `content-type: application/json`; exclusive with `body`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub json: Option<serde_json::Value>,
     /// Seconds before the call is abandoned (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
