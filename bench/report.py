@@ -76,14 +76,22 @@ date jobs and on `POST /v1/jobs`. Before/after figures below are medians of 5 bu
 **Why ≥ 0.8× the bare-reqwest limit is missed, and stays missed on this machine.** On 2 cores the limit spends
 about 25 µs of CPU per request, the sink's share included, and writes nothing. A durable fire adds a claim
 (ledger row inserted, job advanced or deleted) and an outcome write, in the same process and on the same cores.
-Even the memory store, which writes nothing durable, reaches only half to two thirds of the limit (0.53× in this
-run; 0.50× and 0.68× in the two runs before): the scheduler's own work (claim, plan, spawn, record) is already more
-than a quarter of a bare request. Reaching 0.8× would need a
-delivery path that writes nothing per fire, which would give up the run ledger (DESIGN's no-fire-lost promise).
-The ≥ 20× APScheduler target is met by SQLite in this run at the edge (20.1×; 19.3× and 16.2× in the two runs
-before, without the last fixes) and missed by PostgreSQL (17.0×; 16.6×, 17.5×), whose server shares the two
-cores with apsched, the sink and the load. `synchronous_commit = off` on the server made no difference (21.4k
-against about 22k fires/s): it is CPU, not WAL flushes.
+Even the memory store, which writes nothing durable, reaches only half to two thirds of the limit (0.52× in the
+run of 2 December; 0.53×, 0.50× and 0.68× in the runs before): the scheduler's own work (claim, plan, spawn,
+record) is already more than a quarter of a bare request. Reaching 0.8× would need a delivery path that writes
+nothing per fire, which would give up the run ledger (the no-fire-lost promise, docs/ledger.md).
+The ≥ 20× APScheduler target: in the run of 2 December SQLite 26.0× and PostgreSQL 21.1× (the runs before: SQLite
+20.1×, 19.3×, 16.2×; PostgreSQL 17.0×, 16.6×, 17.5×). APScheduler's own rounds were slower in that run (971
+fires/s against 1 331), so part of the gain is the baseline's; against the bare-reqwest limit of the same run the
+stores stand where they stood (SQLite 0.34× against 0.33×, PostgreSQL 0.27× against 0.28×). PostgreSQL's server
+shares the two cores with apsched, the sink and the load. `synchronous_commit = off` on the server made no
+difference (21.4k against about 22k fires/s): it is CPU, not WAL flushes.
+
+**Third session (the library refactor)**: the stores' SQL became one core with a dialect per database, delivery a
+component of its own, and the API a shell over the library; the claim SQL and batching are unchanged. Against the
+bare-reqwest limit of each run the bursts are unchanged (above), and a before/after pair of full runs made while
+compilers ran beside them (so both noisy) showed no regression: SQLite burst 13.7× → 19.6× APScheduler, PostgreSQL
+6.9× → 14.1×, lateness p99 at 1 000 fires/s 0.39 → 0.07 (SQLite) and 0.58 → 0.15 (PostgreSQL) of APScheduler's.
 
 - **Noise**: the machine is shared; one burst is a fraction of a second, which is why every runner bursts three
   times and the table shows medians with every round listed.
