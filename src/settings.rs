@@ -169,6 +169,29 @@ mod tests {
     }
 
     #[test]
+    fn tokens_and_the_insecure_switch_come_from_the_environment_too() {
+        const ADMIN: &str = "admin-token-0123456789";
+        const READER: &str = "read-token-01234567890";
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin,{READER}:read"));
+            jail.set_env("APSCHED_LISTEN", "0.0.0.0:8080");
+            let config = Config::load(None, &Flags::default()).unwrap();
+            assert_eq!(config.api.tokens.len(), 2);
+            assert_eq!(config.api.tokens[1].role, crate::api::auth::Role::Read);
+            // Debug output never shows a token.
+            assert!(!format!("{config:?}").contains(ADMIN));
+            jail.set_env("APSCHED_API_TOKENS", "");
+            assert!(Config::load(None, &Flags::default()).is_err());
+            jail.set_env("APSCHED_INSECURE_LISTEN_ANYWHERE", "true");
+            assert!(Config::load(None, &Flags::default()).is_ok());
+            jail.set_env("APSCHED_INSECURE_LISTEN_ANYWHERE", "false");
+            let flags = Flags { insecure_listen_anywhere: true, ..Flags::default() };
+            assert!(Config::load(None, &flags).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn signing_secret_and_retention_from_the_environment() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("APSCHED_WEBHOOKS__SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");

@@ -1,7 +1,8 @@
 //! The integration tests, as one binary so the crate is linked once: one module per area, sharing `harness` (the
 //! real server, the webhook receiver, PostgreSQL scratch schemas). Everything here runs in one process on parallel
-//! threads: a test must not change process-wide state (environment, working directory) except through
-//! `harness::in_own_process`. Run one area with `cargo test --test it <area>::`.
+//! threads: a test must not change process-wide state (environment, working directory); configuration read from the
+//! environment is tested in the library's unit tests (`src/settings.rs`). Run one area with
+//! `cargo test --test it <area>::`.
 
 mod harness;
 

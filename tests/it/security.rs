@@ -124,38 +124,6 @@ fn without_tokens_only_loopback_is_served_unless_insecure_is_asked_for() {
     assert!(short.validated().unwrap_err().to_string().contains("api.tokens"));
 }
 
-#[test]
-fn tokens_and_the_insecure_switch_come_from_the_environment_too() {
-    harness::in_own_process("security::environment_cases");
-}
-
-/// The environment is the process's: setting it here would reach every test running beside this one and the
-/// apsched processes they spawn, so this runs only in a process of its own, through the test above.
-#[test]
-#[ignore = "changes the environment; run by tokens_and_the_insecure_switch_come_from_the_environment_too"]
-#[allow(clippy::result_large_err)]
-fn environment_cases() {
-    use apsched::config::Flags;
-    harness::assert_in_own_process("security::environment_cases");
-    figment::Jail::expect_with(|jail| {
-        jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin,{READER}:read"));
-        jail.set_env("APSCHED_LISTEN", "0.0.0.0:8080");
-        let config = Config::load(None, &Flags::default()).unwrap();
-        assert_eq!(config.api.tokens.len(), 2);
-        assert_eq!(config.api.tokens[1].role, Role::Read);
-        // Debug output never shows a token.
-        assert!(!format!("{config:?}").contains(ADMIN));
-        jail.set_env("APSCHED_API_TOKENS", "");
-        assert!(Config::load(None, &Flags::default()).is_err());
-        jail.set_env("APSCHED_INSECURE_LISTEN_ANYWHERE", "true");
-        assert!(Config::load(None, &Flags::default()).is_ok());
-        jail.set_env("APSCHED_INSECURE_LISTEN_ANYWHERE", "false");
-        let flags = Flags { insecure_listen_anywhere: true, ..Flags::default() };
-        assert!(Config::load(None, &flags).is_ok());
-        Ok(())
-    });
-}
-
 fn deny(config: &mut Config, entries: &[&str]) {
     config.webhooks.deny = entries.iter().map(|entry| entry.to_string()).collect();
 }

@@ -155,31 +155,3 @@ impl Server {
 pub fn count_status(runs: &[Value], status: &str) -> usize {
     runs.iter().filter(|run| run["status"] == status).count()
 }
-
-/// Names the child `in_own_process` starts, so the test it runs can tell it is alone in its process.
-const OWN_PROCESS_MARKER: &str = "APSCHED_IT_OWN_PROCESS";
-
-/// Run the ignored test `name` (its full path, e.g. `security::environment_cases`) in a child process of this test
-/// binary and fail if it fails. For a test that changes process-wide state (environment variables, the working
-/// directory): all the other tests share this process, and the apsched processes they spawn inherit its
-/// environment.
-pub fn in_own_process(name: &str) {
-    let output = std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
-        .args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"])
-        .env(OWN_PROCESS_MARKER, name)
-        .output()
-        .expect("the test binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{name} failed in its own process:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("test result: ok. 1 passed"), "{name} did not run in its own process:\n{stdout}\n{stderr}");
-}
-
-/// For the test `in_own_process` runs: fail if it runs anywhere else, where its changes would leak into other tests.
-pub fn assert_in_own_process(name: &str) {
-    assert_eq!(
-        std::env::var(OWN_PROCESS_MARKER).ok().as_deref(),
-        Some(name),
-        "{name} changes process-wide state: it runs only through harness::in_own_process"
-    );
-}
