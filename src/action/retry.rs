@@ -95,15 +95,13 @@ impl RetryPolicy {
 }
 
 /// Whether an attempt's failure is worth another try: no answer at all (connection error, timeout, a body cut
-/// short), 408, 429 and 5xx. Any other 4xx says the request itself is wrong, and repeating it cannot help.
+/// short), 408, 429 and 5xx. Any other 4xx says the request itself is wrong, and repeating it cannot help; an
+/// attempt that was never made (the target policy refused it) would be refused again.
 pub fn is_retryable(http_status: Option<u16>, transport_failed: bool) -> bool {
     if transport_failed {
         return true;
     }
-    match http_status {
-        Some(status) => status == 408 || status == 429 || (500..=599).contains(&status),
-        None => true,
-    }
+    http_status.is_some_and(|status| status == 408 || status == 429 || (500..=599).contains(&status))
 }
 
 /// A `Retry-After` value (RFC 9110): whole seconds, or an HTTP date read against `now`. A date in the past is no
@@ -165,6 +163,7 @@ mod tests {
         }
         assert!(is_retryable(None, true), "connection error or timeout");
         assert!(is_retryable(Some(200), true), "a 2xx whose body was cut short");
+        assert!(!is_retryable(None, false), "a call the target policy refused");
     }
 
     #[test]

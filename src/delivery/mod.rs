@@ -245,9 +245,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_denied_target_is_refused_without_a_request() {
+    async fn a_denied_target_is_refused_without_a_request_and_not_retried() {
         let delivery = delivery();
-        let run = run_of(webhook(serde_json::json!({"url": "http://169.254.169.254/"})));
+        let run = run_of(webhook(serde_json::json!({"url": "http://169.254.169.254/", "retry": {"max_attempts": 5}})));
         let attempt = delivery.attempt(&run, Utc::now()).await;
         assert!(!attempt.succeeded);
         assert_eq!(attempt.http_status, None);
