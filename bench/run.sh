@@ -26,6 +26,22 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import apscheduler,
   "$venv/bin/pip" install --quiet --disable-pip-version-check apscheduler==3.11.3 requests matplotlib tzdata
 fi
 
+# The peers (bench/peers/), installed from the registries outside the repository: APScheduler 4 in its own
+# virtualenv (it cannot share one with APScheduler 3), graphile-worker and pg-boss from package-lock.json.
+venv4=${APSCHED_BENCH_VENV4:-$HOME/.cache/apsched-bench-venv4}
+if [[ ! -x "$venv4/bin/python" ]] || ! "$venv4/bin/python" -c 'import apscheduler, asyncpg, aiohttp, sniffio, greenlet' 2>/dev/null; then
+  python3 -m venv "$venv4"
+  "$venv4/bin/pip" install --quiet --disable-pip-version-check apscheduler==4.0.0a6 asyncpg aiohttp sniffio \
+    'sqlalchemy[asyncio]>=2.0,<2.1'
+fi
+node_peers=${APSCHED_BENCH_NODE:-$HOME/.cache/apsched-bench-node}
+mkdir -p "$node_peers"
+if ! cmp -s bench/peers/package-lock.json "$node_peers/package-lock.json" || [[ ! -d "$node_peers/node_modules" ]]; then
+  cp bench/peers/package.json bench/peers/package-lock.json "$node_peers/"
+  (cd "$node_peers" && npm ci --silent --no-audit --no-fund)
+fi
+cp bench/peers/node_peer.js "$node_peers/"
+
 target=${CARGO_TARGET_DIR:-target}
 # The debug build's directory is target/debug although its profile is called `dev`.
 if [[ "$profile" == profiling ]]; then
@@ -50,7 +66,7 @@ else
   out=bench
 fi
 
-"$venv/bin/python" bench/suite.py $quick "${postgres[@]}" \
+"$venv/bin/python" bench/suite.py $quick "${postgres[@]}" --peer-python "$venv4/bin/python" --node-peers "$node_peers" \
   --apsched "$target/$profile/apsched" --tool "$target/$profile/examples/bench" --results "$out/results.json"
 "$venv/bin/python" bench/report.py "$out/results.json" --markdown "$out/BENCHMARKS.md" --plots "$out"
 if [[ -z "$quick" ]]; then

@@ -33,6 +33,16 @@ CLIENTS = 8
 # Bursts per runner; see Suite.burst.
 BURST_ROUNDS = 3
 START_TIMEOUT = 60
+# The peers scenario (bench/peers/): which peers, at which fire rates, over how many seconds each.
+PEERS = ["apscheduler4", "graphile-worker", "pg-boss"]
+PEER_RATES = [100, 1_000]
+PEER_WINDOW = 10
+# APScheduler 4 delivers about 65 fires/s here: a 10 000-job burst would take minutes, 2 000 show its rate.
+PEER_BURST_JOBS = {"apscheduler4": 2_000}
+# A rate a peer's own burst cannot reach is not run (its lateness would only grow with the window); the report says so.
+PEER_MAX_RATE = {"apscheduler4": 100}
+# Fires due near the window's end get this long to arrive before the peer is stopped.
+PEER_DRAIN_US = 2_000_000
 
 
 def now_us():
@@ -371,6 +381,87 @@ class Suite:
         self.results["api"] = figures
         print(f"api: {json.dumps(figures)}", file=sys.stderr)
 
+    # 6. peers --------------------------------------------------------------------------------------------------
+    def peers(self):
+        """APScheduler 4, graphile-worker and pg-boss on the same PostgreSQL and sink as apsched (bench/peers/): the
+        burst, and lateness at 100 and 1 000 fires/s, each beside apsched on PostgreSQL in this run."""
+        if not self.args.postgres or not self.args.node_peers:
+            self.results["peers"] = None
+            return
+        url = self.args.postgres
+        figures = {"rates": {}, "burst": {}}
+        for peer in PEERS:
+            jobs = min(PEER_BURST_JOBS.get(peer, 10_000), 500 if self.quick else 10_000)
+            figures["burst"][peer] = self.peer_burst(peer, url, jobs)
+            print(f"peers burst {peer}: {json.dumps(figures['burst'][peer])}", file=sys.stderr)
+        figures["burst"]["apsched"] = (self.results.get("burst") or {}).get("postgres")
+        if figures["burst"]["apsched"] is None:
+            jobs = 500 if self.quick else 10_000
+            figures["burst"]["apsched"] = burst_figures(jobs, [self.burst_round("postgres", url, jobs)])
+        for rate in [50] if self.quick else PEER_RATES:
+            window = 3 if self.quick else PEER_WINDOW
+            row = {"window_s": window}
+            for peer in PEERS:
+                ceiling = PEER_MAX_RATE.get(peer)
+                if ceiling is not None and rate > ceiling:
+                    row[peer] = {"not_run": f"its burst rate here is under {ceiling} fires/s"}
+                    continue
+                row[peer] = self.peer_spread(peer, url, rate, window)
+                print(f"peers lateness {rate}/s {peer}: {summarise(row[peer])}", file=sys.stderr)
+            # apsched on the same PostgreSQL: interval jobs at the same fire rate (period 10 s).
+            row["apsched"] = self.schedule("postgres", url, rate * 10, 10, window)
+            print(f"peers lateness {rate}/s apsched: {summarise(row['apsched'])}", file=sys.stderr)
+            figures["rates"][rate] = row
+        self.results["peers"] = figures
+
+    def peer_command(self, peer, *arguments):
+        if peer == "apscheduler4":
+            return [self.args.peer_python, str(BENCH / "peers" / "apscheduler4_peer.py"), *arguments]
+        return ["node", str(Path(self.args.node_peers) / "node_peer.js"), peer, *arguments]
+
+    def start_peer(self, peer, url, *arguments):
+        reset_postgres(url)
+        log = open(self.work / f"{peer}.log", "a")
+        process = subprocess.Popen(self.peer_command(peer, *arguments), stdout=subprocess.PIPE, stderr=log,
+                                   text=True)
+        line = process.stdout.readline()
+        if not line:
+            process.wait()
+            raise RuntimeError(f"{peer} exited with {process.returncode}; see {self.work / (peer + '.log')}")
+        return process, json.loads(line)
+
+    def peer_burst(self, peer, url, jobs):
+        self.sink.dump()
+        process, started = self.start_peer(peer, url, "burst", url, self.sink.url, str(jobs), str(WORKERS))
+        try:
+            self.sink.wait_for(jobs, 600)
+        finally:
+            process.kill()
+            process.wait()
+        arrivals = self.sink.dump()
+        return burst_figures(jobs, [max(a[0] for a in arrivals) / 1e6 - started["released"]])
+
+    def peer_spread(self, peer, url, rate, window):
+        count = rate * window
+        step = 1_000_000 // rate
+        # Loading is not measured; the first fire comes after it (APScheduler 4 adds about 100 schedules/s here).
+        margin = 5 + count / (100 if peer == "apscheduler4" else 2_000)
+        start = (now_us() // 1_000_000 + int(margin) + 1) * 1_000_000
+        end = start + window * 1_000_000
+        self.sink.dump()
+        process, ready = self.start_peer(peer, url, "spread", url, self.sink.url, str(count), str(WORKERS),
+                                         str(start), str(step))
+        try:
+            if ready["ready"] * 1e6 > start:
+                raise RuntimeError(f"{peer} took until {ready['ready'] - start / 1e6:.1f} s past the first fire")
+            while now_us() < end + PEER_DRAIN_US:
+                time.sleep(0.05)
+        finally:
+            process.kill()
+            process.wait()
+        lateness = [(a - s) / 1000 for a, _, s in self.sink.dump() if s is not None and start <= s < end]
+        return lateness_summary(lateness, count)
+
     # 5. cron arithmetic ---------------------------------------------------------------------------------------
     def cron(self):
         if self.quick:
@@ -470,7 +561,9 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--postgres")
-    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron"])
+    parser.add_argument("--peer-python", default=sys.executable, help="a Python with APScheduler 4, asyncpg, aiohttp")
+    parser.add_argument("--node-peers", help="a directory with node_peer.js and its node_modules (bench/run.sh)")
+    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron", "peers"])
     parser.add_argument("--results", default=str(BENCH / "results.json"))
     args = parser.parse_args()
     suite = Suite(args)
