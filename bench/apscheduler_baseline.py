@@ -9,14 +9,20 @@ fire is delivered however late, as apsched is configured in the same run.
     python bench/apscheduler_baseline.py interval SINK_URL JOBS WORKERS PERIOD START_US STEP_US END_US
         JOBS interval jobs every PERIOD seconds, job i starting at START_US + i * STEP_US; runs until END_US,
         then prints {"ready": unix seconds when every job was added and the scheduler running}.
+    python bench/apscheduler_baseline.py cron SINK_URL JOBS WORKERS AT_US ZONES
+        JOBS daily cron jobs, spread over the comma-separated ZONES, each at the wall-clock time AT_US has in its
+        zone (so all fire at AT_US, as `0 0 * * *` does at midnight); prints {"delivered", "peak_rss_kib"} once the
+        sink has every delivery or has been quiet for 5 s.
 """
 
 import json
 import os
+import resource
 import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import requests
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -50,6 +56,32 @@ def sink_count(sink):
     return int(requests.get(f"{sink}/count").text)
 
 
+def wait_for_sink(sink, jobs):
+    """A request that fails is not retried by APScheduler: stop waiting once the sink has been quiet for a while."""
+    count, quiet_since = 0, time.time()
+    while count < jobs and time.time() - quiet_since < QUIET_SECONDS:
+        time.sleep(POLL_SECONDS)
+        latest = sink_count(sink)
+        if latest > count:
+            count, quiet_since = latest, time.time()
+    return count
+
+
+def cron(sink, jobs, workers, at_us, zones):
+    sched = scheduler(workers)
+    for i in range(jobs):
+        zone = ZoneInfo(zones[i % len(zones)])
+        local = datetime.fromtimestamp(at_us / 1e6, zone)
+        sched.add_job(deliver, "cron", hour=local.hour, minute=local.minute, second=local.second, timezone=zone,
+                      args=[f"{sink}/hook", f"aps-{i}"], id=f"aps-{i}")
+    sched.start()
+    while time.time() * 1e6 < at_us:
+        time.sleep(POLL_SECONDS)
+    count = wait_for_sink(sink, jobs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"delivered": count, "peak_rss_kib": peak}), flush=True)
+
+
 def burst(sink, jobs, workers):
     sched = scheduler(workers)
     sched.start(paused=True)
@@ -60,13 +92,7 @@ def burst(sink, jobs, workers):
         time.sleep(POLL_SECONDS)
     released = time.time()
     sched.resume()
-    # A request that fails is not retried by APScheduler: stop waiting once the sink has been quiet for a while.
-    count, quiet_since = 0, time.time()
-    while count < jobs and time.time() - quiet_since < QUIET_SECONDS:
-        time.sleep(POLL_SECONDS)
-        latest = sink_count(sink)
-        if latest > count:
-            count, quiet_since = latest, time.time()
+    count = wait_for_sink(sink, jobs)
     print(json.dumps({"released": released, "delivered": count}), flush=True)
 
 
@@ -97,6 +123,9 @@ def main():
     elif mode == "interval":
         jobs, workers, period, start_us, step_us, end_us = map(int, numbers)
         interval(sink, jobs, workers, period, start_us, step_us, end_us)
+    elif mode == "cron":
+        jobs, workers, at_us = map(int, numbers[:3])
+        cron(sink, jobs, workers, at_us, numbers[3].split(","))
     else:
         sys.exit(__doc__)
     # Do not wait for queued fires: the measurement is over.

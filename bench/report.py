@@ -333,6 +333,54 @@ def peers_section(peers):
     return lines
 
 
+def replicas_section(replicas):
+    counts = [k for k in replicas if str(k).isdigit()]
+    one = replicas[counts[0]]
+    lines = [
+        "### 7. Replicas on one PostgreSQL",
+        "",
+        f"1, 2 and 3 apsched processes on one database. Burst: {replicas['jobs']:,} date jobs due together (added "
+        "through the first replica while all run), from the due time to the last delivery. Lateness: "
+        f"{replicas['active']:,} interval jobs every {replicas['period_s']} s "
+        f"({fmt(replicas['active'] / replicas['period_s'])} fires/s) over {replicas['window_s']} s. Double fires: "
+        "fires the sink received more than once (same job and scheduled time).",
+        "",
+        "| replicas | burst s | fires/s | × 1 replica | double fires | lateness p50 ms | p99 ms | delivered / due | "
+        "double fires |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for count in counts:
+        row = replicas[count]
+        burst, late = row["burst"], row["lateness"]
+        lines.append(f"| {count} | {burst['seconds']:.3f} | {fmt(burst['per_second'])} | "
+                     f"{burst['per_second'] / one['burst']['per_second']:.2f}× | {row['burst_double_fires']} | "
+                     f"{fmt(late['p50_ms'], 2)} | {fmt(late['p99_ms'], 2)} | {late['delivered']:,} / {late['due']:,} | "
+                     f"{late.get('double_fires', 0)} |")
+    lines.append("")
+    return lines
+
+
+def midnight_section(midnight):
+    lines = [
+        f"### 8. A daily burst: {midnight['jobs']:,} cron jobs in {len(midnight['zones'])} zones",
+        "",
+        "Daily cron jobs spread over " + ", ".join(midnight["zones"]) + ", each at the wall-clock time one instant "
+        "has in its zone, so all fire together as `0 0 * * *` does at midnight (the instant is a few seconds ahead "
+        "rather than a real midnight). Time from that instant to the last delivery, and the process's peak RSS.",
+        "",
+        "| runner | delivered | seconds | fires/s | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, name in [("sqlite", "apsched, SQLite"), ("postgres", "apsched, PostgreSQL"),
+                       ("apscheduler", "APScheduler 3.11.3 (memory)")]:
+        row = midnight.get(kind)
+        if row:
+            lines.append(f"| {name} | {row['delivered']:,} | {row['seconds']:.2f} | "
+                         f"{fmt(row['delivered'] / row['seconds'])} | {fmt(row['peak_rss_mib'])} |")
+    lines.append("")
+    return lines
+
+
 def markdown(results):
     meta = results["meta"]
     machine = meta["machine"]
@@ -371,6 +419,10 @@ def markdown(results):
         lines += cron_section(results["cron"])
     if results.get("peers"):
         lines += peers_section(results["peers"])
+    if results.get("replicas"):
+        lines += replicas_section(results["replicas"])
+    if results.get("midnight"):
+        lines += midnight_section(results["midnight"])
     lines += FINDINGS.splitlines() + [""]
     lines += [
         "## How the jobs are loaded",

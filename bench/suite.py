@@ -19,6 +19,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -43,6 +44,10 @@ PEER_BURST_JOBS = {"apscheduler4": 2_000}
 PEER_MAX_RATE = {"apscheduler4": 100}
 # Fires due near the window's end get this long to arrive before the peer is stopped.
 PEER_DRAIN_US = 2_000_000
+# The replicas scenario: how many apsched processes share one PostgreSQL.
+REPLICAS = [1, 2, 3]
+# The midnight scenario's zones: whole-hour, half-hour and DST-observing offsets.
+MIDNIGHT_ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]
 
 
 def now_us():
@@ -130,10 +135,10 @@ def wait_for(check, what, timeout=START_TIMEOUT):
 class Apsched:
     """One `apsched serve` process on a store, with WORKERS delivery workers."""
 
-    def __init__(self, binary, workdir, store):
-        self.binary, self.workdir, self.store = binary, workdir, store
-        self.api = f"http://127.0.0.1:{API_PORT}"
-        self.config = workdir / "apsched.toml"
+    def __init__(self, binary, workdir, store, port=API_PORT):
+        self.binary, self.workdir, self.store, self.port = binary, workdir, store, port
+        self.api = f"http://127.0.0.1:{port}"
+        self.config = workdir / f"apsched-{port}.toml"
         self.config.write_text(
             'timezone = "UTC"\n'
             f"[jobstores.default]\ntype = \"{store['type']}\"\n"
@@ -143,10 +148,10 @@ class Apsched:
         self.process = None
 
     def start(self):
-        log = open(self.workdir / "apsched.log", "a")
+        log = open(self.workdir / f"apsched-{self.port}.log", "a")
         self.spawned = time.time()
         self.process = subprocess.Popen(
-            [self.binary, "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{API_PORT}"], stderr=log
+            [self.binary, "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}"], stderr=log
         )
         wait_for(lambda: requests.get(f"{self.api}/healthz", timeout=1).ok, "apsched")
         return self
@@ -168,7 +173,9 @@ def action(sink):
 
 
 def run(command, **kwargs):
-    result = subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} {command[1]} exited with {result.returncode}: {result.stderr.strip()}")
     return result.stdout
 
 
@@ -252,7 +259,7 @@ class Suite:
         return run_json([self.args.python, str(BENCH / "apscheduler_baseline.py"), *arguments])
 
     # 2. lateness and 3. idle jobs -----------------------------------------------------------------------------
-    def schedule(self, kind, url, active, period, window, idle=0):
+    def schedule(self, kind, url, active, period, window, idle=0, replicas=1):
         """`active` interval jobs every `period` s spread evenly over it, plus `idle` cron jobs that fire once a
         year and one date job due at start-up; the lateness of fires due in the first `window` seconds."""
         directory, store = self.fresh_store(kind, url)
@@ -277,6 +284,7 @@ class Suite:
             clone_jobs(store, "template-active", "active-", active, start, step)
             self.sink.dump()
             server.start()
+            others = [Apsched(self.args.apsched, directory, store, API_PORT + i).start() for i in range(1, replicas)]
             self.sink.wait_for(1, 60)
             first_fire = self.sink.dump()[0][0] / 1e6 - server.spawned
         else:
@@ -303,10 +311,15 @@ class Suite:
         time.sleep(1.5)
         hwm = memory_kib(pid, "VmHWM")
         server.stop()
+        if bulk:
+            for other in others:
+                other.stop()
         end = start + window * 1_000_000
-        lateness = [(a - s) / 1000 for a, _, s in self.sink.dump() if s is not None and start <= s < end]
+        arrivals = self.sink.dump()
+        lateness = [(a - s) / 1000 for a, _, s in arrivals if s is not None and start <= s < end]
         due = window * active // period
         summary = lateness_summary(lateness, due)
+        summary["double_fires"] = double_fires(arrivals)
         summary.update({"cpu_ms_per_fire": cpu * 1000 / max(1, len(lateness)), "rss_mib": rss / 1024,
                         "peak_rss_mib": hwm / 1024, "first_fire_s": first_fire, "load_s": loaded})
         return summary
@@ -462,6 +475,98 @@ class Suite:
         lateness = [(a - s) / 1000 for a, _, s in self.sink.dump() if s is not None and start <= s < end]
         return lateness_summary(lateness, count)
 
+    # 7. replicas -----------------------------------------------------------------------------------------------
+    def replicas(self):
+        """1, 2 and 3 apsched processes on one PostgreSQL: the burst and lateness at 1 000 fires/s, with the sink
+        counting fires delivered twice."""
+        if not self.args.postgres:
+            self.results["replicas"] = None
+            return
+        url = self.args.postgres
+        jobs = 500 if self.quick else 10_000
+        active, period, window = (500, 5, 3) if self.quick else (10_000, 10, 10)
+        figures = {"jobs": jobs, "active": active, "period_s": period, "window_s": window}
+        for count in REPLICAS:
+            seconds, doubles = self.replica_burst(url, jobs, count)
+            row = {"burst": burst_figures(jobs, [seconds]), "burst_double_fires": doubles}
+            row["lateness"] = self.schedule("postgres", url, active, period, window, replicas=count)
+            print(f"replicas {count}: burst {seconds:.3f} s ({doubles} double), lateness "
+                  f"{summarise(row['lateness'])}", file=sys.stderr)
+            figures[count] = row
+        self.results["replicas"] = figures
+
+    def replica_burst(self, url, jobs, count):
+        """`jobs` date jobs due together, added through the first of `count` replicas while all run: seconds from
+        the due time to the last delivery, and how many fires arrived twice."""
+        directory, store = self.fresh_store("postgres", url)
+        servers = [Apsched(self.args.apsched, directory, store, API_PORT + i).start() for i in range(count)]
+        # Adding is not measured: the jobs are due once all are stored (PostgreSQL takes about 2 000 adds/s on the profiling build, 250 on the debug build).
+        due = now_us() + int((3 + jobs / (100 if self.quick else 1_000)) * 1_000_000)
+        template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(self.sink),
+                    "misfire_grace_time": None}
+        self.sink.dump()
+        try:
+            run([self.args.tool, "add-jobs", servers[0].api, json.dumps(template), "burst-", str(jobs),
+                 str(CLIENTS)])
+            if now_us() > due:
+                raise RuntimeError(f"adding {jobs} jobs took past their due time")
+            self.sink.wait_for(jobs, 300)
+            # Let any second delivery of a fire arrive before counting (a double fire from a race between
+            # replicas would come within milliseconds of the first).
+            time.sleep(1)
+        finally:
+            for server in servers:
+                server.stop()
+        arrivals = self.sink.dump()
+        return max(a[0] for a in arrivals) / 1e6 - due / 1e6, double_fires(arrivals)
+
+    # 8. midnight -----------------------------------------------------------------------------------------------
+    def midnight(self):
+        """A daily burst: cron jobs in several zones whose wall-clock time comes at the same instant (as `0 0 * * *`
+        in each zone does at its midnight; the instant is chosen a few seconds ahead instead of waiting for one),
+        on SQLite, PostgreSQL and APScheduler 3: time from that instant to the last delivery, and peak RSS."""
+        jobs = 1_000 if self.quick else 100_000
+        figures = {"jobs": jobs, "zones": MIDNIGHT_ZONES}
+        for kind, url in self.stores():
+            if kind == "memory":
+                continue
+            figures[kind] = self.midnight_apsched(kind, url, jobs)
+            print(f"midnight {kind}: {json.dumps(figures[kind])}", file=sys.stderr)
+        at = (now_us() // 1_000_000 + 8 + jobs // 4_000) * 1_000_000
+        self.sink.dump()
+        result = self.baseline(["cron", self.sink.url, str(jobs), str(WORKERS), str(at), ",".join(MIDNIGHT_ZONES)])
+        arrivals = self.sink.dump()
+        figures["apscheduler"] = {"seconds": max(a[0] for a in arrivals) / 1e6 - at / 1e6,
+                                  "delivered": len(arrivals), "peak_rss_mib": result["peak_rss_kib"] / 1024}
+        print(f"midnight apscheduler: {json.dumps(figures['apscheduler'])}", file=sys.stderr)
+        self.results["midnight"] = figures
+
+    def midnight_apsched(self, kind, url, jobs):
+        directory, store = self.fresh_store(kind, url)
+        server = Apsched(self.args.apsched, directory, store).start()
+        at = (now_us() // 1_000_000 + 6 + jobs // 10_000) * 1_000_000
+        for zone in MIDNIGHT_ZONES:
+            local = datetime.fromtimestamp(at / 1e6, ZoneInfo(zone))
+            trigger = {"type": "cron", "hour": local.hour, "minute": local.minute, "second": local.second,
+                       "timezone": zone}
+            server.post("/v1/jobs", {"id": f"midnight-{zone.replace('/', '.')}", "trigger": trigger,
+                                     "action": action(self.sink), "misfire_grace_time": None})
+        server.stop()
+        share = jobs // len(MIDNIGHT_ZONES)
+        for zone in MIDNIGHT_ZONES:
+            name = zone.replace("/", ".")
+            clone_jobs(store, f"midnight-{name}", f"midnight-{name}-", share)
+        self.sink.dump()
+        server.start()
+        if now_us() > at:
+            raise RuntimeError(f"loading {jobs} cron jobs took past the instant they fire")
+        self.sink.wait_for(share * len(MIDNIGHT_ZONES), 600)
+        hwm = memory_kib(server.process.pid, "VmHWM")
+        arrivals = self.sink.dump()
+        server.stop()
+        return {"seconds": max(a[0] for a in arrivals) / 1e6 - at / 1e6, "delivered": len(arrivals),
+                "double_fires": double_fires(arrivals), "peak_rss_mib": hwm / 1024}
+
     # 5. cron arithmetic ---------------------------------------------------------------------------------------
     def cron(self):
         if self.quick:
@@ -488,6 +593,13 @@ def burst_figures(jobs, rounds_seconds, best=False, delivered=None):
     chosen = rates.index(max(rates)) if best else rates.index(statistics.median_low(rates))
     return {"seconds": rounds_seconds[chosen], "per_second": rates[chosen], "rounds_seconds": rounds_seconds,
             "delivered": delivered}
+
+
+def double_fires(arrivals):
+    """Fires that reached the sink more than once: the same job and scheduled time (the job id where the scheduled
+    time is not sent)."""
+    fires = [(job_id, scheduled) for _, job_id, scheduled in arrivals]
+    return len(fires) - len(set(fires))
 
 
 def summarise(summary):
@@ -563,8 +675,10 @@ def main():
     parser.add_argument("--postgres")
     parser.add_argument("--peer-python", default=sys.executable, help="a Python with APScheduler 4, asyncpg, aiohttp")
     parser.add_argument("--node-peers", help="a directory with node_peer.js and its node_modules (bench/run.sh)")
-    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron", "peers"])
+    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron", "peers", "replicas", "midnight"])
     parser.add_argument("--results", default=str(BENCH / "results.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other scenarios' results already in --results (a partial rerun)")
     args = parser.parse_args()
     suite = Suite(args)
     started = time.time()
@@ -582,6 +696,11 @@ def main():
         "clients": CLIENTS,
         "machine": machine(),
     }
+    if args.merge and Path(args.results).exists():
+        kept = json.loads(Path(args.results).read_text())
+        kept.setdefault("meta", {}).setdefault("partial_runs", []).append(
+            {"scenarios": args.only, **suite.results["meta"]})
+        suite.results = {**kept, **{k: v for k, v in suite.results.items() if k != "meta"}, "meta": kept["meta"]}
     Path(args.results).write_text(json.dumps(suite.results, indent=1))
     print(f"results in {args.results} after {time.time() - started:.0f} s", file=sys.stderr)
 
