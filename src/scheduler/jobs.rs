@@ -490,18 +490,24 @@ impl Scheduler {
         if let Some(paused) = changes.paused {
             job.paused = paused;
         }
-        let trigger = self.compile(&job)?;
-        if rescheduled {
-            match trigger.next_fire_time(None, now) {
-                Some(first) => job.next_run_time = (!job.paused).then_some(first),
-                None if changes.trigger.is_none() => return Ok(None),
-                None => return Err(no_fire_time()),
+        // Compiled only when a time is computed from it: a bulk change of options over many jobs does not pay for it.
+        if rescheduled || changes.next_run_time.is_some() {
+            let trigger = self.compile(&job)?;
+            if rescheduled {
+                match trigger.next_fire_time(None, now) {
+                    Some(first) => job.next_run_time = (!job.paused).then_some(first),
+                    None if changes.trigger.is_none() => return Ok(None),
+                    None => return Err(no_fire_time()),
+                }
+            }
+            if let Some(given) = &changes.next_run_time
+                && !job.paused
+            {
+                job.next_run_time = Some(parse_next_run_time(given, &trigger)?);
             }
         }
         if job.paused {
             job.next_run_time = None;
-        } else if let Some(given) = &changes.next_run_time {
-            job.next_run_time = Some(parse_next_run_time(given, &trigger)?);
         }
         job.updated_at = now;
         Ok(Some(job))

@@ -303,6 +303,7 @@ where
     (i64,): for<'r> FromRow<'r, DbRow<D>>,
     (D::Time,): for<'r> FromRow<'r, DbRow<D>>,
     (String, i64): for<'r> FromRow<'r, DbRow<D>>,
+    (String,): for<'r> FromRow<'r, DbRow<D>>,
 {
     fn kind(&self) -> super::StoreType {
         D::KIND
@@ -381,25 +382,32 @@ where
     async fn modify_jobs(&self, selector: &Selector, edit: &Editor<'_>) -> StoreResult<Edited> {
         let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        // The selection is made once, its rows locked until the end: a selector's condition is answered from an
+        // index as a whole, and asking it again for every batch cost more than the changes themselves.
+        let mut select = Statement::<D>::new("SELECT id FROM jobs WHERE TRUE");
+        labels::push_selector(&mut select, selector)?;
+        select.push(" ORDER BY id").push(D::LOCK_ROWS);
+        let ids: Vec<String> = sqlx::query_scalar_with(sqlx::AssertSqlSafe(select.sql), select.arguments)
+            .persistent(false)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         let mut edited = Edited::default();
-        // A batch at a time by id: the edits never touch a job of a later batch, so each selected job is visited
-        // once, and memory holds one batch however many jobs match.
-        let mut after: Option<String> = None;
-        loop {
-            let mut sql = Statement::<D>::new("SELECT * FROM jobs WHERE TRUE");
-            labels::push_selector(&mut sql, selector)?;
-            if let Some(last) = &after {
-                sql.push(" AND id > ").param(Param::Text(Some(last)))?;
+        // A batch at a time, so memory holds one batch however many jobs match.
+        for batch in ids.chunks(labels::JOBS_PER_STATEMENT) {
+            let mut sql = Statement::<D>::new("SELECT * FROM jobs WHERE id IN (");
+            for (index, id) in batch.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.param(Param::Text(Some(id)))?;
             }
-            sql.push(" ORDER BY id LIMIT ").param(Param::Int(Some(limit_of(labels::JOBS_PER_STATEMENT))))?;
-            sql.push(D::LOCK_ROWS);
+            sql.push(")");
             let rows: Vec<D::JobRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql.sql), sql.arguments)
                 .persistent(false)
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
-            let last_batch = rows.len() < labels::JOBS_PER_STATEMENT;
-            after = rows.last().map(|row| row.key().to_string());
             let (mut saved, mut relabelled, mut removed) = (Vec::new(), Vec::new(), Vec::new());
             for row in rows {
                 let job = row.into_model()?;
@@ -426,9 +434,6 @@ where
             }
             edited.saved += saved.len() as u64;
             edited.removed += removed.len() as u64;
-            if last_batch {
-                break;
-            }
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(edited)
