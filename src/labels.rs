@@ -347,21 +347,6 @@ pub fn optional_labels_schema() -> utoipa::openapi::Object {
     labels_object(SchemaType::from_iter([Type::Object, Type::Null]))
 }
 
-/// The JSON Schema of a `selector` query parameter: `SELECTOR_PATTERN`, at most `MAX_SELECTOR_LENGTH` characters.
-pub fn selector_schema() -> utoipa::openapi::Object {
-    selector_object(SELECTOR_PATTERN)
-}
-
-/// `selector_schema` with at least one requirement, as a bulk change or removal takes.
-pub fn non_empty_selector_schema() -> utoipa::openapi::Object {
-    selector_object(NON_EMPTY_SELECTOR_PATTERN)
-}
-
-fn selector_object(pattern: &str) -> utoipa::openapi::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).max_length(Some(MAX_SELECTOR_LENGTH)).build()
-}
-
 fn labels_object(schema_type: utoipa::openapi::schema::SchemaType) -> utoipa::openapi::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()

@@ -244,7 +244,7 @@ pub struct ListJobsQuery {
     pub paused: Option<bool>,
     /// Only jobs whose labels this Kubernetes label selector selects: comma-separated requirements, all of which
     /// must hold (`key=value`, `key==value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key`, `!key`).
-    #[param(schema_with = labels::selector_schema)]
+    #[param(required = false, value_type = String, max_length = 4096)]
     pub selector: Option<String>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -263,7 +263,7 @@ pub struct RemoveAllQuery {
     pub jobstore: Option<String>,
     /// Only the jobs this label selector selects (see `GET /v1/jobs`); it needs at least one requirement. Without
     /// it every job goes.
-    #[param(schema_with = labels::non_empty_selector_schema)]
+    #[param(required = false, value_type = String, max_length = 4096)]
     pub selector: Option<String>,
 }
 
@@ -272,7 +272,7 @@ pub struct RemoveAllQuery {
 #[serde(deny_unknown_fields)]
 pub struct ModifyJobsQuery {
     /// The jobs to change: a label selector (see `GET /v1/jobs`) with at least one requirement.
-    #[param(required = true, schema_with = labels::non_empty_selector_schema)]
+    #[param(required = true, value_type = String, max_length = 4096)]
     pub selector: Option<String>,
 }
 
@@ -392,6 +392,26 @@ impl From<JobsPatch> for JobChanges {
             executor: patch.executor,
             paused: patch.paused,
             labels: patch.labels,
+        }
+    }
+}
+
+/// Writes the selector grammar into the spec as each `selector` parameter's pattern (an attribute takes only a
+/// literal): the empty selector for a list, at least one requirement for a bulk change or removal.
+pub fn document_selectors(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(jobs) = spec.paths.paths.get_mut("/v1/jobs") else { return };
+    let operations = [(&mut jobs.get, labels::SELECTOR_PATTERN), (&mut jobs.patch, labels::NON_EMPTY_SELECTOR_PATTERN)];
+    let operations = operations.into_iter().chain([(&mut jobs.delete, labels::NON_EMPTY_SELECTOR_PATTERN)]);
+    for (operation, pattern) in operations {
+        let parameters = operation.as_mut().and_then(|operation| operation.parameters.as_mut());
+        for parameter in parameters.into_iter().flatten() {
+            if let RefOr::T(parameter) = parameter
+                && parameter.name == "selector"
+                && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+            {
+                schema.pattern = Some(pattern.to_string());
+            }
         }
     }
 }

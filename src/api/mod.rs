@@ -107,6 +107,7 @@ fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Op
     links::document(&mut spec);
     examples::document(&mut spec);
     trigger_schema::document(&mut spec);
+    jobs::document_selectors(&mut spec);
     (timed, untimed, spec)
 }
 
