@@ -410,17 +410,17 @@
     };
     const selectorFilter = h('input', { type: 'search', id: 'selector', value: view.selector,
       placeholder: 'labels: team=payments,!legacy', title: 'A label selector, applied by the server to every job',
-      onchange: (e) => act(e.target, () => applySelector(e.target.value)) });
+      onchange: (e) => applySelector(e.target.value).catch((err) => flash('error: ' + err.message, true)) });
     await reload();
     if (seq !== pageSeq) return;
     setMain(
       h('h1', {}, 'Jobs'),
-      h('div', { class: 'toolbar' }, filter, selectorFilter, stateFilter, count,
+      h('div', { class: 'toolbar' }, filter, selectorFilter, selectorError, stateFilter, count,
         h('button', { onclick: (e) => act(e.target, null, reload) }, 'Refresh'),
         h('a', { class: 'button primary', href: '#/new' }, 'Add job')),
       h('table', { id: 'jobs' }, h('thead', {}, h('tr', {},
         ['ID', 'Name', 'Trigger', 'Next run', 'State', 'Last outcome', ''].map((c) => h('th', {}, c)))), tbody),
-      selectorError, more);
+      more);
     every(reload);
   }
 
