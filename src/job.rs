@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::action::Action;
+use crate::labels::Labels;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
 /// Ids are 1–200 characters of `[A-Za-z0-9._:-]`.
@@ -45,6 +46,8 @@ pub struct Job {
     pub next_run_time: Option<DateTime<Utc>>,
     /// A paused job does not fire; resuming recomputes its next run time.
     pub paused: bool,
+    /// Labels to select it by (`crate::labels`).
+    pub labels: Labels,
     /// When it was added.
     pub created_at: DateTime<Utc>,
     /// When it was last changed (by a client or by firing).

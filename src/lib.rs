@@ -37,6 +37,7 @@ pub mod error;
 pub mod executor;
 pub mod integral;
 pub mod job;
+pub mod labels;
 pub mod metrics;
 pub mod scheduler;
 pub mod settings;

@@ -48,6 +48,7 @@ fn job(index: usize) -> Job {
         jobstore: "default".to_string(),
         next_run_time: Some(now - chrono::TimeDelta::seconds(1)),
         paused: false,
+        labels: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -57,7 +58,7 @@ fn job(index: usize) -> Job {
 /// max_instances), then `JOBS` due jobs.
 async fn fill(store: &PostgresStore, url: &str) {
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
-    sqlx::query("TRUNCATE jobs, runs").execute(&mut connection).await.unwrap();
+    sqlx::query("TRUNCATE jobs, job_labels, runs").execute(&mut connection).await.unwrap();
     let mut adds = futures::stream::FuturesUnordered::new();
     for index in 0..JOBS {
         adds.push(async move { store.add_job(&job(index), false).await.unwrap() });

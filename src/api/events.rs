@@ -57,9 +57,15 @@ pub struct EventOut {
     /// `job_submitted`, `job_executed`, `job_error`, `job_missed`, `job_max_instances`: the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunOut>,
-    /// `all_jobs_removed`: how many.
+    /// `all_jobs_removed`, `jobs_removed`: how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<u64>,
+    /// `jobs_modified`: how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<u64>,
+    /// `jobs_modified`, `jobs_removed`: the selector that chose the jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 impl EventOut {
@@ -72,6 +78,8 @@ impl EventOut {
             job: None,
             run: None,
             removed: None,
+            modified: None,
+            selector: None,
         };
         match &event.subject {
             Subject::Scheduler => {}
@@ -87,6 +95,14 @@ impl EventOut {
             Subject::AllJobs { jobstore, removed } => {
                 out.jobstore = jobstore.clone();
                 out.removed = Some(*removed);
+            }
+            Subject::SelectedJobs { selector, jobstore, count } => {
+                out.jobstore = Some(jobstore.clone());
+                out.selector = Some(selector.clone());
+                match event.kind {
+                    EventKind::JobsModified => out.modified = Some(*count),
+                    _ => out.removed = Some(*count),
+                }
             }
         }
         out

@@ -14,6 +14,7 @@ use super::{ApiJson, ApiQuery, AppState};
 use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
 use crate::job::{Job, Run, RunStatus};
+use crate::labels::{self, Labels, Selector};
 use crate::scheduler::{JobChanges, JobFilter, JobSpec};
 use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
@@ -61,6 +62,10 @@ pub struct JobIn {
     /// Add the job paused.
     #[serde(default)]
     pub paused: bool,
+    /// Labels to select the job by.
+    #[serde(default)]
+    #[schema(schema_with = labels::labels_schema)]
+    pub labels: Labels,
 }
 
 /// Fields to change; absent fields keep their value. A new `trigger` reschedules.
@@ -91,6 +96,40 @@ pub struct JobPatch {
     pub executor: Option<String>,
     /// Pause (`true`) or resume (`false`) the job.
     pub paused: Option<bool>,
+    /// New labels, replacing all of the job's (`{}` removes them).
+    #[schema(schema_with = labels::optional_labels_schema)]
+    pub labels: Option<Labels>,
+}
+
+/// Fields to change on every selected job; absent fields keep each job's value. The schedule (`trigger`,
+/// `next_run_time`) is changed job by job.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobsPatch {
+    /// A name for people; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, max_length = 500)]
+    pub name: Option<Option<String>>,
+    /// A new webhook call.
+    pub action: Option<HttpAction>,
+    /// Fold a backlog of missed fires into one.
+    pub coalesce: Option<bool>,
+    /// How many of its fires may be pending or running at once.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub max_instances: Option<u32>,
+    /// Seconds a fire may be late and still run; `null`: always run.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
+    pub misfire_grace_time: Option<Option<u32>>,
+    /// The delivery pool their fires run in.
+    pub executor: Option<String>,
+    /// Pause (`true`) or resume (`false`) the jobs: a resumed job's next run time is computed from now, and one
+    /// whose trigger has ended is removed.
+    pub paused: Option<bool>,
+    /// New labels, replacing all of each job's (`{}` removes them).
+    #[schema(schema_with = labels::optional_labels_schema)]
+    pub labels: Option<Labels>,
 }
 
 /// Tells "absent" (outer None, via `default`) from "null" (Some(None)).
@@ -124,6 +163,10 @@ pub struct JobOut {
     pub next_run_time: Option<String>,
     /// A paused job does not fire.
     pub paused: bool,
+    /// Labels to select the job by.
+    #[serde(default)]
+    #[schema(schema_with = labels::labels_schema)]
+    pub labels: Labels,
     /// When it was added; RFC 3339 in the trigger's zone.
     pub created_at: String,
     /// When it was last changed, by a client or by firing; RFC 3339 in the trigger's zone.
@@ -183,6 +226,13 @@ pub struct Removed {
     pub removed: u64,
 }
 
+/// What a bulk change changed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Modified {
+    /// How many jobs (a resumed job whose trigger had ended, and was removed, included).
+    pub modified: u64,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +242,10 @@ pub struct ListJobsQuery {
     pub jobstore: Option<String>,
     /// Only paused jobs (`true`) or only active ones (`false`).
     pub paused: Option<bool>,
+    /// Only jobs whose labels this Kubernetes label selector selects: comma-separated requirements, all of which
+    /// must hold (`key=value`, `key==value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key`, `!key`).
+    #[param(required = false, value_type = String, max_length = 4096)]
+    pub selector: Option<String>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -207,6 +261,19 @@ pub struct RemoveAllQuery {
     /// Only jobs of this store.
     #[param(min_length = 1)]
     pub jobstore: Option<String>,
+    /// Only the jobs this label selector selects (see `GET /v1/jobs`); it needs at least one requirement. Without
+    /// it every job goes.
+    #[param(required = false, value_type = String, max_length = 4096)]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyJobsQuery {
+    /// The jobs to change: a label selector (see `GET /v1/jobs`) with at least one requirement.
+    #[param(required = true, value_type = String, max_length = 4096)]
+    pub selector: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -238,6 +305,7 @@ impl JobOut {
             jobstore: job.jobstore.clone(),
             next_run_time: job.next_run_time.map(|t| format_time(t, tz)),
             paused: job.paused,
+            labels: job.labels.clone(),
             created_at: format_time(job.created_at, tz),
             updated_at: format_time(job.updated_at, tz),
         }
@@ -289,6 +357,7 @@ impl From<JobIn> for JobSpec {
             jobstore: input.jobstore,
             replace_existing: input.replace_existing,
             paused: input.paused,
+            labels: input.labels,
         }
     }
 }
@@ -305,8 +374,53 @@ impl From<JobPatch> for JobChanges {
             next_run_time: patch.next_run_time,
             executor: patch.executor,
             paused: patch.paused,
+            labels: patch.labels,
         }
     }
+}
+
+impl From<JobsPatch> for JobChanges {
+    fn from(patch: JobsPatch) -> JobChanges {
+        JobChanges {
+            name: patch.name,
+            trigger: None,
+            action: patch.action.map(Action::Http),
+            coalesce: patch.coalesce,
+            max_instances: patch.max_instances,
+            misfire_grace_time: patch.misfire_grace_time,
+            next_run_time: None,
+            executor: patch.executor,
+            paused: patch.paused,
+            labels: patch.labels,
+        }
+    }
+}
+
+/// Writes the selector grammar into the spec as each `selector` parameter's pattern (an attribute takes only a
+/// literal): the empty selector for a list, at least one requirement for a bulk change or removal.
+pub fn document_selectors(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(jobs) = spec.paths.paths.get_mut("/v1/jobs") else { return };
+    let operations = [(&mut jobs.get, labels::SELECTOR_PATTERN), (&mut jobs.patch, labels::NON_EMPTY_SELECTOR_PATTERN)];
+    let operations = operations.into_iter().chain([(&mut jobs.delete, labels::NON_EMPTY_SELECTOR_PATTERN)]);
+    for (operation, pattern) in operations {
+        let parameters = operation.as_mut().and_then(|operation| operation.parameters.as_mut());
+        for parameter in parameters.into_iter().flatten() {
+            if let RefOr::T(parameter) = parameter
+                && parameter.name == "selector"
+                && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+            {
+                schema.pattern = Some(pattern.to_string());
+            }
+        }
+    }
+}
+
+/// A selector from the query string; a malformed one is a 422 naming `selector`.
+fn parse_selector(selector: Option<&str>) -> Result<Selector> {
+    selector.map_or(Ok(Selector::default()), |text| {
+        Selector::parse(text).map_err(|message| ApiError::invalid("selector", message))
+    })
 }
 
 /// Add a job
@@ -334,7 +448,8 @@ pub async fn list_jobs(
 ) -> Result<Json<JobList>> {
     let limit = page_size(query.limit)?;
     let after = query.cursor.as_deref().map(decode_job_cursor).transpose()?;
-    let filter = JobFilter { jobstore: query.jobstore, paused: query.paused, after, limit: limit + 1 };
+    let selector = parse_selector(query.selector.as_deref())?;
+    let filter = JobFilter { jobstore: query.jobstore, paused: query.paused, selector, after, limit: limit + 1 };
     let mut jobs = state.scheduler.list_jobs(&filter).await?;
     let next_cursor = (jobs.len() > limit).then(|| encode_job_cursor(&JobCursor::of(&jobs[limit - 1])));
     jobs.truncate(limit);
@@ -372,7 +487,7 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Remove all jobs (optionally of one job store)
+/// Remove all jobs, or those a selector selects (optionally of one job store)
 #[utoipa::path(delete, path = "/v1/jobs", tag = "jobs", params(RemoveAllQuery),
     responses((status = 200, description = "How many jobs were removed", body = Removed), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
@@ -380,8 +495,30 @@ pub async fn remove_all_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
 ) -> Result<Json<Removed>> {
-    let removed = state.scheduler.remove_all_jobs(query.jobstore.as_deref()).await?;
+    let removed = match query.selector.as_deref() {
+        Some(text) => {
+            let selector = parse_selector(Some(text))?;
+            state.scheduler.remove_jobs(&selector, query.jobstore.as_deref()).await?
+        }
+        None => state.scheduler.remove_all_jobs(query.jobstore.as_deref()).await?,
+    };
     Ok(Json(Removed { removed }))
+}
+
+/// Change every job a selector selects
+#[utoipa::path(patch, path = "/v1/jobs", tag = "jobs", params(ModifyJobsQuery), request_body = JobsPatch,
+    responses((status = 200, description = "How many jobs were changed", body = Modified), (status = 400, description = "Malformed JSON or query string, or a cursor this API did not give", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, or the selector is missing or malformed; `field` names it", body = Problem, content_type = "application/problem+json")))]
+pub async fn modify_jobs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ModifyJobsQuery>,
+    ApiJson(patch): ApiJson<JobsPatch>,
+) -> Result<Json<Modified>> {
+    let text =
+        query.selector.ok_or_else(|| ApiError::invalid("selector", "is required: it says which jobs to change"))?;
+    let selector = parse_selector(Some(&text))?;
+    let modified = state.scheduler.modify_jobs(&selector, patch.into()).await?;
+    Ok(Json(Modified { modified }))
 }
 
 /// Pause a job: its next run time becomes null

@@ -70,7 +70,7 @@ struct ApiDoc;
 /// Every API route with its OpenAPI operation; one source, so routes and spec cannot drift.
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(jobs::add_job, jobs::list_jobs, jobs::remove_all_jobs))
+        .routes(routes!(jobs::add_job, jobs::list_jobs, jobs::remove_all_jobs, jobs::modify_jobs))
         .routes(routes!(jobs::get_job, jobs::modify_job, jobs::remove_job))
         .routes(routes!(jobs::pause_job))
         .routes(routes!(jobs::resume_job))
@@ -107,6 +107,7 @@ fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Op
     links::document(&mut spec);
     examples::document(&mut spec);
     trigger_schema::document(&mut spec);
+    jobs::document_selectors(&mut spec);
     (timed, untimed, spec)
 }
 

@@ -48,6 +48,9 @@ pub enum JobsCommand {
         /// Only jobs of this job store.
         #[arg(long)]
         jobstore: Option<String>,
+        /// Only jobs whose labels this selector selects, e.g. 'team=payments,tier in (gold,silver),!legacy'.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
         /// At most this many jobs (default: all of them).
         #[arg(long)]
         limit: Option<usize>,
@@ -87,25 +90,49 @@ pub enum JobsCommand {
         #[command(flatten)]
         fields: JobFields,
     },
-    /// Pause a job: it stops firing until resumed.
+    /// Change every job a selector selects: a JSON patch (a file, or -) and/or shorthand flags, as for `edit`
+    /// but without a trigger.
+    Patch {
+        /// Which jobs, e.g. 'team=payments'.
+        #[arg(long, short = 'l')]
+        selector: String,
+        /// Fields to change, as the API takes them (`PATCH /v1/jobs?selector=…`); - reads standard input.
+        file: Option<PathBuf>,
+        /// Shorthand flags for the fields to change.
+        #[command(flatten)]
+        fields: JobFields,
+    },
+    /// Pause a job, or every job a selector selects: it stops firing until resumed.
     Pause {
         /// The job's id.
-        id: String,
+        #[arg(required_unless_present = "selector")]
+        id: Option<String>,
+        /// Every job this selector selects instead, e.g. 'team=payments'.
+        #[arg(long, short = 'l', conflicts_with = "id")]
+        selector: Option<String>,
     },
-    /// Resume a job: its next run time is recomputed from now.
+    /// Resume a job, or every job a selector selects: the next run time is recomputed from now.
     Resume {
         /// The job's id.
-        id: String,
+        #[arg(required_unless_present = "selector")]
+        id: Option<String>,
+        /// Every job this selector selects instead, e.g. 'team=payments'.
+        #[arg(long, short = 'l', conflicts_with = "id")]
+        selector: Option<String>,
     },
     /// Run a job once now, outside its schedule.
     Run {
         /// The job's id.
         id: String,
     },
-    /// Remove a job (its run history stays).
+    /// Remove a job, or every job a selector selects (their run history stays).
     Remove {
         /// The job's id.
-        id: String,
+        #[arg(required_unless_present = "selector")]
+        id: Option<String>,
+        /// Every job this selector selects instead, e.g. 'team=payments'.
+        #[arg(long, short = 'l', conflicts_with = "id")]
+        selector: Option<String>,
     },
 }
 
@@ -160,6 +187,9 @@ pub struct JobFields {
     /// The executor (delivery pool) to run it in.
     #[arg(long)]
     pub executor: Option<String>,
+    /// A label, "key=value"; repeat for more. Given on a change, they replace all the job's labels.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
 }
 
 impl JobFields {
@@ -234,8 +264,23 @@ impl JobFields {
         if let Some(executor) = &self.executor {
             job.insert("executor".into(), json!(executor));
         }
+        if !self.labels.is_empty() {
+            let mut labels = Map::new();
+            for text in &self.labels {
+                let (key, value) = text
+                    .split_once('=')
+                    .ok_or_else(|| CliError::usage(format!("--label {text:?}: expected KEY=VALUE")))?;
+                labels.insert(key.trim().to_string(), json!(value.trim()));
+            }
+            job.insert("labels".into(), Value::Object(labels));
+        }
         Ok(())
     }
+}
+
+/// `/jobs?selector=…`, the selector escaped for a query string.
+fn selected_jobs(selector: &str) -> String {
+    format!("/jobs?selector={}", segment(selector))
 }
 
 /// `apsched runs …`.
@@ -412,22 +457,37 @@ fn describe_job(job: &Value) -> String {
         ("misfire grace", cell(&job["misfire_grace_time"])),
         ("executor", cell(&job["executor"])),
         ("job store", cell(&job["jobstore"])),
+        ("labels", labels_summary(&job["labels"])),
         ("created", cell(&job["created_at"])),
         ("updated", cell(&job["updated_at"])),
     ]);
     lines.iter().map(|(key, value)| format!("{:<14} {value}", format!("{key}:"))).collect::<Vec<_>>().join("\n")
 }
 
+/// `key=value, …`, or `-` for none.
+fn labels_summary(labels: &Value) -> String {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+        .collect();
+    if pairs.is_empty() { "-".to_string() } else { pairs.join(", ") }
+}
+
 async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<String, CliError> {
     let job_path = |id: &str| format!("/jobs/{}", segment(id));
     let (answer, human) = match command {
-        JobsCommand::List { paused, active, jobstore, limit } => {
+        JobsCommand::List { paused, active, jobstore, selector, limit } => {
             let mut filter = String::new();
             if paused || active {
                 filter.push_str(&format!("&paused={paused}"));
             }
             if let Some(store) = &jobstore {
                 filter.push_str(&format!("&jobstore={}", segment(store)));
+            }
+            if let Some(selector) = &selector {
+                filter.push_str(&format!("&selector={}", segment(selector)));
             }
             let jobs = list_jobs(client, &filter, limit).await?;
             let rows: Vec<Vec<String>> = jobs
@@ -510,12 +570,40 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let human = format!("changed job {}; next run {}", cell(&edited["id"]), cell(&edited["next_run_time"]));
             (edited, human)
         }
-        JobsCommand::Pause { id } => {
+        JobsCommand::Patch { selector, file, fields } => {
+            let mut patch = match &file {
+                Some(path) => read_object(path)?,
+                None => Map::new(),
+            };
+            fields.apply(&mut patch)?;
+            if patch.is_empty() {
+                return Err(CliError::usage("nothing to change: give a JSON patch or flags such as --label"));
+            }
+            let path = selected_jobs(&selector);
+            let answer = client.send(reqwest::Method::PATCH, &path, Some(&Value::Object(patch))).await?;
+            let human = format!("changed {} jobs", cell(&answer["modified"]));
+            (answer, human)
+        }
+        JobsCommand::Pause { selector: Some(selector), .. } => {
+            let path = selected_jobs(&selector);
+            let answer = client.send(reqwest::Method::PATCH, &path, Some(&json!({"paused": true}))).await?;
+            let human = format!("paused {} jobs", cell(&answer["modified"]));
+            (answer, human)
+        }
+        JobsCommand::Pause { id, selector: None } => {
+            let id = id.unwrap_or_default();
             let job = client.post(&format!("{}/pause", job_path(&id)), None).await?;
             let human = format!("paused job {}", cell(&job["id"]));
             (job, human)
         }
-        JobsCommand::Resume { id } => {
+        JobsCommand::Resume { selector: Some(selector), .. } => {
+            let path = selected_jobs(&selector);
+            let answer = client.send(reqwest::Method::PATCH, &path, Some(&json!({"paused": false}))).await?;
+            let human = format!("resumed {} jobs", cell(&answer["modified"]));
+            (answer, human)
+        }
+        JobsCommand::Resume { id, selector: None } => {
+            let id = id.unwrap_or_default();
             let job = client.post(&format!("{}/resume", job_path(&id)), None).await?;
             let human = format!("resumed job {}; next run {}", cell(&job["id"]), cell(&job["next_run_time"]));
             (job, human)
@@ -525,7 +613,13 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let human = format!("started a run of job {id} (idempotency key {})", cell(&run["idempotency_key"]));
             (run, human)
         }
-        JobsCommand::Remove { id } => {
+        JobsCommand::Remove { selector: Some(selector), .. } => {
+            let answer = client.send(reqwest::Method::DELETE, &selected_jobs(&selector), None).await?;
+            let human = format!("removed {} jobs", cell(&answer["removed"]));
+            (answer, human)
+        }
+        JobsCommand::Remove { id, selector: None } => {
+            let id = id.unwrap_or_default();
             client.send(reqwest::Method::DELETE, &job_path(&id), None).await?;
             (json!({"id": id, "removed": true}), format!("removed job {id}"))
         }

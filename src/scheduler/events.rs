@@ -45,11 +45,15 @@ pub enum EventKind {
     JobMaxInstances,
     /// Every job of one store, or of all, was removed.
     AllJobsRemoved,
+    /// The jobs of one store that a selector selects were changed at once.
+    JobsModified,
+    /// The jobs of one store that a selector selects were removed at once.
+    JobsRemoved,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::SchedulerStarted,
         EventKind::SchedulerShutdown,
         EventKind::SchedulerPaused,
@@ -63,6 +67,8 @@ impl EventKind {
         EventKind::JobMissed,
         EventKind::JobMaxInstances,
         EventKind::AllJobsRemoved,
+        EventKind::JobsModified,
+        EventKind::JobsRemoved,
     ];
 
     /// The kind as the API writes it.
@@ -81,6 +87,8 @@ impl EventKind {
             EventKind::JobMissed => "job_missed",
             EventKind::JobMaxInstances => "job_max_instances",
             EventKind::AllJobsRemoved => "all_jobs_removed",
+            EventKind::JobsModified => "jobs_modified",
+            EventKind::JobsRemoved => "jobs_removed",
         }
     }
 
@@ -118,6 +126,15 @@ pub enum Subject {
         /// How many jobs were removed.
         removed: u64,
     },
+    /// Changed or removed by a selector, in one store.
+    SelectedJobs {
+        /// The selector, as `Selector` writes it.
+        selector: String,
+        /// The store whose jobs these were.
+        jobstore: String,
+        /// How many jobs.
+        count: u64,
+    },
 }
 
 /// One event.
@@ -138,7 +155,7 @@ impl Event {
             Subject::Job(job) => Some(&job.id),
             Subject::RemovedJob { job_id, .. } => Some(job_id),
             Subject::Run { run, .. } => Some(&run.job_id),
-            Subject::Scheduler | Subject::AllJobs { .. } => None,
+            Subject::Scheduler | Subject::AllJobs { .. } | Subject::SelectedJobs { .. } => None,
         }
     }
 }

@@ -11,7 +11,8 @@ use super::error::{Error, Result};
 use super::events::{EventKind, Subject};
 use crate::action::Action;
 use crate::job::{self, Job, Run, RunStatus};
-use crate::store::{JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
+use crate::labels::{self, Labels, Selector};
+use crate::store::{Edit, JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
 
@@ -43,6 +44,8 @@ pub struct JobSpec {
     pub replace_existing: bool,
     /// Add the job paused.
     pub paused: bool,
+    /// Labels to select it by: at most 32, keys of 1–63 characters of `[A-Za-z0-9._/-]`, values of at most 63.
+    pub labels: Labels,
 }
 
 impl JobSpec {
@@ -66,6 +69,7 @@ impl JobSpec {
             jobstore: None,
             replace_existing: false,
             paused: false,
+            labels: Labels::new(),
         }
     }
 
@@ -128,6 +132,12 @@ impl JobSpec {
         self.paused = paused;
         self
     }
+
+    /// Add a label (replacing one with the same key).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> JobSpec {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
 }
 
 /// Changes to a job (`modify_job`); `None` fields keep their value. A new trigger reschedules.
@@ -151,6 +161,8 @@ pub struct JobChanges {
     pub executor: Option<String>,
     /// Pause (`true`) or resume (`false`).
     pub paused: Option<bool>,
+    /// New labels, replacing all of the job's.
+    pub labels: Option<Labels>,
 }
 
 /// Which jobs `list_jobs` returns, in list order (by next run time, paused jobs last, then id).
@@ -160,6 +172,8 @@ pub struct JobFilter {
     pub jobstore: Option<String>,
     /// Only paused (`true`) or active (`false`) jobs.
     pub paused: Option<bool>,
+    /// Only jobs whose labels it selects; the empty selector selects every job.
+    pub selector: Selector,
     /// Only jobs after this position.
     pub after: Option<JobCursor>,
     /// At most this many.
@@ -176,9 +190,7 @@ fn prepare_trigger(spec: TriggerSpec, scheduler: &Scheduler, now: DateTime<Utc>)
 
 /// The first fire time of a new or rescheduled trigger; a trigger that never fires again is refused.
 fn first_fire(trigger: &Trigger, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    trigger
-        .next_fire_time(None, now)
-        .ok_or_else(|| Error::invalid("trigger", "has no fire time from now on (its end or its years are past)"))
+    trigger.next_fire_time(None, now).ok_or_else(no_fire_time)
 }
 
 fn check_name(name: Option<&str>) -> Result<()> {
@@ -190,12 +202,32 @@ fn check_name(name: Option<&str>) -> Result<()> {
     }
 }
 
+fn check_labels(labels: &Labels) -> Result<()> {
+    labels::validate_labels(labels).map_err(|(field, message)| Error::invalid(field, message))
+}
+
+/// A bulk change or removal names its jobs by a selector with at least one requirement: everything is said
+/// explicitly (a requirement every job meets), never by leaving the selector out.
+fn check_bulk_selector(selector: &Selector) -> Result<()> {
+    if selector.is_empty() {
+        return Err(Error::invalid(
+            "selector",
+            "must have at least one requirement; to change or remove every job, say so with one they all meet",
+        ));
+    }
+    Ok(())
+}
+
 fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
 fn parse_next_run_time(given: &str, trigger: &Trigger) -> Result<DateTime<Utc>> {
     parse_time("next_run_time", given, trigger.timezone()).map_err(|err| Error::invalid(err.field, err.message))
+}
+
+fn no_fire_time() -> Error {
+    Error::invalid("trigger", "has no fire time from now on (its end or its years are past)")
 }
 
 fn no_such_job(id: &str) -> Error {
@@ -253,6 +285,7 @@ impl Scheduler {
         self.check_executor(&executor)?;
         let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
         check_max_instances(max_instances)?;
+        check_labels(&spec.labels)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec { run_date: format_time(now, self.default_tz), timezone: None })
         });
@@ -275,6 +308,7 @@ impl Scheduler {
             jobstore: jobstore.clone(),
             next_run_time,
             paused: spec.paused,
+            labels: spec.labels,
             created_at: now,
             updated_at: now,
         };
@@ -353,7 +387,8 @@ impl Scheduler {
         for (_, store) in self.stores() {
             let mut after = None;
             loop {
-                let page = store.list_jobs(&JobQuery { paused: None, after, limit: GET_JOBS_PAGE }).await?;
+                let query = JobQuery { paused: None, selector: Selector::default(), after, limit: GET_JOBS_PAGE };
+                let page = store.list_jobs(&query).await?;
                 let full = page.len() == GET_JOBS_PAGE;
                 after = page.last().map(JobCursor::of);
                 jobs.extend(page);
@@ -373,7 +408,12 @@ impl Scheduler {
         {
             return Err(Error::invalid("jobstore", format!("no job store named {name:?}")));
         }
-        let query = JobQuery { paused: filter.paused, after: filter.after.clone(), limit: filter.limit };
+        let query = JobQuery {
+            paused: filter.paused,
+            selector: filter.selector.clone(),
+            after: filter.after.clone(),
+            limit: filter.limit,
+        };
         let mut jobs = Vec::new();
         for (name, store) in self.stores() {
             if filter.jobstore.as_ref().is_none_or(|wanted| wanted == name) {
@@ -387,13 +427,39 @@ impl Scheduler {
 
     /// Change a job; the job as saved.
     pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job> {
-        let (_, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
-        let now = self.now();
-        if let Some(name) = changes.name {
+        let (_, job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        self.check_changes(&changes)?;
+        // Resuming a job whose trigger has ended is refused here; `resume_job` and a bulk change remove it.
+        let job = self.changed(job, &changes, self.now())?.ok_or_else(no_fire_time)?;
+        self.save(&job).await?;
+        Ok(job)
+    }
+
+    /// What `changes` say that does not depend on the job.
+    fn check_changes(&self, changes: &JobChanges) -> Result<()> {
+        if let Some(name) = &changes.name {
             check_name(name.as_deref())?;
-            job.name = name;
         }
-        if let Some(mut action) = changes.action {
+        if let Some(executor) = &changes.executor {
+            self.check_executor(executor)?;
+        }
+        if let Some(max_instances) = changes.max_instances {
+            check_max_instances(max_instances)?;
+        }
+        if let Some(labels) = &changes.labels {
+            check_labels(labels)?;
+        }
+        Ok(())
+    }
+
+    /// `job` with `changes` (checked by `check_changes`) applied at `now`; `None` when it is resumed and its
+    /// trigger has no fire time left.
+    fn changed(&self, mut job: Job, changes: &JobChanges, now: DateTime<Utc>) -> Result<Option<Job>> {
+        if let Some(name) = &changes.name {
+            job.name.clone_from(name);
+        }
+        if let Some(action) = &changes.action {
+            let mut action = action.clone();
             if let (Action::Http(new), Action::Http(stored)) = (&mut action, &job.action) {
                 new.restore_masked(stored)
                     .map_err(|(field, message)| Error::invalid(format!("action.{field}"), message))?;
@@ -401,12 +467,10 @@ impl Scheduler {
             self.check_action(&action)?;
             job.action = action;
         }
-        if let Some(executor) = changes.executor {
-            self.check_executor(&executor)?;
-            job.executor = executor;
+        if let Some(executor) = &changes.executor {
+            job.executor.clone_from(executor);
         }
         if let Some(max_instances) = changes.max_instances {
-            check_max_instances(max_instances)?;
             job.max_instances = max_instances;
         }
         if let Some(coalesce) = changes.coalesce {
@@ -415,27 +479,122 @@ impl Scheduler {
         if let Some(grace) = changes.misfire_grace_time {
             job.misfire_grace_time = grace;
         }
+        if let Some(labels) = &changes.labels {
+            job.labels.clone_from(labels);
+        }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
-        if let Some(spec) = changes.trigger {
-            let (spec, _) = prepare_trigger(spec, self, now)?;
+        if let Some(spec) = &changes.trigger {
+            let (spec, _) = prepare_trigger(spec.clone(), self, now)?;
             job.trigger = spec;
         }
         if let Some(paused) = changes.paused {
             job.paused = paused;
         }
-        let trigger = self.compile(&job)?;
-        if rescheduled {
-            let first = first_fire(&trigger, now)?;
-            job.next_run_time = (!job.paused).then_some(first);
+        // Compiled only when a time is computed from it: a bulk change of options over many jobs does not pay for it.
+        if rescheduled || changes.next_run_time.is_some() {
+            let trigger = self.compile(&job)?;
+            if rescheduled {
+                match trigger.next_fire_time(None, now) {
+                    Some(first) => job.next_run_time = (!job.paused).then_some(first),
+                    None if changes.trigger.is_none() => return Ok(None),
+                    None => return Err(no_fire_time()),
+                }
+            }
+            if let Some(given) = &changes.next_run_time
+                && !job.paused
+            {
+                job.next_run_time = Some(parse_next_run_time(given, &trigger)?);
+            }
         }
         if job.paused {
             job.next_run_time = None;
-        } else if let Some(given) = &changes.next_run_time {
-            job.next_run_time = Some(parse_next_run_time(given, &trigger)?);
         }
         job.updated_at = now;
-        self.save(&job).await?;
-        Ok(job)
+        Ok(Some(job))
+    }
+
+    /// Apply `changes` to every job `selector` selects, in every store, as `modify_job` applies them to one: a
+    /// paused job that is resumed gets its next run time from now, and one whose trigger has ended is removed, as
+    /// `resume_job` does. The schedule (`trigger`, `next_run_time`) is changed job by job, not here. The number of
+    /// jobs changed (removed ones included). Each store's jobs change in one transaction: an error in one leaves it
+    /// as it was.
+    pub async fn modify_jobs(&self, selector: &Selector, changes: JobChanges) -> Result<u64> {
+        check_bulk_selector(selector)?;
+        if changes.trigger.is_some() {
+            return Err(Error::invalid("trigger", "cannot be changed on many jobs at once; change each job"));
+        }
+        if changes.next_run_time.is_some() {
+            return Err(Error::invalid("next_run_time", "cannot be changed on many jobs at once; change each job"));
+        }
+        self.check_changes(&changes)?;
+        let now = self.now();
+        let mut modified = 0;
+        for (name, store) in self.stores() {
+            // The editor reports a refusal through the store as an error that aborts its transaction; the
+            // refusal itself (which field, why) is kept here for the caller.
+            let refusal = std::sync::Mutex::new(None);
+            let edit = |job: Job| -> crate::store::StoreResult<Edit> {
+                let id = job.id.clone();
+                match self.changed(job, &changes, now) {
+                    Ok(Some(job)) => Ok(Edit::Save(job)),
+                    Ok(None) => {
+                        tracing::info!(job_id = %id, "resumed job removed: its trigger has no fire time left");
+                        Ok(Edit::Remove)
+                    }
+                    Err(err) => {
+                        let message = format!("job {id:?}: {err}");
+                        *refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(err);
+                        Err(StoreError::Conflict(message))
+                    }
+                }
+            };
+            match store.modify_jobs(selector, &edit).await {
+                Ok(edited) => {
+                    modified += edited.saved + edited.removed;
+                    if edited.saved + edited.removed > 0 {
+                        let subject = Subject::SelectedJobs {
+                            selector: selector.to_string(),
+                            jobstore: name.clone(),
+                            count: edited.saved + edited.removed,
+                        };
+                        self.publish(EventKind::JobsModified, subject);
+                    }
+                }
+                Err(err) => {
+                    let refused = refusal.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    return Err(refused.unwrap_or_else(|| err.into()));
+                }
+            }
+        }
+        tracing::info!(%selector, modified, "jobs modified");
+        self.wake();
+        Ok(modified)
+    }
+
+    /// Remove every job `selector` selects, of every store or of the one named; the number removed. Their runs
+    /// stay in the history until pruned.
+    pub async fn remove_jobs(&self, selector: &Selector, jobstore: Option<&str>) -> Result<u64> {
+        check_bulk_selector(selector)?;
+        if let Some(name) = jobstore
+            && self.store(name).is_none()
+        {
+            return Err(Error::invalid("jobstore", format!("no job store named {name:?}")));
+        }
+        let mut removed = 0;
+        for (name, store) in self.stores() {
+            if jobstore.is_none_or(|wanted| wanted == name) {
+                let count = store.remove_jobs(selector).await?;
+                removed += count;
+                if count > 0 {
+                    let subject =
+                        Subject::SelectedJobs { selector: selector.to_string(), jobstore: name.clone(), count };
+                    self.publish(EventKind::JobsRemoved, subject);
+                }
+            }
+        }
+        tracing::info!(%selector, removed, "jobs removed");
+        self.wake();
+        Ok(removed)
     }
 
     /// Give a job a new trigger; its next run time is recomputed from now.

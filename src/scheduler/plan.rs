@@ -149,6 +149,7 @@ mod tests {
             jobstore: "default".into(),
             next_run_time: Some(at("2026-06-01T00:00:00Z")),
             paused: false,
+            labels: Default::default(),
             created_at: at("2026-06-01T00:00:00Z"),
             updated_at: at("2026-06-01T00:00:00Z"),
         }

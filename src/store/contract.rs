@@ -21,8 +21,12 @@ use serde_json::json;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
-use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError, job_order_key};
+use super::{
+    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError,
+    job_order_key,
+};
 use crate::job::{Job, Run, RunStatus};
+use crate::labels::{Labels, Selector};
 
 /// A store for one test, with whatever must live as long as it (a temporary directory, a scratch schema).
 pub(crate) struct Fixture {
@@ -120,6 +124,12 @@ macro_rules! store_contract_tests {
             list_orders_by_next_run_time_then_id_paused_last,
             list_filters_by_paused,
             keyset_pagination_visits_every_job_once,
+            labels_round_trip_and_are_replaced_whole,
+            selectors_pick_exactly_the_matching_jobs,
+            selectors_combine_with_the_paused_filter_and_pagination,
+            remove_jobs_removes_only_the_selected_jobs_and_their_labels,
+            modify_jobs_saves_or_removes_each_selected_job_once,
+            modify_jobs_changes_nothing_when_the_editor_refuses,
             earliest_next_run_time_ignores_paused_jobs,
             claim_takes_only_due_unpaused_jobs_earliest_first,
             claim_respects_the_limit,
@@ -171,6 +181,7 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         jobstore: "default".to_string(),
         next_run_time,
         paused: false,
+        labels: Labels::new(),
         created_at: at(-3600),
         updated_at: at(-1800),
     }
@@ -289,7 +300,7 @@ fn keys(runs: &[Run]) -> Vec<&str> {
 }
 
 fn all_jobs() -> JobQuery {
-    JobQuery { paused: None, after: None, limit: 1000 }
+    JobQuery { limit: 1000, ..JobQuery::default() }
 }
 
 fn all_runs() -> RunQuery {
@@ -446,7 +457,10 @@ async fn walk_job_pages(store: &dyn JobStore, paused: Option<bool>, page_size: u
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_jobs(&JobQuery { paused, after: after.clone(), limit: page_size }).await.unwrap();
+        let page = store
+            .list_jobs(&JobQuery { paused, after: after.clone(), limit: page_size, ..JobQuery::default() })
+            .await
+            .unwrap();
         assert!(page.len() <= page_size);
         seen.extend(page.iter().map(|job| job.id.clone()));
         assert!(seen.len() <= total, "pages of {page_size} repeat jobs: {seen:?}");
@@ -476,6 +490,200 @@ pub(crate) async fn keyset_pagination_visits_every_job_once(store: &dyn JobStore
     let among_paused = JobCursor { next_run_time: None, id: "p-A".to_string() };
     let rest = store.list_jobs(&JobQuery { after: Some(among_paused), ..all_jobs() }).await.unwrap();
     assert_eq!(ids(&rest), ["p-a", "p-b"]);
+}
+
+fn labelled(mut job: Job, labels: &[(&str, &str)]) -> Job {
+    job.labels = labels.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+    job
+}
+
+fn selected(selector: &str) -> JobQuery {
+    JobQuery { selector: Selector::parse(selector).unwrap(), ..all_jobs() }
+}
+
+async fn selected_ids(store: &dyn JobStore, selector: &str) -> Vec<String> {
+    let jobs = store.list_jobs(&selected(selector)).await.unwrap();
+    let mut ids: Vec<String> = jobs.into_iter().map(|job| job.id).collect();
+    ids.sort();
+    ids
+}
+
+pub(crate) async fn labels_round_trip_and_are_replaced_whole(store: &dyn JobStore) {
+    let first = labelled(job("a", Some(at(10))), &[("team", "payments"), ("k8s.io/tier", "gold"), ("empty", "")]);
+    store.add_job(&first, false).await.unwrap();
+    assert_eq!(store.get_job("a").await.unwrap(), Some(first.clone()));
+    assert_eq!(selected_ids(store, "k8s.io/tier=gold,empty=").await, ["a"]);
+
+    // An update replaces the whole map: a label left out is gone, also from the selection.
+    let updated = labelled(first.clone(), &[("team", "billing")]);
+    store.update_job(&updated).await.unwrap();
+    assert_eq!(store.get_job("a").await.unwrap().unwrap().labels, updated.labels);
+    assert!(selected_ids(store, "k8s.io/tier").await.is_empty());
+    assert!(selected_ids(store, "team=payments").await.is_empty());
+    assert_eq!(selected_ids(store, "team=billing").await, ["a"]);
+
+    // So does replacing the job, to no labels at all.
+    store.add_job(&job("a", Some(at(20))), true).await.unwrap();
+    assert!(store.get_job("a").await.unwrap().unwrap().labels.is_empty());
+    assert!(selected_ids(store, "team").await.is_empty());
+    assert_eq!(selected_ids(store, "!team").await, ["a"]);
+}
+
+/// Jobs with and without the labels the selectors ask about.
+async fn add_labelled_jobs(store: &dyn JobStore) {
+    add_all(
+        store,
+        &[
+            labelled(job("pay-gold", Some(at(1))), &[("team", "payments"), ("tier", "gold")]),
+            labelled(job("pay-silver", Some(at(2))), &[("team", "payments"), ("tier", "silver")]),
+            labelled(job("bill-gold", Some(at(3))), &[("team", "billing"), ("tier", "gold"), ("legacy", "")]),
+            labelled(job("ops", Some(at(4))), &[("team", "ops")]),
+            job("bare", Some(at(5))),
+            labelled(paused_job("pay-paused"), &[("team", "payments"), ("tier", "bronze")]),
+        ],
+    )
+    .await;
+}
+
+pub(crate) async fn selectors_pick_exactly_the_matching_jobs(store: &dyn JobStore) {
+    add_labelled_jobs(store).await;
+    for (selector, expected) in [
+        ("", &["bare", "bill-gold", "ops", "pay-gold", "pay-paused", "pay-silver"][..]),
+        ("team=payments", &["pay-gold", "pay-paused", "pay-silver"]),
+        ("team==payments", &["pay-gold", "pay-paused", "pay-silver"]),
+        ("team=payments,tier=gold", &["pay-gold"]),
+        ("tier in (gold,silver)", &["bill-gold", "pay-gold", "pay-silver"]),
+        ("tier", &["bill-gold", "pay-gold", "pay-paused", "pay-silver"]),
+        ("legacy", &["bill-gold"]),
+        ("legacy=", &["bill-gold"]),
+        // Requirements a job without the label meets.
+        ("team!=payments", &["bare", "bill-gold", "ops"]),
+        ("tier notin (gold,silver)", &["bare", "ops", "pay-paused"]),
+        ("!tier", &["bare", "ops"]),
+        ("!legacy,tier=gold", &["pay-gold"]),
+        ("team notin (payments),!legacy", &["bare", "ops"]),
+        // Nothing meets contradictory requirements, or asks about a label no job has.
+        ("team=payments,team=billing", &[]),
+        ("tier,!tier", &[]),
+        ("region=eu", &[]),
+        ("region in (eu,us)", &[]),
+    ] {
+        assert_eq!(selected_ids(store, selector).await, expected, "{selector}");
+    }
+    // A selection keeps the list order.
+    let jobs = store.list_jobs(&selected("team")).await.unwrap();
+    assert_eq!(ids(&jobs), ["pay-gold", "pay-silver", "bill-gold", "ops", "pay-paused"]);
+}
+
+pub(crate) async fn selectors_combine_with_the_paused_filter_and_pagination(store: &dyn JobStore) {
+    add_labelled_jobs(store).await;
+    let paused = store.list_jobs(&JobQuery { paused: Some(true), ..selected("team=payments") }).await.unwrap();
+    assert_eq!(ids(&paused), ["pay-paused"]);
+    let active = store.list_jobs(&JobQuery { paused: Some(false), ..selected("team=payments") }).await.unwrap();
+    assert_eq!(ids(&active), ["pay-gold", "pay-silver"]);
+    let expected = ["pay-gold", "pay-silver", "bill-gold", "pay-paused"];
+    for page_size in [1, 2, 3, 4, 5] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_jobs(&JobQuery { after: after.clone(), limit: page_size, ..selected("tier") })
+                .await
+                .unwrap();
+            seen.extend(page.iter().map(|job| job.id.clone()));
+            assert!(seen.len() <= expected.len(), "pages of {page_size} repeat jobs: {seen:?}");
+            match page.last() {
+                Some(last) if page.len() == page_size => after = Some(JobCursor::of(last)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, expected, "page size {page_size}");
+    }
+}
+
+pub(crate) async fn remove_jobs_removes_only_the_selected_jobs_and_their_labels(store: &dyn JobStore) {
+    add_labelled_jobs(store).await;
+    assert_eq!(store.remove_jobs(&Selector::parse("team=payments,tier!=gold").unwrap()).await.unwrap(), 2);
+    assert_eq!(selected_ids(store, "").await, ["bare", "bill-gold", "ops", "pay-gold"]);
+    assert_eq!(store.remove_jobs(&Selector::parse("region").unwrap()).await.unwrap(), 0);
+    assert_eq!(store.remove_jobs(&Selector::parse("!tier").unwrap()).await.unwrap(), 2);
+    assert_eq!(selected_ids(store, "").await, ["bill-gold", "pay-gold"]);
+
+    // A removed job's labels go with it, however it was removed: the same id added again without them is not
+    // selected by them.
+    assert!(store.remove_job("pay-gold").await.unwrap());
+    store.add_job(&job("pay-gold", Some(at(1))), false).await.unwrap();
+    assert_eq!(selected_ids(store, "team").await, ["bill-gold"]);
+    assert_eq!(store.remove_all_jobs().await.unwrap(), 2);
+    store.add_job(&job("bill-gold", Some(at(1))), false).await.unwrap();
+    assert!(selected_ids(store, "team").await.is_empty());
+    assert_eq!(store.count_jobs().await.unwrap(), 1);
+}
+
+pub(crate) async fn modify_jobs_saves_or_removes_each_selected_job_once(store: &dyn JobStore) {
+    add_labelled_jobs(store).await;
+    let visits = Mutex::new(Vec::new());
+    let edit = |mut job: Job| {
+        visits.lock().unwrap().push(job.id.clone());
+        if job.id == "pay-silver" {
+            return Ok(Edit::Remove);
+        }
+        // Moved to another team, which the selector does not select: each job is still visited once.
+        job.labels.insert("team".into(), "platform".into());
+        job.labels.remove("tier");
+        job.paused = true;
+        job.next_run_time = None;
+        job.max_instances = 9;
+        Ok(Edit::Save(job))
+    };
+    let edited = store.modify_jobs(&Selector::parse("team=payments").unwrap(), &edit).await.unwrap();
+    assert_eq!(edited, Edited { saved: 2, removed: 1 });
+    let mut visited = visits.into_inner().unwrap();
+    visited.sort();
+    assert_eq!(visited, ["pay-gold", "pay-paused", "pay-silver"]);
+
+    assert_eq!(store.get_job("pay-silver").await.unwrap(), None);
+    let moved = store.get_job("pay-gold").await.unwrap().unwrap();
+    assert_eq!((moved.paused, moved.next_run_time, moved.max_instances), (true, None, 9));
+    assert_eq!(moved.labels, labelled(job("x", None), &[("team", "platform")]).labels);
+    assert_eq!(selected_ids(store, "team=platform").await, ["pay-gold", "pay-paused"]);
+    assert!(selected_ids(store, "team=payments").await.is_empty());
+    assert!(selected_ids(store, "tier=gold").await.iter().all(|id| id == "bill-gold"));
+    // A paused job is no longer due.
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(3)));
+
+    // Many more jobs than one batch of a SQL store: each selected job is visited exactly once.
+    let many: Vec<Job> = (0..1100_i64)
+        .map(|i| labelled(job(&format!("m{i:04}"), Some(at(100 + i))), &[("bulk", &(i % 2).to_string())]))
+        .collect();
+    add_all(store, &many).await;
+    let count = std::sync::atomic::AtomicU64::new(0);
+    let edit = |mut job: Job| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        job.labels.insert("bulk".into(), "done".into());
+        Ok(Edit::Save(job))
+    };
+    let edited = store.modify_jobs(&Selector::parse("bulk=1").unwrap(), &edit).await.unwrap();
+    assert_eq!((edited, count.into_inner()), (Edited { saved: 550, removed: 0 }, 550));
+    assert_eq!(selected_ids(store, "bulk=done").await.len(), 550);
+    assert_eq!(selected_ids(store, "bulk=0").await.len(), 550);
+}
+
+pub(crate) async fn modify_jobs_changes_nothing_when_the_editor_refuses(store: &dyn JobStore) {
+    add_labelled_jobs(store).await;
+    let before = store.list_jobs(&all_jobs()).await.unwrap();
+    let edit = |mut job: Job| {
+        if job.id == "pay-silver" {
+            return Err(StoreError::Conflict("refused".into()));
+        }
+        job.labels.clear();
+        job.name = Some("changed".into());
+        Ok(Edit::Save(job))
+    };
+    let result = store.modify_jobs(&Selector::parse("team").unwrap(), &edit).await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    assert_eq!(store.list_jobs(&all_jobs()).await.unwrap(), before);
+    assert_eq!(selected_ids(store, "team=payments").await, ["pay-gold", "pay-paused", "pay-silver"]);
 }
 
 pub(crate) async fn earliest_next_run_time_ignores_paused_jobs(store: &dyn JobStore) {

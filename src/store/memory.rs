@@ -6,8 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
-use super::{FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult, job_order_key};
+use super::{
+    Edit, Edited, Editor, FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult,
+    job_order_key,
+};
 use crate::job::{Job, Run};
+use crate::labels::Selector;
 
 #[derive(Default)]
 struct State {
@@ -113,12 +117,46 @@ impl JobStore for MemoryStore {
         Ok(removed)
     }
 
+    async fn remove_jobs(&self, selector: &Selector) -> StoreResult<u64> {
+        let mut state = self.state.lock().await;
+        let doomed: Vec<String> =
+            state.jobs.values().filter(|job| selector.matches(&job.labels)).map(|job| job.id.clone()).collect();
+        for id in &doomed {
+            state.take(id);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn modify_jobs(&self, selector: &Selector, edit: &Editor<'_>) -> StoreResult<Edited> {
+        let mut state = self.state.lock().await;
+        // Every edit is decided before any is applied, so an error leaves the store as it was.
+        let mut edits = Vec::new();
+        for job in state.jobs.values().filter(|job| selector.matches(&job.labels)) {
+            edits.push((job.id.clone(), edit(job.clone())?));
+        }
+        let mut edited = Edited::default();
+        for (id, outcome) in edits {
+            match outcome {
+                Edit::Save(job) => {
+                    edited.saved += 1;
+                    state.put(job);
+                }
+                Edit::Remove => {
+                    edited.removed += 1;
+                    state.take(&id);
+                }
+            }
+        }
+        Ok(edited)
+    }
+
     async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
         let state = self.state.lock().await;
         let mut jobs: Vec<&Job> = state
             .jobs
             .values()
             .filter(|job| query.paused.is_none_or(|paused| job.paused == paused))
+            .filter(|job| query.selector.matches(&job.labels))
             .filter(|job| query.after.as_ref().is_none_or(|cursor| cursor.precedes(job)))
             .collect();
         jobs.sort_by(|a, b| job_order_key(a).cmp(&job_order_key(b)));

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::job::{Job, Run, RunStatus};
+use crate::labels::Selector;
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +78,35 @@ pub fn job_order_key(job: &Job) -> (bool, Option<DateTime<Utc>>, &str) {
 pub struct JobQuery {
     /// Only paused jobs (`true`) or only unpaused ones (`false`).
     pub paused: Option<bool>,
+    /// Only jobs whose labels this selects (the empty selector selects every job).
+    pub selector: Selector,
     /// Only jobs strictly after this position.
     pub after: Option<JobCursor>,
     /// At most this many.
     pub limit: usize,
+}
+
+/// What `JobStore::modify_jobs` does with one selected job.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one lives at a time, moved straight into a batch
+pub enum Edit {
+    /// Save the job as changed.
+    Save(Job),
+    /// Remove it (a resumed job whose trigger has ended, as `resume_job` removes one).
+    Remove,
+}
+
+/// Decides, for each job a bulk change selects, what becomes of it; inside the store's transaction, so it only
+/// computes. An error aborts the whole change.
+pub type Editor<'a> = dyn Fn(Job) -> StoreResult<Edit> + Send + Sync + 'a;
+
+/// What a bulk change did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edited {
+    /// Jobs saved as changed.
+    pub saved: u64,
+    /// Jobs removed.
+    pub removed: u64,
 }
 
 /// Position in a job's run history, which is ordered newest scheduled time first.
@@ -152,8 +178,14 @@ pub trait JobStore: Send + Sync + 'static {
     async fn remove_job(&self, id: &str) -> StoreResult<bool>;
     /// Remove every job; the number removed.
     async fn remove_all_jobs(&self) -> StoreResult<u64>;
+    /// Remove the jobs `selector` selects (the empty selector, every job); the number removed.
+    async fn remove_jobs(&self, selector: &Selector) -> StoreResult<u64>;
     /// Jobs in list order (see `job_order_key`), filtered, at most `limit`.
     async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>>;
+    /// Hand every job `selector` selects to `edit` and save or remove it as told, in one transaction: on an error
+    /// (the editor's or the store's) nothing changes. The selection is made once, so a job the edit makes
+    /// selected or unselected is not visited again.
+    async fn modify_jobs(&self, selector: &Selector, edit: &Editor<'_>) -> StoreResult<Edited>;
     /// How many jobs the store holds.
     async fn count_jobs(&self) -> StoreResult<u64>;
     /// The earliest next_run_time of an unpaused job: when the scheduler must next wake for this store.

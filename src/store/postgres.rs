@@ -164,6 +164,7 @@ impl Dialect for PostgresDialect {
         FROM runs WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_at, created_at) < $1 LIMIT $2 \
         FOR UPDATE SKIP LOCKED)";
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
 
     fn bind(arguments: &mut PgArguments, param: Param<'_, serde_json::Value>) -> StoreResult<()> {
         match param {
@@ -508,11 +509,18 @@ mod tests {
         let plan = plan_of(&store, explain(&expired)).await;
         assert!(plan.contains("runs_unfinished_lease"), "{plan}");
         let page = JobQuery {
-            paused: None,
             after: Some(JobCursor { next_run_time: Some(at(0)), id: "a".to_string() }),
             limit: 10,
+            ..JobQuery::default()
         };
         let plan = plan_of(&store, list_jobs_statement::<Sql>("EXPLAIN ", &page).unwrap()).await;
         assert!(plan.contains("jobs_list_order") && plan.contains("Index Cond"), "{plan}");
+
+        // A selector is answered from job_labels' indexes: (key, value) for the jobs that have a label, each job's
+        // own rows (the primary key) for the jobs that have not.
+        let selector = crate::labels::Selector::parse("team=payments,!legacy").unwrap();
+        let page = JobQuery { selector, limit: 10, ..JobQuery::default() };
+        let plan = plan_of(&store, list_jobs_statement::<Sql>("EXPLAIN ", &page).unwrap()).await;
+        assert!(plan.contains("job_labels_selection") && plan.contains("job_labels_pkey"), "{plan}");
     }
 }

@@ -115,6 +115,8 @@ impl Dialect for SqliteDialect {
     const PRUNE_BY_AGE_SQL: &'static str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key \
         FROM runs WHERE status NOT IN ('pending', 'running') AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// `BEGIN IMMEDIATE` holds the whole file.
+    const LOCK_ROWS: &'static str = "";
 
     fn bind(arguments: &mut SqliteArguments, param: Param<'_, String>) -> StoreResult<()> {
         match param {
@@ -292,6 +294,7 @@ mod tests {
 
     use super::*;
     use crate::job::RunStatus;
+    use crate::labels::Selector;
     use crate::store::contract::{Advance, at, job, paused_job, run};
     use crate::store::sql::{list_jobs_statement, list_runs_statement};
     use crate::store::{JobQuery, JobStore, RunCursor, RunQuery};
@@ -301,7 +304,7 @@ mod tests {
     }
 
     fn all_jobs() -> JobQuery {
-        JobQuery { paused: None, after: None, limit: 1000 }
+        JobQuery { limit: 1000, ..JobQuery::default() }
     }
 
     fn all_runs() -> RunQuery {
@@ -388,7 +391,7 @@ mod tests {
         assert!(by_age.contains("INDEX runs_finished_age"), "{by_age}");
 
         let cursor = JobCursor { next_run_time: Some(at(0)), id: "a".to_string() };
-        let page = JobQuery { paused: Some(false), after: Some(cursor), limit: 10 };
+        let page = JobQuery { paused: Some(false), after: Some(cursor), limit: 10, ..JobQuery::default() };
         let list = list_jobs_statement::<Sql>("EXPLAIN QUERY PLAN ", &page).unwrap();
         assert_seeks(&plan_of(&store, built(list)).await, "jobs", "jobs_list_order");
 
@@ -399,5 +402,22 @@ mod tests {
         let history = RunQuery { status: None, after: Some(cursor), limit: 10 };
         let runs = list_runs_statement::<Sql>("EXPLAIN QUERY PLAN ", "j", &history).unwrap();
         assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_one_per_fire");
+    }
+
+    /// A selector is answered from `job_labels`' indexes: the jobs that have a label from (key, value), the jobs
+    /// that have not from each job's own rows (the primary key); never by reading every label.
+    #[tokio::test]
+    async fn selectors_seek_in_the_label_indexes() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let selector = Selector::parse("team=payments,tier in (gold,silver),!legacy,env!=prod").unwrap();
+        let page = JobQuery { selector, limit: 10, ..JobQuery::default() };
+        let plan = plan_of(&store, built(list_jobs_statement::<SqliteDialect>("EXPLAIN QUERY PLAN ", &page).unwrap()));
+        let plan = plan.await;
+        assert!(
+            plan.contains("SEARCH job_labels USING COVERING INDEX job_labels_selection (key=? AND value=?)"),
+            "{plan}"
+        );
+        assert!(plan.contains("SEARCH job_labels USING PRIMARY KEY (job_id=? AND key=?)"), "{plan}");
+        assert!(!plan.contains("SCAN job_labels"), "{plan}");
     }
 }

@@ -374,3 +374,48 @@ async fn serving_on_a_taken_port_names_the_address_and_the_way_out() {
     assert!(outcome.stderr.contains("is another apsched running? set --listen or APSCHED_LISTEN"), "{outcome:#?}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn labels_and_selectors_on_the_command_line() {
+    let server = Server::start(memory_config()).await;
+    let base = server.base.as_str();
+    for (id, team) in [("pay-1", "payments"), ("pay-2", "payments"), ("ops-1", "ops")] {
+        let label = format!("team={team}");
+        let args = ["jobs", "add", "--id", id, "--interval", "1d", "--url", "http://127.0.0.1:9/", "--label", &label];
+        let added = apsched(base, &[&args[..], &["--label", "tier = gold", "--json"]].concat(), &[], None).await;
+        assert_eq!(added.json()["labels"], json!({"team": team, "tier": "gold"}));
+    }
+    let listed =
+        apsched(base, &["jobs", "list", "--selector", "team=payments,tier in (gold)", "--json"], &[], None).await;
+    let listed = listed.json();
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|job| job["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["pay-1", "pay-2"]);
+    assert!(apsched(base, &["jobs", "get", "ops-1"], &[], None).await.ok().contains("team=ops, tier=gold"));
+
+    let paused = apsched(base, &["jobs", "pause", "-l", "team=payments"], &[], None).await;
+    assert_eq!(paused.ok().trim(), "paused 2 jobs");
+    assert_eq!(server.get("/v1/jobs/pay-1").await.1["paused"], true);
+    assert_eq!(server.get("/v1/jobs/ops-1").await.1["paused"], false);
+    let resumed = apsched(base, &["jobs", "resume", "--selector", "team=payments", "--json"], &[], None).await;
+    assert_eq!(resumed.json(), json!({"modified": 2}));
+    assert_eq!(server.get("/v1/jobs/pay-2").await.1["paused"], false);
+    let patched =
+        apsched(base, &["jobs", "patch", "-l", "!legacy", "--max-instances", "3", "--label", "team=all"], &[], None)
+            .await;
+    assert_eq!(patched.ok().trim(), "changed 3 jobs");
+    assert_eq!(server.get("/v1/jobs/ops-1").await.1["labels"], json!({"team": "all"}));
+
+    // A malformed selector is the API's 422, named.
+    let refused = apsched(base, &["jobs", "remove", "--selector", "team:all"], &[], None).await;
+    assert_eq!(refused.code, EXIT_API_REFUSED, "{refused:#?}");
+    assert!(refused.stderr.contains("selector"), "{refused:#?}");
+    let bad_label = apsched(base, &["jobs", "patch", "-l", "team", "--label", "no-equals"], &[], None).await;
+    assert_eq!(bad_label.code, EXIT_USAGE, "{bad_label:#?}");
+    // Neither an id nor a selector: a usage error, nothing sent.
+    assert_eq!(apsched(base, &["jobs", "pause"], &[], None).await.code, EXIT_USAGE);
+
+    let removed = apsched(base, &["jobs", "remove", "--selector", "team=all"], &[], None).await;
+    assert_eq!(removed.ok().trim(), "removed 3 jobs");
+    assert_eq!(server.get("/v1/jobs").await.1["jobs"], json!([]));
+    server.stop().await;
+}

@@ -13,6 +13,7 @@ mod delivery;
 mod differential;
 mod events;
 mod jobs_api;
+mod labels;
 mod library;
 mod metrics;
 mod openapi;

@@ -316,6 +316,37 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
     browser.type_into("#filter", "browser").await;
     browser.element(row).await;
 
+    // The label filter asks the server for the jobs a selector selects; each row shows its labels.
+    let labelled = json!({"id": "labelled-job", "paused": true, "labels": {"team": "payments"},
+                          "action": {"url": hook}, "trigger": {"type": "interval", "hours": 1}});
+    assert_eq!(server.post("/v1/jobs", labelled).await.0, axum::http::StatusCode::CREATED);
+    browser.type_into("#filter", "").await;
+    browser.type_into("#selector", "team=payments\u{E007}").await;
+    let only_labelled = format!(
+        "document.querySelector(\"#jobs tr[data-job-id='labelled-job']\") && !document.querySelector(\"{row}\")"
+    );
+    browser.wait_until("only the labelled job", &only_labelled).await;
+    assert_eq!(browser.text("#jobs tr[data-job-id='labelled-job'] .label").await, "team=payments");
+    // A malformed selector is explained beside the list.
+    browser.type_into("#selector", "team: payments\u{E007}").await;
+    browser
+        .wait_until(
+            "the selector's problem",
+            "document.querySelector('#selector-error').textContent.includes('expected')",
+        )
+        .await;
+    browser.screenshot(&screenshot_dir().join("jobs-selector.png")).await;
+    browser.type_into("#selector", "!team\u{E007}").await;
+    browser
+        .wait_until(
+            "the unlabelled job again",
+            &format!(
+                "document.querySelector(\"{row}\") && !document.querySelector(\"#jobs tr[data-job-id='labelled-job']\")"
+            ),
+        )
+        .await;
+    assert_eq!(browser.script("return document.querySelector('#selector-error').textContent", json!([])).await, "");
+
     // Its page: the run history shows the fires delivered to the receiver; run it now once more.
     browser.click(&format!("{row} a.job-id")).await;
     browser

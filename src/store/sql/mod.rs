@@ -5,6 +5,7 @@
 //!
 //! The shared statements number their parameters (`$1`); SQLite reads such names by number as PostgreSQL does.
 
+mod labels;
 mod rows;
 
 use std::collections::{HashMap, HashSet};
@@ -23,8 +24,11 @@ pub use rows::{
 };
 
 use super::recorder::RunRecorder;
-use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult};
+use super::{
+    Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult,
+};
 use crate::job::{Job, Run};
+use crate::labels::Selector;
 use rows::{job_params, models};
 
 pub type DbRow<D> = <<D as Dialect>::Db as Database>::Row;
@@ -41,13 +45,22 @@ macro_rules! run_columns {
 }
 pub(crate) use run_columns;
 
-/// An insert of every column of `jobs` in table order, as `job_params` binds them, then `$tail`.
+/// The columns of `jobs` in the order `job_params` binds them.
+macro_rules! job_columns {
+    () => {
+        "id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, next_run_time, \
+         paused, created_at, updated_at, labels"
+    };
+}
+pub(crate) use job_columns;
+
+/// An insert of every column of `jobs`, as `job_params` binds them, then `$tail`.
 macro_rules! insert_job_sql {
     ($tail:literal) => {
         concat!(
-            "INSERT INTO jobs (id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, ",
-            "jobstore, next_run_time, paused, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO jobs (",
+            job_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             $tail
         )
     };
@@ -59,11 +72,12 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, trigger = excluded.trigger, action = excluded.action, \
      coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
      misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, jobstore = excluded.jobstore, \
-     next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at"
+     next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at, \
+     labels = excluded.labels"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
-    created_at = $12, updated_at = $13 WHERE id = $1";
+    created_at = $12, updated_at = $13, labels = $14 WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
@@ -77,7 +91,7 @@ const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SEL
 /// What one SQL database does its own way. The statements' parameters are listed in their docs, in order.
 #[async_trait]
 pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
-    type Db: Database;
+    type Db: Database + sqlx::database::HasStatementCache;
     /// How its columns hold a time.
     type Time: TimeColumn + Send + Unpin;
     /// How its columns hold a JSON document.
@@ -106,6 +120,9 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     const PRUNE_BY_AGE_SQL: &'static str;
     /// How a transaction that reads before it writes begins.
     const BEGIN_WRITE: &'static str;
+    /// Appended to a select whose rows the transaction will write, to keep other writers off them until it ends
+    /// (empty where `BEGIN_WRITE` already holds the whole database).
+    const LOCK_ROWS: &'static str;
 
     fn bind(arguments: &mut Args<Self>, param: Param<'_, Self::Json>) -> StoreResult<()>;
     fn rows_affected(result: &QueryResult<Self>) -> u64;
@@ -187,6 +204,7 @@ pub fn list_jobs_statement<D: Dialect>(prefix: &str, query: &JobQuery) -> StoreR
     if let Some(paused) = query.paused {
         sql.push(" AND paused = ").param(Param::Bool(paused))?;
     }
+    labels::push_selector(&mut sql, &query.selector)?;
     if let Some(cursor) = &query.after {
         D::push_after(&mut sql, cursor)?;
     }
@@ -285,6 +303,7 @@ where
     (i64,): for<'r> FromRow<'r, DbRow<D>>,
     (D::Time,): for<'r> FromRow<'r, DbRow<D>>,
     (String, i64): for<'r> FromRow<'r, DbRow<D>>,
+    (String,): for<'r> FromRow<'r, DbRow<D>>,
 {
     fn kind(&self) -> super::StoreType {
         D::KIND
@@ -298,22 +317,33 @@ where
     async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
         let sql = if replace_existing { REPLACE_JOB_SQL } else { INSERT_JOB_SQL };
         let arguments = arguments::<D>(job_params(job)?)?;
+        let conflict = |err: sqlx::Error| match is_unique_violation(&err) {
+            true => StoreError::Conflict(format!("job {:?} exists", job.id)),
+            false => store_error(err),
+        };
         let _turn = self.turn().await;
-        match sqlx::query_with(sql, arguments).execute(&self.pool).await {
-            Ok(_) => Ok(()),
-            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!("job {:?} exists", job.id))),
-            Err(err) => Err(store_error(err)),
+        // A new job without labels has no label rows to write (nor a replaced job's to clear): one statement.
+        if job.labels.is_empty() && !replace_existing {
+            sqlx::query_with(sql, arguments).execute(&self.pool).await.map_err(conflict)?;
+            return Ok(());
         }
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        sqlx::query_with(sql, arguments).execute(&mut *transaction).await.map_err(conflict)?;
+        labels::write_labels::<D>(&mut transaction, &[job]).await?;
+        transaction.commit().await.map_err(store_error)
     }
 
     async fn update_job(&self, job: &Job) -> StoreResult<()> {
         let arguments = arguments::<D>(job_params(job)?)?;
         let _turn = self.turn().await;
-        let result = sqlx::query_with(UPDATE_JOB_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        let result =
+            sqlx::query_with(UPDATE_JOB_SQL, arguments).execute(&mut *transaction).await.map_err(store_error)?;
         if D::rows_affected(&result) == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        labels::write_labels::<D>(&mut transaction, &[job]).await?;
+        transaction.commit().await.map_err(store_error)
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
@@ -341,9 +371,79 @@ where
         Ok(D::rows_affected(&result))
     }
 
+    async fn remove_jobs(&self, selector: &Selector) -> StoreResult<u64> {
+        let mut sql = Statement::<D>::new("DELETE FROM jobs WHERE TRUE");
+        labels::push_selector(&mut sql, selector)?;
+        let _turn = self.turn().await;
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        labels::execute::<D>(&mut connection, sql).await
+    }
+
+    async fn modify_jobs(&self, selector: &Selector, edit: &Editor<'_>) -> StoreResult<Edited> {
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        // The selection is made once, its rows locked until the end: a selector's condition is answered from an
+        // index as a whole, and asking it again for every batch cost more than the changes themselves.
+        let mut select = Statement::<D>::new("SELECT id FROM jobs WHERE TRUE");
+        labels::push_selector(&mut select, selector)?;
+        select.push(" ORDER BY id").push(D::LOCK_ROWS);
+        let ids: Vec<String> = sqlx::query_scalar_with(sqlx::AssertSqlSafe(select.sql), select.arguments)
+            .persistent(false)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        let mut edited = Edited::default();
+        // A batch at a time, so memory holds one batch however many jobs match.
+        for batch in ids.chunks(labels::JOBS_PER_STATEMENT) {
+            let mut sql = Statement::<D>::new("SELECT * FROM jobs WHERE id IN (");
+            for (index, id) in batch.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.param(Param::Text(Some(id)))?;
+            }
+            sql.push(")");
+            let rows: Vec<D::JobRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql.sql), sql.arguments)
+                .persistent(false)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            let (mut saved, mut relabelled, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+            for row in rows {
+                let job = row.into_model()?;
+                let (id, labels_before) = (job.id.clone(), job.labels.clone());
+                match edit(job)? {
+                    Edit::Save(job) => {
+                        if job.labels != labels_before {
+                            relabelled.push(saved.len());
+                        }
+                        saved.push(job);
+                    }
+                    Edit::Remove => removed.push(id),
+                }
+            }
+            labels::save_jobs::<D>(&mut transaction, &saved).await?;
+            let relabelled: Vec<&Job> = relabelled.into_iter().map(|index| &saved[index]).collect();
+            labels::write_labels::<D>(&mut transaction, &relabelled).await?;
+            if !removed.is_empty() {
+                let ids = Param::Keys(removed.iter().map(String::as_str).collect());
+                sqlx::query_with(D::DELETE_JOBS_SQL, arguments::<D>([ids])?)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+            }
+            edited.saved += saved.len() as u64;
+            edited.removed += removed.len() as u64;
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(edited)
+    }
+
     async fn list_jobs(&self, query: &JobQuery) -> StoreResult<Vec<Job>> {
         let Statement { sql, arguments } = list_jobs_statement::<D>("", query)?;
         let rows: Vec<D::JobRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), arguments)
+            // A selector's statement is shaped by its requirements: not worth keeping prepared.
+            .persistent(query.selector.is_empty())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

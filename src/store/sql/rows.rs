@@ -125,6 +125,7 @@ pub struct JobRow<Time, Json> {
     paused: bool,
     created_at: Time,
     updated_at: Time,
+    labels: Json,
 }
 
 impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
@@ -147,6 +148,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
             next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
             created_at: self.created_at.into_time(&what("created_at"))?,
             updated_at: self.updated_at.into_time(&what("updated_at"))?,
+            labels: self.labels.decode(&what("labels"))?,
             name: self.name,
             coalesce: self.coalesce,
             executor: self.executor,
@@ -228,8 +230,8 @@ pub enum Param<'a, Json> {
     Keys(Vec<&'a str>),
 }
 
-/// Every column of `jobs` in table order (`job_columns!`).
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 13]> {
+/// Every column of `jobs`, in the order of `job_columns!`.
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 14]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -244,6 +246,7 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Bool(job.paused),
         Param::Time(Some(job.created_at)),
         Param::Time(Some(job.updated_at)),
+        Param::Json(Json::encode(&job.labels, "labels")?),
     ])
 }
 

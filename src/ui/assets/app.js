@@ -28,7 +28,7 @@
   // Bumped on every navigation and every new refresh loop: a late answer for a page left behind is dropped.
   let pageSeq = 0;
   let refreshSeq = 0;
-  const view = { filter: '', state: 'all' };
+  const view = { filter: '', state: 'all', selector: '' };
 
   // ---- the API --------------------------------------------------------------------------------------------
 
@@ -326,7 +326,9 @@
   // ---- the job list ---------------------------------------------------------------------------------------
 
   async function fetchJobs(cursor) {
-    const query = '?limit=' + JOB_PAGE + (cursor ? '&cursor=' + enc(cursor) : '');
+    // The label filter is a selector the server applies, so it covers every job, not only the loaded pages.
+    const query = '?limit=' + JOB_PAGE + (cursor ? '&cursor=' + enc(cursor) : '')
+      + (view.selector.trim() ? '&selector=' + enc(view.selector.trim()) : '');
     const page = await api('GET', '/jobs' + query);
     const outcomes = await Promise.all(page.jobs.map((job) =>
       api('GET', '/jobs/' + enc(job.id) + '/runs?limit=1').then((r) => r.runs[0] || null, () => null)));
@@ -351,14 +353,14 @@
       if (view.state === 'paused' && !job.paused) return false;
       if (view.state === 'active' && job.paused) return false;
       const text = [job.id, job.name, describeTrigger(job.trigger), job.paused ? 'paused' : 'active',
-        job.last_run && job.last_run.status, job.action.url].join(' ').toLowerCase();
+        job.last_run && job.last_run.status, job.action.url, labelText(job.labels)].join(' ').toLowerCase();
       return text.includes(view.filter.trim().toLowerCase());
     };
 
     function row(job) {
       const run = job.last_run;
       return h('tr', { 'data-job-id': job.id },
-        h('td', {}, h('a', { class: 'job-id mono', href: '#/jobs/' + enc(job.id) }, job.id)),
+        h('td', {}, h('a', { class: 'job-id mono', href: '#/jobs/' + enc(job.id) }, job.id), labelChips(job.labels)),
         h('td', { class: 'name' }, job.name || ''),
         h('td', { class: 'trigger', title: JSON.stringify(job.trigger) }, describeTrigger(job.trigger)),
         h('td', { class: 'next-run' }, timeCell(job.next_run_time, jobZone(job))),
@@ -375,7 +377,8 @@
       tbody.replaceChildren(...shown.map(row));
       if (!shown.length) {
         tbody.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' },
-          jobs.length ? 'No job matches the filter.' : 'No jobs yet. ', jobs.length ? null : h('a', { href: '#/new' }, 'Add one.'))));
+          jobs.length || view.selector.trim() ? 'No job matches the filter.' : 'No jobs yet. ',
+          jobs.length || view.selector.trim() ? null : h('a', { href: '#/new' }, 'Add one.'))));
       }
       count.textContent = shown.length + ' of ' + jobs.length + (nextCursor ? '+' : '') + ' jobs';
       more.hidden = !nextCursor;
@@ -392,17 +395,44 @@
       oninput: (e) => { view.filter = e.target.value; render(); } });
     const stateFilter = h('select', { id: 'state-filter', onchange: (e) => { view.state = e.target.value; render(); } },
       ['all', 'active', 'paused'].map((s) => h('option', { value: s, selected: view.state === s }, s)));
+    const selectorError = h('span', { class: 'form-error', id: 'selector-error' });
+    const applySelector = async (value) => {
+      const before = view.selector;
+      view.selector = value;
+      try {
+        await reload();
+        selectorError.textContent = '';
+      } catch (err) {
+        if (!(err instanceof Problem) || err.status !== 422) throw err;
+        view.selector = before;
+        selectorError.textContent = err.message;
+      }
+    };
+    const selectorFilter = h('input', { type: 'search', id: 'selector', value: view.selector,
+      placeholder: 'labels: team=payments,!legacy', title: 'A label selector, applied by the server to every job',
+      onchange: (e) => applySelector(e.target.value).catch((err) => flash('error: ' + err.message, true)) });
     await reload();
     if (seq !== pageSeq) return;
     setMain(
       h('h1', {}, 'Jobs'),
-      h('div', { class: 'toolbar' }, filter, stateFilter, count,
+      h('div', { class: 'toolbar' }, filter, selectorFilter, selectorError, stateFilter, count,
         h('button', { onclick: (e) => act(e.target, null, reload) }, 'Refresh'),
         h('a', { class: 'button primary', href: '#/new' }, 'Add job')),
       h('table', { id: 'jobs' }, h('thead', {}, h('tr', {},
         ['ID', 'Name', 'Trigger', 'Next run', 'State', 'Last outcome', ''].map((c) => h('th', {}, c)))), tbody),
       more);
     every(reload);
+  }
+
+  function labelText(labels) {
+    return Object.entries(labels || {}).map(([k, v]) => k + '=' + v).join(' ');
+  }
+
+  function labelChips(labels) {
+    const entries = Object.entries(labels || {});
+    return entries.length
+      ? h('div', { class: 'labels' }, entries.map(([k, v]) => h('span', { class: 'label mono' }, k + '=' + v)))
+      : null;
   }
 
   // ---- one job --------------------------------------------------------------------------------------------
@@ -441,6 +471,7 @@
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
         ['Executor', job.executor], ['Job store', job.jobstore],
+        ['Labels', labelChips(job.labels) || '—'],
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
       ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history remains.');
 
