@@ -29,6 +29,7 @@
 
 pub mod action;
 pub mod api;
+pub mod audit;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod trigger;
 pub mod ui;
 
 pub use action::{Action, HttpAction};
+pub use audit::{AuditAction, AuditEntry, AuditQuery, Change};
 pub use delivery::JobContext;
 pub use job::{Job, Run, RunStatus};
 pub use scheduler::events::{Event, EventKind};

@@ -20,8 +20,8 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::sql::{
-    Claim, Dialect, JobRow, Micros, Param, RUN_PROGRESS_COLUMNS, RunRow, SqlStore, Statement, TimeColumn, run_columns,
-    run_params, run_progress_params, store_error, to_json_text,
+    AuditRow, Claim, Dialect, JobRow, Micros, Param, RUN_PROGRESS_COLUMNS, RunRow, SqlStore, Statement, TimeColumn,
+    run_columns, run_params, run_progress_params, store_error, to_json_text,
 };
 use super::{JobCursor, StoreError, StoreResult};
 use crate::job::Run;
@@ -95,6 +95,7 @@ impl Dialect for SqliteDialect {
     type Json = String;
     type JobRow = JobRow<Micros, String>;
     type RunRow = RunRow<Micros, String, i64>;
+    type AuditRow = AuditRow<Micros, String>;
 
     /// Verbatim as in the `jobs_list_order` index so SQLite uses it: jobs without a next run time last.
     const LIST_ORDER_KEY: &'static str = "IFNULL(next_run_time, 9223372036854775807)";
@@ -124,6 +125,7 @@ impl Dialect for SqliteDialect {
             Param::Bool(value) => arguments.add(value),
             Param::Time(time) => arguments.add(time.map(Micros::from_time)),
             Param::Json(text) => arguments.add(text),
+            Param::NullableJson(text) => arguments.add(text),
             Param::Keys(keys) => arguments.add(to_json_text(&keys, "keys")?),
         }
         .map_err(|err| StoreError::Unavailable(format!("cannot bind a parameter: {err}")))
