@@ -123,6 +123,7 @@ pub async fn build_scheduler(config: &Config, clock: Arc<dyn Clock>) -> anyhow::
         .job_defaults(config.job_defaults.clone())
         .lease_seconds(config.scheduler.lease_seconds)
         .run_retention(config.runs.clone())
+        .audit_retention(config.audit.clone())
         .webhooks(config.webhooks.clone())
         .max_jobs_per_store(config.api.max_jobs_per_store)
         .clock(clock);

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 pub use crate::api::ApiSettings;
+pub use crate::audit::AuditSettings;
 use crate::config::{self, ConfigError, Flags, Sections, in_section, invalid};
 pub use crate::delivery::WebhookSettings;
 pub use crate::executor::ExecutorSettings;
@@ -43,6 +44,8 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// `[runs]`: how long run history is kept.
     pub runs: RunsConfig,
+    /// `[audit]`: how long the audit trail is kept.
+    pub audit: AuditSettings,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             webhooks: WebhookSettings::default(),
             scheduler: SchedulerSettings::default(),
             runs: RunsConfig::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -226,8 +230,7 @@ mod tests {
         let token = "a-token-of-sixteen-or-more";
         let mut config = Config::default();
         config.webhooks.signing_secret = Some(secret.into());
-        config.api.tokens =
-            vec![crate::api::auth::ApiToken { token: token.into(), role: crate::api::auth::Role::Admin }];
+        config.api.tokens = vec![crate::api::auth::ApiToken::new(token, crate::api::auth::Role::Admin)];
         let serialised = serde_json::to_string(&config).unwrap();
         assert!(!serialised.contains("MfKQ9r8") && !serialised.contains(token), "{serialised}");
         assert!(serialised.contains(DEFAULT_SQLITE_URL), "{serialised}");
