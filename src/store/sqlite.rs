@@ -293,9 +293,10 @@ mod tests {
     use sqlx::sqlite::SqliteArguments;
 
     use super::*;
+    use crate::audit::{AuditCursor, AuditQuery};
     use crate::job::RunStatus;
     use crate::store::contract::{Advance, at, job, paused_job, run};
-    use crate::store::sql::{list_jobs_statement, list_runs_statement};
+    use crate::store::sql::{list_audit_statement, list_jobs_statement, list_runs_statement};
     use crate::store::{JobQuery, JobStore, RunCursor, RunQuery};
 
     fn file_url(dir: &tempfile::TempDir) -> String {
@@ -401,5 +402,14 @@ mod tests {
         let history = RunQuery { status: None, after: Some(cursor), limit: 10 };
         let runs = list_runs_statement::<Sql>("EXPLAIN QUERY PLAN ", "j", &history).unwrap();
         assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_one_per_fire");
+
+        // A job's history of changes, a page after a cursor; and the whole audit by age (retention, `since`).
+        let cursor = AuditCursor { time: at(0), id: "i".to_string() };
+        let changes = AuditQuery { job_id: Some("j".into()), after: Some(cursor), limit: 10, ..AuditQuery::default() };
+        let audit = list_audit_statement::<Sql>("EXPLAIN QUERY PLAN ", &changes).unwrap();
+        assert_seeks(&plan_of(&store, built(audit)).await, "audit", "audit_job_newest");
+        let recent = AuditQuery { since: Some(at(0)), limit: 10, ..AuditQuery::default() };
+        let audit = list_audit_statement::<Sql>("EXPLAIN QUERY PLAN ", &recent).unwrap();
+        assert_seeks(&plan_of(&store, built(audit)).await, "audit", "audit_newest");
     }
 }
