@@ -177,11 +177,16 @@ mod tests {
         const ADMIN: &str = "admin-token-0123456789";
         const READER: &str = "read-token-01234567890";
         figment::Jail::expect_with(|jail| {
-            jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin,{READER}:read"));
+            jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin:ops,{READER}:read"));
             jail.set_env("APSCHED_LISTEN", "0.0.0.0:8080");
+            jail.set_env("APSCHED_AUDIT__RETENTION_SECONDS", "86400");
             let config = Config::load(None, &Flags::default()).unwrap();
             assert_eq!(config.api.tokens.len(), 2);
             assert_eq!(config.api.tokens[1].role, crate::api::auth::Role::Read);
+            let names: Vec<String> =
+                config.api.tokens.iter().enumerate().map(|(i, t)| crate::api::auth::token_name(t, i)).collect();
+            assert_eq!(names, ["ops", "token-2"]);
+            assert_eq!(config.audit.retention_seconds, 86400);
             // Debug output never shows a token.
             assert!(!format!("{config:?}").contains(ADMIN));
             jail.set_env("APSCHED_API_TOKENS", "");
