@@ -190,6 +190,18 @@ async fn without_tokens_the_actor_is_anonymous_and_remove_all_records_each_job()
             json!({"id": id, "trigger": {"type": "interval", "hours": 1}, "action": {"url": "http://127.0.0.1:9/"}});
         assert_eq!(server.post("/v1/jobs", job).await.0, StatusCode::CREATED);
     }
+    // Replacing a job is an add whose `before` is the job it replaced.
+    let (_, original) = server.get("/v1/jobs/b").await;
+    let replacement = json!({"id": "b", "name": "again", "trigger": {"type": "interval", "hours": 2},
+                             "action": {"url": "http://127.0.0.1:9/"}, "replace_existing": true});
+    let (status, replaced) = server.post("/v1/jobs", replacement).await;
+    assert_eq!(status, StatusCode::CREATED, "{replaced}");
+    let (history, _) = entries(&server, None, "/v1/jobs/b/history?limit=1").await;
+    assert_eq!(
+        (&history[0]["action"], &history[0]["before"], &history[0]["after"]),
+        (&json!("add"), &original, &replaced)
+    );
+
     let (status, removed) = call(&server, None, "DELETE", "/v1/jobs", None, Some("clean slate")).await;
     assert_eq!((status, &removed["removed"]), (StatusCode::OK, &json!(2)));
     let (removals, _) = entries(&server, None, "/v1/audit?action=remove_all").await;
