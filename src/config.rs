@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 /// The top-level keys an `APSCHED_…` variable may set; other `APSCHED_` variables (test and client settings) are
 /// not configuration and are ignored rather than rejected.
-const ENV_SECTIONS: [&str; 11] = [
+const ENV_SECTIONS: [&str; 12] = [
     "timezone",
     "jobstores",
     "executors",
@@ -23,6 +23,7 @@ const ENV_SECTIONS: [&str; 11] = [
     "webhooks",
     "scheduler",
     "runs",
+    "audit",
     "listen",
     "api_tokens",
     "insecure_listen_anywhere",

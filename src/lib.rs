@@ -29,6 +29,7 @@
 
 pub mod action;
 pub mod api;
+pub mod audit;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -46,6 +47,7 @@ pub mod trigger;
 pub mod ui;
 
 pub use action::{Action, HttpAction};
+pub use audit::{AuditAction, AuditEntry, AuditQuery, Change};
 pub use delivery::JobContext;
 pub use job::{Job, Run, RunStatus};
 pub use scheduler::events::{Event, EventKind};
@@ -122,6 +124,7 @@ pub async fn build_scheduler(config: &Config, clock: Arc<dyn Clock>) -> anyhow::
         .job_defaults(config.job_defaults.clone())
         .lease_seconds(config.scheduler.lease_seconds)
         .run_retention(config.runs.clone())
+        .audit_retention(config.audit.clone())
         .webhooks(config.webhooks.clone())
         .max_jobs_per_store(config.api.max_jobs_per_store)
         .clock(clock);

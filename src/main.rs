@@ -106,6 +106,14 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Who changed what on a running server, newest first (the audit trail).
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Audit {
+        #[command(flatten)]
+        filter: cli::AuditFilter,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
 }
 
 fn init_tracing(json: bool) {
@@ -145,6 +153,9 @@ fn main() -> ExitCode {
             ExitCode::from(cli::run_client(connection, cli::Request::Jobs(command)))
         }
         Command::Runs { args, connection } => ExitCode::from(cli::run_client(connection, cli::Request::Runs(args))),
+        Command::Audit { filter, connection } => {
+            ExitCode::from(cli::run_client(connection, cli::Request::Audit(filter)))
+        }
         Command::Scheduler { command, connection } => {
             ExitCode::from(cli::run_client(connection, cli::Request::Scheduler(command)))
         }
@@ -220,7 +231,7 @@ fn preview_remote(
     }
     let request =
         cli::Request::Preview { trigger: serde_json::Value::Object(trigger), count, now: now.map(|t| t.to_rfc3339()) };
-    ExitCode::from(cli::run_client(cli::Connection { server, token, json }, request))
+    ExitCode::from(cli::run_client(cli::Connection { server, token, json, reason: None }, request))
 }
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 pub use crate::api::ApiSettings;
+pub use crate::audit::AuditSettings;
 use crate::config::{self, ConfigError, Flags, Sections, in_section, invalid};
 pub use crate::delivery::WebhookSettings;
 pub use crate::executor::ExecutorSettings;
@@ -43,6 +44,8 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// `[runs]`: how long run history is kept.
     pub runs: RunsConfig,
+    /// `[audit]`: how long the audit trail is kept.
+    pub audit: AuditSettings,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             webhooks: WebhookSettings::default(),
             scheduler: SchedulerSettings::default(),
             runs: RunsConfig::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -173,11 +177,16 @@ mod tests {
         const ADMIN: &str = "admin-token-0123456789";
         const READER: &str = "read-token-01234567890";
         figment::Jail::expect_with(|jail| {
-            jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin,{READER}:read"));
+            jail.set_env("APSCHED_API_TOKENS", format!("{ADMIN}:admin:ops,{READER}:read"));
             jail.set_env("APSCHED_LISTEN", "0.0.0.0:8080");
+            jail.set_env("APSCHED_AUDIT__RETENTION_SECONDS", "86400");
             let config = Config::load(None, &Flags::default()).unwrap();
             assert_eq!(config.api.tokens.len(), 2);
             assert_eq!(config.api.tokens[1].role, crate::api::auth::Role::Read);
+            let names: Vec<String> =
+                config.api.tokens.iter().enumerate().map(|(i, t)| crate::api::auth::token_name(t, i)).collect();
+            assert_eq!(names, ["ops", "token-2"]);
+            assert_eq!(config.audit.retention_seconds, 86400);
             // Debug output never shows a token.
             assert!(!format!("{config:?}").contains(ADMIN));
             jail.set_env("APSCHED_API_TOKENS", "");
@@ -226,8 +235,7 @@ mod tests {
         let token = "a-token-of-sixteen-or-more";
         let mut config = Config::default();
         config.webhooks.signing_secret = Some(secret.into());
-        config.api.tokens =
-            vec![crate::api::auth::ApiToken { token: token.into(), role: crate::api::auth::Role::Admin }];
+        config.api.tokens = vec![crate::api::auth::ApiToken::new(token, crate::api::auth::Role::Admin)];
         let serialised = serde_json::to_string(&config).unwrap();
         assert!(!serialised.contains("MfKQ9r8") && !serialised.contains(token), "{serialised}");
         assert!(serialised.contains(DEFAULT_SQLITE_URL), "{serialised}");

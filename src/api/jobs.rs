@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::audit::ChangeBy;
 use super::{ApiJson, ApiQuery, AppState};
 use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
@@ -331,11 +332,16 @@ impl RunOut {
     }
 }
 
+/// A job as the API shows it, as JSON: what the audit keeps as a change's `before` and `after`.
+pub fn job_view(job: &Job, default_tz: Tz) -> serde_json::Value {
+    serde_json::to_value(JobOut::of(job, default_tz)).unwrap_or(serde_json::Value::Null)
+}
+
 fn zone_of(job: &Job, default_tz: Tz) -> Tz {
     job.trigger.timezone(default_tz)
 }
 
-fn page_size(limit: Option<usize>) -> Result<usize> {
+pub(super) fn page_size(limit: Option<usize>) -> Result<usize> {
     match limit.unwrap_or(DEFAULT_PAGE) {
         limit @ 1..=MAX_PAGE => Ok(limit),
         other => Err(ApiError::invalid("limit", format!("{other} is out of range 1–{MAX_PAGE}"))),
@@ -432,9 +438,10 @@ fn parse_selector(selector: Option<&str>) -> Result<Selector> {
         (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_job(
     State(state): State<AppState>,
+    ChangeBy(change): ChangeBy,
     ApiJson(input): ApiJson<JobIn>,
 ) -> Result<(StatusCode, Json<JobOut>)> {
-    let job = state.scheduler.add_job(input.into()).await?;
+    let job = state.scheduler.by(change).add_job(input.into()).await?;
     Ok((StatusCode::CREATED, Json(JobOut::of(&job, state.scheduler.default_tz))))
 }
 
@@ -473,17 +480,22 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
 pub async fn modify_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ChangeBy(change): ChangeBy,
     ApiJson(patch): ApiJson<JobPatch>,
 ) -> Result<Json<JobOut>> {
-    let job = state.scheduler.modify_job(&id, patch.into()).await?;
+    let job = state.scheduler.by(change).modify_job(&id, patch.into()).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Remove a job
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     responses((status = 204, description = "The job is removed; its runs stay in the ledger"), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
-pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    state.scheduler.remove_job(&id).await?;
+pub async fn remove_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ChangeBy(change): ChangeBy,
+) -> Result<StatusCode> {
+    state.scheduler.by(change).remove_job(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -493,14 +505,15 @@ pub async fn remove_job(State(state): State<AppState>, Path(id): Path<String>) -
         (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_all_jobs(
     State(state): State<AppState>,
+    ChangeBy(change): ChangeBy,
     ApiQuery(query): ApiQuery<RemoveAllQuery>,
 ) -> Result<Json<Removed>> {
     let removed = match query.selector.as_deref() {
         Some(text) => {
             let selector = parse_selector(Some(text))?;
-            state.scheduler.remove_jobs(&selector, query.jobstore.as_deref()).await?
+            state.scheduler.by(change).remove_jobs(&selector, query.jobstore.as_deref()).await?
         }
-        None => state.scheduler.remove_all_jobs(query.jobstore.as_deref()).await?,
+        None => state.scheduler.by(change).remove_all_jobs(query.jobstore.as_deref()).await?,
     };
     Ok(Json(Removed { removed }))
 }
@@ -511,29 +524,38 @@ pub async fn remove_all_jobs(
         (status = 422, description = "A field breaks a rule, or the selector is missing or malformed; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn modify_jobs(
     State(state): State<AppState>,
+    ChangeBy(change): ChangeBy,
     ApiQuery(query): ApiQuery<ModifyJobsQuery>,
     ApiJson(patch): ApiJson<JobsPatch>,
 ) -> Result<Json<Modified>> {
     let text =
         query.selector.ok_or_else(|| ApiError::invalid("selector", "is required: it says which jobs to change"))?;
     let selector = parse_selector(Some(&text))?;
-    let modified = state.scheduler.modify_jobs(&selector, patch.into()).await?;
+    let modified = state.scheduler.by(change).modify_jobs(&selector, patch.into()).await?;
     Ok(Json(Modified { modified }))
 }
 
 /// Pause a job: its next run time becomes null
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
-pub async fn pause_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
-    let job = state.scheduler.pause_job(&id).await?;
+pub async fn pause_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ChangeBy(change): ChangeBy,
+) -> Result<Json<JobOut>> {
+    let job = state.scheduler.by(change).pause_job(&id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
 /// Resume a job: its next run time is recomputed from now
 #[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     responses((status = 200, description = "The job, resumed", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
-pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobOut>> {
-    let job = state.scheduler.resume_job(&id).await?;
+pub async fn resume_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ChangeBy(change): ChangeBy,
+) -> Result<Json<JobOut>> {
+    let job = state.scheduler.by(change).resume_job(&id).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
 }
 
@@ -541,8 +563,12 @@ pub async fn resume_job(State(state): State<AppState>, Path(id): Path<String>) -
 #[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     responses((status = 202, description = "The run, pending; it is delivered in the background", body = RunOut),
         (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"), (status = 409, description = "A run of this job at this instant exists", body = Problem, content_type = "application/problem+json")))]
-pub async fn run_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<RunOut>)> {
-    let run = state.scheduler.run_job(&id).await?;
+pub async fn run_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ChangeBy(change): ChangeBy,
+) -> Result<(StatusCode, Json<RunOut>)> {
+    let run = state.scheduler.by(change).run_job(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))))
 }
 
@@ -575,6 +601,15 @@ fn encode(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
+/// A cursor of a time (µs since the epoch, or `-`) and a key.
+pub(super) fn encode_cursor_parts(time: &str, key: &str) -> String {
+    encode(&format!("{time}|{key}"))
+}
+
+pub(super) fn decode_cursor_parts(cursor: &str) -> Result<(String, String)> {
+    decode(cursor)
+}
+
 fn decode(cursor: &str) -> Result<(String, String)> {
     let bad = || ApiError::BadRequest("cursor: not a cursor given by this API".to_string());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
@@ -583,7 +618,7 @@ fn decode(cursor: &str) -> Result<(String, String)> {
     Ok((time.to_string(), key.to_string()))
 }
 
-fn micros_to_time(micros: &str) -> Result<DateTime<Utc>> {
+pub(super) fn micros_to_time(micros: &str) -> Result<DateTime<Utc>> {
     micros
         .parse::<i64>()
         .ok()

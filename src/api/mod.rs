@@ -1,6 +1,7 @@
 //! The REST API: state, router, OpenAPI document, and the extractors that turn bad input into
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
+mod audit;
 pub mod auth;
 mod events;
 mod examples;
@@ -14,6 +15,8 @@ pub mod settings;
 mod trigger_schema;
 mod triggers;
 
+pub use audit::REASON_HEADER;
+pub use jobs::job_view;
 pub use settings::ApiSettings;
 
 use std::sync::Arc;
@@ -61,6 +64,7 @@ pub struct AppState {
         (name = "jobs", description = "Add, inspect, change and remove jobs"),
         (name = "triggers", description = "Preview fire times"),
         (name = "scheduler", description = "Scheduler state and control"),
+        (name = "audit", description = "Who changed what: every change made through the API"),
         (name = "events", description = "The scheduler's events, streamed as server-sent events"),
         (name = "health", description = "Liveness, readiness and metrics")
     )
@@ -76,6 +80,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::resume_job))
         .routes(routes!(jobs::run_job))
         .routes(routes!(jobs::list_runs))
+        .routes(routes!(audit::job_history))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(triggers::preview))
         .routes(routes!(scheduler::get_scheduler))
         .routes(routes!(scheduler::pause_scheduler))
@@ -103,6 +109,7 @@ fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Op
     let (untimed, untimed_spec) = untimed_api_routes().split_for_parts();
     spec.merge(untimed_spec);
     auth::document(&mut spec);
+    audit::document(&mut spec);
     limits::document(&mut spec);
     links::document(&mut spec);
     examples::document(&mut spec);

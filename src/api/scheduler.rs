@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit::ChangeBy;
 use super::{AppState, OptionalJson};
 use crate::error::{Problem, Result};
 use crate::executor::PoolStatus;
@@ -68,18 +69,18 @@ pub async fn get_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> 
 
 /// Pause firing for all jobs; the API keeps serving
 #[utoipa::path(post, path = "/v1/scheduler/pause", tag = "scheduler",
-    responses((status = 200, description = "The scheduler, paused", body = SchedulerOut)))]
-pub async fn pause_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
-    state.scheduler.pause();
-    Json(describe(&state))
+    responses((status = 200, description = "The scheduler, paused", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is not UTF-8 or too long", body = Problem, content_type = "application/problem+json")))]
+pub async fn pause_scheduler(State(state): State<AppState>, ChangeBy(change): ChangeBy) -> Result<Json<SchedulerOut>> {
+    state.scheduler.by(change).pause().await?;
+    Ok(Json(describe(&state)))
 }
 
 /// Resume firing
 #[utoipa::path(post, path = "/v1/scheduler/resume", tag = "scheduler",
-    responses((status = 200, description = "The scheduler, running", body = SchedulerOut)))]
-pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> {
-    state.scheduler.resume();
-    Json(describe(&state))
+    responses((status = 200, description = "The scheduler, running", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is not UTF-8 or too long", body = Problem, content_type = "application/problem+json")))]
+pub async fn resume_scheduler(State(state): State<AppState>, ChangeBy(change): ChangeBy) -> Result<Json<SchedulerOut>> {
+    state.scheduler.by(change).resume().await?;
+    Ok(Json(describe(&state)))
 }
 
 /// Stop firing, optionally wait for running deliveries, answer, then exit
@@ -88,9 +89,10 @@ pub async fn resume_scheduler(State(state): State<AppState>) -> Json<SchedulerOu
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn shutdown_scheduler(
     State(state): State<AppState>,
+    ChangeBy(change): ChangeBy,
     OptionalJson(input): OptionalJson<ShutdownIn>,
 ) -> Result<Json<SchedulerOut>> {
-    state.scheduler.shutdown(input.wait.unwrap_or(true)).await;
+    state.scheduler.by(change).shutdown(input.wait.unwrap_or(true)).await;
     let answer = describe(&state);
     // Graceful shutdown lets this response finish before the server stops.
     state.server_shutdown.cancel();

@@ -60,6 +60,8 @@ impl CliError {
 pub(crate) struct Client {
     base: String,
     token: Option<String>,
+    /// Sent as `apsched-reason` with every request (the audit records it with a change).
+    reason: Option<String>,
     http: reqwest::Client,
 }
 
@@ -76,7 +78,13 @@ impl Client {
             .user_agent(concat!("apsched-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| CliError::Server(format!("cannot set up HTTP: {err}")))?;
-        Ok(Client { base, token: token.filter(|t| !t.is_empty()), http })
+        Ok(Client { base, token: token.filter(|t| !t.is_empty()), reason: None, http })
+    }
+
+    /// Say why, with every change this client makes.
+    pub fn with_reason(mut self, reason: Option<String>) -> Client {
+        self.reason = reason.filter(|reason| !reason.trim().is_empty());
+        self
     }
 
     /// Send one request to `/v1{path}`; a 2xx answer's JSON body (null when empty), or the error to show.
@@ -85,6 +93,9 @@ impl Client {
         let mut request = self.http.request(method, &url).header("accept", "application/json");
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(reason) = &self.reason {
+            request = request.header(crate::api::REASON_HEADER, reason);
         }
         if let Some(body) = body {
             request = request.json(body);

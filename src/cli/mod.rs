@@ -1,5 +1,5 @@
 //! The `apsched` command line. `serve` and `migrate` run the service (see `main.rs`); the client commands (`jobs`,
-//! `runs`, `scheduler`, and `preview --server`) talk to a running server through its public REST API only, so
+//! `runs`, `scheduler`, `audit`, and `preview --server`) talk to a running server through its public REST API only, so
 //! everything they do a script or SDK can do too. `preview` without `--server` computes locally.
 
 pub mod client;
@@ -32,6 +32,9 @@ pub struct Connection {
     /// Print the API's JSON instead of a table, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Why: sent as `apsched-reason`, the audit trail records it with the change.
+    #[arg(long, env = "APSCHED_REASON", global = true)]
+    pub reason: Option<String>,
 }
 
 /// `apsched jobs …`.
@@ -134,6 +137,43 @@ pub enum JobsCommand {
         #[arg(long, short = 'l', conflicts_with = "id")]
         selector: Option<String>,
     },
+    /// Who changed a job, when and why, newest first (also after it was removed).
+    History {
+        /// The job's id.
+        id: String,
+        /// Filters and how many.
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+}
+
+/// Filters of the audit trail (`apsched audit`, `apsched jobs history`).
+#[derive(Debug, Default, Args)]
+pub struct AuditFilter {
+    /// Only changes at or after this time (RFC 3339, or a date-time in the scheduler's zone).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only changes by this token name (or anonymous).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only changes of this action (add, modify, pause, resume, run, remove, remove_all, scheduler_pause, …).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many changes, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    fn query(&self) -> String {
+        let mut query = format!("?limit={}", self.limit);
+        for (name, value) in [("since", &self.since), ("actor", &self.actor), ("action", &self.action)] {
+            if let Some(value) = value {
+                query.push_str(&format!("&{name}={}", segment(value)));
+            }
+        }
+        query
+    }
 }
 
 /// Shorthand for the fields of a job; each one given overrides the same field of the JSON.
@@ -324,6 +364,8 @@ pub enum Request {
     Runs(RunsArgs),
     /// A `scheduler` command.
     Scheduler(SchedulerCommand),
+    /// `apsched audit`: who changed what.
+    Audit(AuditFilter),
     /// `apsched preview --server …`: the server's preview of a trigger.
     Preview {
         /// The trigger as the API takes it.
@@ -345,7 +387,7 @@ pub fn run_client(connection: Connection, request: Request) -> u8 {
         }
     };
     let result = runtime.block_on(async {
-        let client = Client::new(&connection.server, connection.token.clone())?;
+        let client = Client::new(&connection.server, connection.token.clone())?.with_reason(connection.reason.clone());
         execute(&client, request, connection.json).await
     });
     match result {
@@ -387,6 +429,7 @@ async fn execute(client: &Client, request: Request, as_json: bool) -> Result<Str
         Request::Jobs(command) => jobs(client, command, as_json).await,
         Request::Runs(args) => runs(client, args, as_json).await,
         Request::Scheduler(command) => scheduler(client, command, as_json).await,
+        Request::Audit(filter) => audit(client, &format!("/audit{}", filter.query()), as_json, "no changes").await,
         Request::Preview { trigger, count, now } => {
             let mut body = json!({"trigger": trigger, "count": count});
             if let Some(now) = now {
@@ -623,8 +666,38 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             client.send(reqwest::Method::DELETE, &job_path(&id), None).await?;
             (json!({"id": id, "removed": true}), format!("removed job {id}"))
         }
+        JobsCommand::History { id, filter } => {
+            let path = format!("{}/history{}", job_path(&id), filter.query());
+            return audit(client, &path, as_json, &format!("no changes of job {id}")).await;
+        }
     };
     Ok(if as_json { pretty(&answer) } else { human })
+}
+
+/// A page of the audit trail at `path`: a table of who did what when and why, or the entries as JSON.
+async fn audit(client: &Client, path: &str, as_json: bool, empty: &str) -> Result<String, CliError> {
+    let answer = client.get(path).await?;
+    let entries = answer["entries"].as_array().cloned().unwrap_or_default();
+    if as_json {
+        return Ok(pretty(&Value::Array(entries)));
+    }
+    if entries.is_empty() {
+        return Ok(empty.to_string());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            vec![
+                cell(&entry["time"]),
+                cell(&entry["actor"]),
+                cell(&entry["action"]),
+                cell(&entry["job_id"]),
+                output::audit_change(&entry["before"], &entry["after"]),
+                cell(&entry["reason"]).replace('\n', " "),
+            ]
+        })
+        .collect();
+    Ok(table(&["TIME", "ACTOR", "ACTION", "JOB", "CHANGED", "REASON"], &rows))
 }
 
 async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, CliError> {

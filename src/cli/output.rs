@@ -27,6 +27,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// What an audit entry changed, in a few words: `added`, `removed`, or the fields whose values differ (`name,
+/// trigger`); `updated_at` changes with everything and is left out. `-` when the job is as it was.
+pub fn audit_change(before: &Value, after: &Value) -> String {
+    match (before.as_object(), after.as_object()) {
+        (None, Some(_)) => "added".to_string(),
+        (Some(_), None) => "removed".to_string(),
+        (Some(before), Some(after)) => {
+            let mut fields: Vec<&str> = after
+                .iter()
+                .filter(|(name, value)| *name != "updated_at" && before.get(name.as_str()) != Some(value))
+                .map(|(name, _)| name.as_str())
+                .chain(before.keys().filter(|name| !after.contains_key(name.as_str())).map(String::as_str))
+                .collect();
+            fields.sort_unstable();
+            if fields.is_empty() { "-".to_string() } else { fields.join(", ") }
+        }
+        (None, None) => "-".to_string(),
+    }
+}
+
 /// A value as a table cell: strings bare, null as "-".
 pub fn cell(value: &Value) -> String {
     match value {
@@ -87,6 +107,18 @@ pub fn trigger_summary(trigger: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audit_change_names_the_fields_that_differ() {
+        use serde_json::json;
+        let before = json!({"id": "a", "name": "x", "paused": false, "updated_at": "1"});
+        assert_eq!(audit_change(&Value::Null, &before), "added");
+        assert_eq!(audit_change(&before, &Value::Null), "removed");
+        assert_eq!(audit_change(&Value::Null, &Value::Null), "-");
+        let after = json!({"id": "a", "name": "y", "paused": true, "updated_at": "2"});
+        assert_eq!(audit_change(&before, &after), "name, paused");
+        assert_eq!(audit_change(&before, &json!({"id": "a", "name": "x", "paused": false, "updated_at": "3"})), "-");
+    }
     use serde_json::json;
 
     #[test]

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use super::Scheduler;
 use super::clock::{Clock, SystemClock};
 use super::settings::{DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS, RunsConfig};
+use crate::audit::AuditSettings;
 use crate::delivery::WebhookSettings;
 use crate::executor::DEFAULT_MAX_WORKERS;
 use crate::job::JobDefaults;
@@ -26,6 +27,7 @@ pub struct SchedulerBuilder {
     pub(super) job_defaults: JobDefaults,
     pub(super) lease_seconds: u64,
     pub(super) runs: RunsConfig,
+    pub(super) audit: AuditSettings,
     pub(super) webhooks: WebhookSettings,
     pub(super) max_jobs_per_store: u64,
     pub(super) clock: Arc<dyn Clock>,
@@ -40,6 +42,7 @@ impl Default for SchedulerBuilder {
             job_defaults: JobDefaults::default(),
             lease_seconds: DEFAULT_LEASE_SECONDS,
             runs: RunsConfig::default(),
+            audit: AuditSettings::default(),
             webhooks: WebhookSettings::default(),
             max_jobs_per_store: DEFAULT_MAX_JOBS_PER_STORE,
             clock: Arc::new(SystemClock),
@@ -91,6 +94,12 @@ impl SchedulerBuilder {
     /// Retention of the run history.
     pub fn run_retention(mut self, runs: RunsConfig) -> SchedulerBuilder {
         self.runs = runs;
+        self
+    }
+
+    /// Retention of the audit trail.
+    pub fn audit_retention(mut self, audit: AuditSettings) -> SchedulerBuilder {
+        self.audit = audit;
         self
     }
 

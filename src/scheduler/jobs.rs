@@ -10,9 +10,10 @@ use super::Scheduler;
 use super::error::{Error, Result};
 use super::events::{EventKind, Subject};
 use crate::action::Action;
+use crate::audit::{AuditAction, Change};
 use crate::job::{self, Job, Run, RunStatus};
 use crate::labels::{self, Labels, Selector};
-use crate::store::{Edit, JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
+use crate::store::{Edit, JobCursor, JobQuery, JobWrite, RunQuery, StoreError, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
 
@@ -165,6 +166,48 @@ pub struct JobChanges {
     pub labels: Option<Labels>,
 }
 
+impl JobChanges {
+    /// What a bulk change's audit entry says of it: the fields it sets, with the values that are no secret (the
+    /// action is named, not shown, as its headers and signing secret may hold secrets).
+    pub fn summary(&self) -> serde_json::Value {
+        let mut summary = serde_json::Map::new();
+        let mut set = |field: &str, value: serde_json::Value| {
+            summary.insert(field.to_string(), value);
+        };
+        if let Some(name) = &self.name {
+            set("name", serde_json::json!(name));
+        }
+        if self.trigger.is_some() {
+            set("trigger", serde_json::json!("changed"));
+        }
+        if self.action.is_some() {
+            set("action", serde_json::json!("changed"));
+        }
+        if let Some(coalesce) = self.coalesce {
+            set("coalesce", serde_json::json!(coalesce));
+        }
+        if let Some(max_instances) = self.max_instances {
+            set("max_instances", serde_json::json!(max_instances));
+        }
+        if let Some(grace) = self.misfire_grace_time {
+            set("misfire_grace_time", serde_json::json!(grace));
+        }
+        if let Some(next_run_time) = &self.next_run_time {
+            set("next_run_time", serde_json::json!(next_run_time));
+        }
+        if let Some(executor) = &self.executor {
+            set("executor", serde_json::json!(executor));
+        }
+        if let Some(paused) = self.paused {
+            set("paused", serde_json::json!(paused));
+        }
+        if let Some(labels) = &self.labels {
+            set("labels", serde_json::json!(labels));
+        }
+        serde_json::Value::Object(summary)
+    }
+}
+
 /// Which jobs `list_jobs` returns, in list order (by next run time, paused jobs last, then id).
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -268,6 +311,11 @@ impl Scheduler {
     /// Add a job; the job as stored. A job with the same id in any store is a `Conflict` unless
     /// `replace_existing`, which replaces it (keeping its first `created_at`).
     pub async fn add_job(&self, spec: JobSpec) -> Result<Job> {
+        self.add_job_as(spec, None).await
+    }
+
+    /// `add_job`, recorded in the audit when made `by` someone.
+    pub(crate) async fn add_job_as(&self, spec: JobSpec, by: Option<&Change>) -> Result<Job> {
         let now = self.now();
         let defaults = &self.job_defaults;
         let id = match spec.id {
@@ -313,16 +361,25 @@ impl Scheduler {
             updated_at: now,
         };
         self.capacity.check(&jobstore, store.as_ref(), &job.id).await?;
-        // Ids are unique across stores, as in APScheduler.
+        // Ids are unique across stores, as in APScheduler. The job replaced, if any, is the audit's "before".
+        let mut replaced = None;
         for (name, other) in self.stores() {
-            if *name != jobstore && other.get_job(&job.id).await?.is_some() {
+            if *name != jobstore
+                && let Some(existing) = other.get_job(&job.id).await?
+            {
                 if !spec.replace_existing {
                     return Err(Error::Conflict(format!("a job with id {:?} exists (in job store {name:?})", job.id)));
                 }
                 other.remove_job(&job.id).await?;
+                replaced = Some(existing);
             }
         }
-        store.add_job(&job, spec.replace_existing).await.map_err(|err| match err {
+        if by.is_some() && spec.replace_existing && replaced.is_none() {
+            replaced = store.get_job(&job.id).await?;
+        }
+        let write = JobWrite::Add { job: &job, replace_existing: spec.replace_existing };
+        let audit = by.map(|change| (change, AuditAction::Add, replaced.as_ref()));
+        let written = self.write(store.as_ref(), write, audit).await.map_err(|err| match err {
             StoreError::Conflict(_) => {
                 Error::Conflict(format!("a job with id {:?} exists; set replace_existing to replace it", job.id))
             }
@@ -330,17 +387,11 @@ impl Scheduler {
         })?;
         tracing::info!(job_id = %job.id, jobstore = %job.jobstore, "job added");
         // A replaced job keeps its first created_at, which only the store knows; a new one is as built.
-        let stored = if spec.replace_existing {
-            store.get_job(&job.id).await.map(|stored| stored.unwrap_or(job))
-        } else {
-            Ok(job)
-        };
+        let stored = written.into_iter().next().unwrap_or(job);
         // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
-        if let Ok(stored) = &stored {
-            self.events.publish_with(EventKind::JobAdded, self.now(), || Subject::Job(Arc::new(stored.clone())));
-        }
+        self.events.publish_with(EventKind::JobAdded, self.now(), || Subject::Job(Arc::new(stored.clone())));
         self.wake_for(next_run_time);
-        Ok(stored?)
+        Ok(stored)
     }
 
     /// Register `function` as `id` and add a job of that id calling it on `trigger`, replacing a job of that id
@@ -427,11 +478,17 @@ impl Scheduler {
 
     /// Change a job; the job as saved.
     pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job> {
+        self.modify_job_as(id, changes, None).await
+    }
+
+    /// `modify_job`, recorded in the audit when made `by` someone.
+    pub(crate) async fn modify_job_as(&self, id: &str, changes: JobChanges, by: Option<&Change>) -> Result<Job> {
         let (_, job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         self.check_changes(&changes)?;
+        let before = job.clone();
         // Resuming a job whose trigger has ended is refused here; `resume_job` and a bulk change remove it.
         let job = self.changed(job, &changes, self.now())?.ok_or_else(no_fire_time)?;
-        self.save(&job).await?;
+        self.save(&job, by.map(|change| (change, AuditAction::Modify, &before))).await?;
         Ok(job)
     }
 
@@ -604,12 +661,20 @@ impl Scheduler {
 
     /// Pause a job: its next run time becomes `None` until it is resumed.
     pub async fn pause_job(&self, id: &str) -> Result<Job> {
-        let (_, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
+        self.pause_job_as(id, None).await
+    }
+
+    /// `pause_job`, recorded in the audit when made `by` someone (also when the job was paused already).
+    pub(crate) async fn pause_job_as(&self, id: &str, by: Option<&Change>) -> Result<Job> {
+        let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         if !job.paused {
+            let before = job.clone();
             job.paused = true;
             job.next_run_time = None;
             job.updated_at = self.now();
-            self.save(&job).await?;
+            self.save(&job, by.map(|change| (change, AuditAction::Pause, &before))).await?;
+        } else if let Some(change) = by {
+            self.record_unchanged(&store_name, change, AuditAction::Pause, &job).await?;
         }
         Ok(job)
     }
@@ -617,30 +682,45 @@ impl Scheduler {
     /// Resume a job: its next run time is recomputed from now. A job whose trigger has ended is removed, as
     /// APScheduler does; the job is returned as it was last.
     pub async fn resume_job(&self, id: &str) -> Result<Job> {
+        self.resume_job_as(id, None).await
+    }
+
+    /// `resume_job`, recorded in the audit when made `by` someone (also when the job was not paused).
+    pub(crate) async fn resume_job_as(&self, id: &str, by: Option<&Change>) -> Result<Job> {
         let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         if job.paused {
+            let before = job.clone();
             let trigger = self.compile(&job)?;
             let now = self.now();
             job.paused = false;
             job.updated_at = now;
             job.next_run_time = trigger.next_fire_time(None, now);
             if job.next_run_time.is_none() {
+                let audit = by.map(|change| (change, AuditAction::Resume, None));
                 if let Some(store) = self.store(&store_name)
-                    && store.remove_job(&job.id).await?
+                    && !self.write(store.as_ref(), JobWrite::Remove(&job.id), audit).await?.is_empty()
                 {
                     self.publish_removed(&job.id, &store_name);
                 }
             } else {
-                self.save(&job).await?;
+                self.save(&job, by.map(|change| (change, AuditAction::Resume, &before))).await?;
             }
+        } else if let Some(change) = by {
+            self.record_unchanged(&store_name, change, AuditAction::Resume, &job).await?;
         }
         Ok(job)
     }
 
     /// Remove a job; its runs stay in the history until pruned.
     pub async fn remove_job(&self, id: &str) -> Result<()> {
+        self.remove_job_as(id, None).await
+    }
+
+    /// `remove_job`, recorded in the audit when made `by` someone.
+    pub(crate) async fn remove_job_as(&self, id: &str, by: Option<&Change>) -> Result<()> {
         for (name, store) in self.stores() {
-            if store.remove_job(id).await? {
+            let audit = by.map(|change| (change, AuditAction::Remove, None));
+            if !self.write(store.as_ref(), JobWrite::Remove(id), audit).await?.is_empty() {
                 self.wake();
                 self.publish_removed(id, name);
                 return Ok(());
@@ -651,6 +731,11 @@ impl Scheduler {
 
     /// Remove every job, or every job of one store; the number removed.
     pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<u64> {
+        self.remove_all_jobs_as(jobstore, None).await
+    }
+
+    /// `remove_all_jobs`, recorded in the audit (an entry per job removed) when made `by` someone.
+    pub(crate) async fn remove_all_jobs_as(&self, jobstore: Option<&str>, by: Option<&Change>) -> Result<u64> {
         if let Some(name) = jobstore
             && self.store(name).is_none()
         {
@@ -659,7 +744,14 @@ impl Scheduler {
         let mut removed = 0;
         for (name, store) in self.stores() {
             if jobstore.is_none_or(|wanted| wanted == name) {
-                removed += store.remove_all_jobs().await?;
+                removed += match by {
+                    // Without an audit the removed jobs are not read back.
+                    None => store.remove_all_jobs().await?,
+                    Some(change) => {
+                        let audit = Some((change, AuditAction::RemoveAll, None));
+                        self.write(store.as_ref(), JobWrite::RemoveAll, audit).await?.len() as u64
+                    }
+                };
             }
         }
         self.wake();
@@ -671,12 +763,18 @@ impl Scheduler {
     /// Run a job once now, outside its schedule: a new ledger row (its scheduled time is now, its key new),
     /// delivered at once. The pending run.
     pub async fn run_job(self: &Arc<Self>, id: &str) -> Result<Run> {
+        self.run_job_as(id, None).await
+    }
+
+    /// `run_job`, recorded in the audit when made `by` someone.
+    pub(crate) async fn run_job_as(self: &Arc<Self>, id: &str, by: Option<&Change>) -> Result<Run> {
         let (store_name, job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         let store = self.store(&store_name).cloned().ok_or(StoreError::NotFound)?;
         let now = self.now();
         let mut run = Run::new(&job, now, RunStatus::Pending, now, job.trigger.timezone(self.default_tz));
         run.lease_expires_at = Some(now + self.lease());
-        store.insert_run(&run).await?;
+        let audit = by.map(|change| (change, AuditAction::Run, Some(&job)));
+        self.write(store.as_ref(), JobWrite::InsertRun { run: &run, job: &job }, audit).await?;
         self.metrics.fire(run.status);
         self.submit(&store_name, store, vec![run.clone()], vec![None]);
         Ok(run)
@@ -715,9 +813,11 @@ impl Scheduler {
 
     /// Save a changed job, then report it and wake the loop: published first, so `job_modified` precedes any
     /// event of the fires the change brings.
-    async fn save(&self, job: &Job) -> Result<()> {
+    /// `audit`: who changed it, how, and the job before the change.
+    async fn save(&self, job: &Job, audit: Option<(&Change, AuditAction, &Job)>) -> Result<()> {
         let store = self.store(&job.jobstore).ok_or_else(|| no_such_job(&job.id))?;
-        store.update_job(job).await.map_err(|err| match err {
+        let audit = audit.map(|(change, action, before)| (change, action, Some(before)));
+        self.write(store.as_ref(), JobWrite::Update(job), audit).await.map_err(|err| match err {
             StoreError::NotFound => no_such_job(&job.id),
             other => other.into(),
         })?;

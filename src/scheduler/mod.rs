@@ -4,6 +4,7 @@
 //! one round; `run` is the loop. Deliveries run apart from the loop (a retry never holds up a fire); a background
 //! task prunes the run history. Job operations are in `jobs`; building a scheduler in `builder`.
 
+mod audit;
 pub mod builder;
 pub mod capacity;
 pub mod clock;
@@ -31,6 +32,7 @@ use crate::executor::Executors;
 use crate::job::{JobDefaults, Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::store::{JobStore, Prune, StoreError, StoreResult};
+pub use audit::Acting;
 pub use builder::SchedulerBuilder;
 use capacity::Capacity;
 use clock::Clock;
@@ -112,6 +114,7 @@ pub struct Scheduler {
     pub job_defaults: JobDefaults,
     lease_seconds: u64,
     retention: RunsConfig,
+    audit_settings: crate::audit::AuditSettings,
     capacity: Capacity,
     /// Set once the loop has been started; a scheduler starts once.
     started: std::sync::atomic::AtomicBool,
@@ -164,6 +167,7 @@ impl Scheduler {
             job_defaults: parts.job_defaults,
             lease_seconds: parts.lease_seconds,
             retention: parts.runs,
+            audit_settings: parts.audit,
             capacity: Capacity::new(parts.max_jobs_per_store),
             started: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
@@ -493,7 +497,7 @@ impl Scheduler {
         }
     }
 
-    /// Apply `[runs]` retention every `prune_interval_seconds` until firing stops.
+    /// Apply `[runs]` and `[audit]` retention every `prune_interval_seconds` until firing stops.
     async fn prune_periodically(self: Arc<Self>) {
         let period = Duration::from_secs(self.retention.prune_interval_seconds);
         loop {
@@ -502,6 +506,7 @@ impl Scheduler {
                 _ = self.stop_firing.cancelled() => return,
             }
             self.prune_runs().await;
+            self.prune_audit().await;
         }
     }
 

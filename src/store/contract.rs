@@ -22,9 +22,10 @@ use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError,
+    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Planner, Prune, RunCursor, RunQuery, StoreError,
     job_order_key,
 };
+use crate::audit::{AuditAction, AuditCursor, AuditEntry, AuditQuery, Change};
 use crate::job::{Job, Run, RunStatus};
 use crate::labels::{Labels, Selector};
 
@@ -145,6 +146,12 @@ macro_rules! store_contract_tests {
             prune_by_age_deletes_only_old_finished_runs,
             prune_by_count_keeps_each_jobs_newest_finished_runs,
             prune_respects_its_limit_and_needs_a_rule,
+            audited_writes_record_one_entry_per_job_in_the_same_step,
+            a_write_that_fails_records_nothing,
+            remove_all_records_each_removed_job,
+            audit_entries_round_trip_every_field,
+            list_audit_newest_first_filtered_and_paginated,
+            prune_audit_deletes_only_old_entries_within_its_limit,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1060,6 +1067,216 @@ pub(crate) async fn prune_respects_its_limit_and_needs_a_rule(store: &dyn JobSto
     assert_eq!(store.prune_runs(&all_but_one(2)).await.unwrap(), 2);
     assert_eq!(store.prune_runs(&all_but_one(2)).await.unwrap(), 1);
     assert!(ledger_keys(store, "j").await.is_empty());
+}
+
+/// An entry as the scheduler makes it: the job's id, and the job (as a stand-in for its API view) after a write that
+/// keeps it, before one that removes it.
+fn entry_of(action: AuditAction, time: DateTime<Utc>, removes: bool) -> impl Fn(&Job) -> AuditEntry + Send + Sync {
+    move |job: &Job| {
+        let view = Some(json!({"id": job.id, "paused": job.paused, "created_at": job.created_at.to_rfc3339()}));
+        let (before, after) = if removes { (view, None) } else { (None, view) };
+        AuditEntry::new(time, &Change::by("ci").because("test"), action, Some(&job.id), before, after)
+    }
+}
+
+fn every_entry() -> AuditQuery {
+    AuditQuery { limit: 1000, ..AuditQuery::default() }
+}
+
+fn actions(entries: &[AuditEntry]) -> Vec<(AuditAction, Option<&str>)> {
+    entries.iter().map(|entry| (entry.action, entry.job_id.as_deref())).collect()
+}
+
+pub(crate) async fn audited_writes_record_one_entry_per_job_in_the_same_step(store: &dyn JobStore) {
+    let original = job("a", Some(at(10)));
+    let add = entry_of(AuditAction::Add, at(0), false);
+    let written = store.write_audited(JobWrite::Add { job: &original, replace_existing: false }, Some(&add)).await;
+    assert_eq!(written.unwrap(), vec![original.clone()]);
+    assert_eq!(store.get_job("a").await.unwrap(), Some(original.clone()));
+
+    // A replaced job keeps its created_at, and the write says so.
+    let replacement = Job { name: Some("replaced".into()), created_at: at(5), ..original.clone() };
+    let replace = entry_of(AuditAction::Add, at(1), false);
+    let written = store.write_audited(JobWrite::Add { job: &replacement, replace_existing: true }, Some(&replace));
+    let kept = Job { created_at: original.created_at, ..replacement.clone() };
+    assert_eq!(written.await.unwrap(), vec![kept.clone()]);
+
+    let paused = Job { paused: true, next_run_time: None, ..kept.clone() };
+    let pause = entry_of(AuditAction::Pause, at(2), false);
+    assert_eq!(store.write_audited(JobWrite::Update(&paused), Some(&pause)).await.unwrap(), vec![paused.clone()]);
+    assert_eq!(store.get_job("a").await.unwrap(), Some(paused.clone()));
+
+    let now = run("a", at(3), RunStatus::Pending);
+    let run_now = entry_of(AuditAction::Run, at(3), false);
+    let written = store.write_audited(JobWrite::InsertRun { run: &now, job: &paused }, Some(&run_now)).await;
+    assert_eq!(written.unwrap(), vec![paused.clone()]);
+    assert_eq!(the_run(store, "a", &now.idempotency_key).await, now);
+
+    // Without an entry maker, a write records nothing.
+    let quiet = Job { name: Some("quiet".into()), ..paused.clone() };
+    store.write_audited(JobWrite::Update(&quiet), None).await.unwrap();
+
+    let remove = entry_of(AuditAction::Remove, at(4), true);
+    assert_eq!(store.write_audited(JobWrite::Remove("a"), Some(&remove)).await.unwrap(), vec![quiet.clone()]);
+    assert_eq!(store.get_job("a").await.unwrap(), None);
+
+    let entries = store.list_audit(&every_entry()).await.unwrap();
+    assert_eq!(
+        actions(&entries),
+        [AuditAction::Remove, AuditAction::Run, AuditAction::Pause, AuditAction::Add, AuditAction::Add]
+            .map(|action| (action, Some("a")))
+    );
+    // The removal's entry shows the job as it was removed; the others the job as written.
+    assert_eq!(entries[0].before.as_ref().unwrap()["id"], "a");
+    assert_eq!(entries[0].after, None);
+    assert_eq!(entries[2].after.as_ref().unwrap()["paused"], true);
+    assert_eq!(entries[3].after.as_ref().unwrap()["created_at"], original.created_at.to_rfc3339());
+}
+
+pub(crate) async fn a_write_that_fails_records_nothing(store: &dyn JobStore) {
+    let existing = job("a", Some(at(10)));
+    store.add_job(&existing, false).await.unwrap();
+    store.insert_run(&run("a", at(0), RunStatus::Pending)).await.unwrap();
+    let entry = entry_of(AuditAction::Modify, at(0), false);
+
+    let duplicate = Job { name: Some("other".into()), ..existing.clone() };
+    let added = store.write_audited(JobWrite::Add { job: &duplicate, replace_existing: false }, Some(&entry)).await;
+    assert!(matches!(added, Err(StoreError::Conflict(_))), "{added:?}");
+    let missing = job("missing", None);
+    let updated = store.write_audited(JobWrite::Update(&missing), Some(&entry)).await;
+    assert!(matches!(updated, Err(StoreError::NotFound)), "{updated:?}");
+    let taken = run("a", at(0), RunStatus::Pending);
+    let inserted = store.write_audited(JobWrite::InsertRun { run: &taken, job: &existing }, Some(&entry)).await;
+    assert!(matches!(inserted, Err(StoreError::Conflict(_))), "{inserted:?}");
+    let removed = store.write_audited(JobWrite::Remove("missing"), Some(&entry)).await.unwrap();
+    assert!(removed.is_empty());
+
+    assert_eq!(store.get_job("a").await.unwrap(), Some(existing));
+    assert_eq!(store.get_job("missing").await.unwrap(), None);
+    assert!(store.list_audit(&every_entry()).await.unwrap().is_empty());
+}
+
+pub(crate) async fn remove_all_records_each_removed_job(store: &dyn JobStore) {
+    add_all(store, &[job("a", Some(at(1))), paused_job("b"), job("c", Some(at(2)))]).await;
+    let entry = entry_of(AuditAction::RemoveAll, at(0), true);
+    let mut removed = store.write_audited(JobWrite::RemoveAll, Some(&entry)).await.unwrap();
+    removed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ids(&removed), ["a", "b", "c"]);
+    assert_eq!(store.count_jobs().await.unwrap(), 0);
+    let entries = store.list_audit(&every_entry()).await.unwrap();
+    let mut recorded: Vec<&str> = entries.iter().filter_map(|entry| entry.job_id.as_deref()).collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, ["a", "b", "c"]);
+    assert!(entries.iter().all(|entry| entry.action == AuditAction::RemoveAll && entry.after.is_none()));
+    // Nothing left: nothing removed, nothing recorded.
+    assert!(store.write_audited(JobWrite::RemoveAll, Some(&entry)).await.unwrap().is_empty());
+    assert_eq!(store.list_audit(&every_entry()).await.unwrap().len(), 3);
+}
+
+pub(crate) async fn audit_entries_round_trip_every_field(store: &dyn JobStore) {
+    let full = AuditEntry {
+        id: "0190a000-0000-7000-8000-000000000001".into(),
+        time: at(0),
+        actor: "ci-ü".into(),
+        action: AuditAction::Modify,
+        job_id: Some("a".into()),
+        reason: Some("rotate the key — ticket 42".into()),
+        before: Some(json!({"action": {"headers": {"Authorization": "********"}}, "n": [1, 2.5, null]})),
+        after: Some(json!({"name": "ü-ñ", "nested": {"ok": true}})),
+    };
+    let bare = AuditEntry {
+        id: "0190a000-0000-7000-8000-000000000002".into(),
+        time: at(-1),
+        actor: "anonymous".into(),
+        action: AuditAction::SchedulerShutdown,
+        job_id: None,
+        reason: None,
+        before: None,
+        after: None,
+    };
+    store.record_audit(&[full.clone(), bare.clone()]).await.unwrap();
+    store.record_audit(&[]).await.unwrap();
+    assert_eq!(store.list_audit(&every_entry()).await.unwrap(), vec![full, bare]);
+}
+
+async fn walk_audit_pages(store: &dyn JobStore, filter: AuditQuery, page_size: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let query = AuditQuery { after: after.clone(), limit: page_size, ..filter.clone() };
+        let page = store.list_audit(&query).await.unwrap();
+        seen.extend(page.iter().map(|entry| entry.id.clone()));
+        if page.len() < page_size {
+            return seen;
+        }
+        after = page.last().map(AuditEntry::cursor);
+    }
+}
+
+pub(crate) async fn list_audit_newest_first_filtered_and_paginated(store: &dyn JobStore) {
+    // Seven entries, two of them at one instant (their ids order them), by two actors about two jobs.
+    let mut entries = Vec::new();
+    for (index, (seconds, actor, action, job_id)) in [
+        (0, "ci", AuditAction::Add, Some("a")),
+        (1, "ops", AuditAction::Pause, Some("a")),
+        (2, "ci", AuditAction::Add, Some("b")),
+        (2, "ci", AuditAction::Modify, Some("b")),
+        (3, "ops", AuditAction::SchedulerPause, None),
+        (4, "ops", AuditAction::Resume, Some("a")),
+        (5, "ci", AuditAction::Remove, Some("b")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        entries.push(AuditEntry {
+            id: format!("id-{index}"),
+            ..AuditEntry::new(at(seconds), &Change::by(actor), action, job_id, None, None)
+        });
+    }
+    // Recorded out of order: the store orders them.
+    store.record_audit(&entries[3..]).await.unwrap();
+    store.record_audit(&entries[..3]).await.unwrap();
+    let id_list = |indexes: &[usize]| indexes.iter().map(|index| format!("id-{index}")).collect::<Vec<_>>();
+
+    let newest_first = store.list_audit(&every_entry()).await.unwrap();
+    assert_eq!(newest_first.iter().map(|entry| entry.id.clone()).collect::<Vec<_>>(), id_list(&[6, 5, 4, 3, 2, 1, 0]));
+    for page_size in [1, 2, 3, 7, 10] {
+        assert_eq!(walk_audit_pages(store, AuditQuery::default(), page_size).await, id_list(&[6, 5, 4, 3, 2, 1, 0]));
+    }
+    let of_job = AuditQuery { job_id: Some("a".into()), ..AuditQuery::default() };
+    assert_eq!(walk_audit_pages(store, of_job, 2).await, id_list(&[5, 1, 0]));
+    let since = AuditQuery { since: Some(at(2)), ..AuditQuery::default() };
+    assert_eq!(walk_audit_pages(store, since, 2).await, id_list(&[6, 5, 4, 3, 2]));
+    let by_ops = AuditQuery { actor: Some("ops".into()), ..AuditQuery::default() };
+    assert_eq!(walk_audit_pages(store, by_ops, 1).await, id_list(&[5, 4, 1]));
+    let adds = AuditQuery { action: Some(AuditAction::Add), ..AuditQuery::default() };
+    assert_eq!(walk_audit_pages(store, adds, 5).await, id_list(&[2, 0]));
+    let all_at_once = AuditQuery {
+        job_id: Some("b".into()),
+        since: Some(at(2)),
+        actor: Some("ci".into()),
+        action: Some(AuditAction::Modify),
+        after: None,
+        limit: 10,
+    };
+    assert_eq!(walk_audit_pages(store, all_at_once, 10).await, id_list(&[3]));
+    let after_the_tie =
+        AuditQuery { after: Some(AuditCursor { time: at(2), id: "id-3".into() }), limit: 10, ..AuditQuery::default() };
+    let rest = store.list_audit(&after_the_tie).await.unwrap();
+    assert_eq!(rest.iter().map(|entry| entry.id.clone()).collect::<Vec<_>>(), id_list(&[2, 1, 0]));
+}
+
+pub(crate) async fn prune_audit_deletes_only_old_entries_within_its_limit(store: &dyn JobStore) {
+    let entries: Vec<AuditEntry> = (0..5)
+        .map(|seconds| AuditEntry::new(at(seconds), &Change::by("ci"), AuditAction::Modify, Some("a"), None, None))
+        .collect();
+    store.record_audit(&entries).await.unwrap();
+    assert_eq!(store.prune_audit(at(3), 0).await.unwrap(), 0);
+    assert_eq!(store.prune_audit(at(3), 2).await.unwrap(), 2);
+    assert_eq!(store.prune_audit(at(3), 2).await.unwrap(), 1);
+    assert_eq!(store.prune_audit(at(3), 2).await.unwrap(), 0);
+    let left = store.list_audit(&every_entry()).await.unwrap();
+    assert_eq!(left.iter().map(|entry| entry.time).collect::<Vec<_>>(), [at(4), at(3)]);
 }
 
 store_contract_tests!(memory, memory_fixture());

@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use super::{
-    Edit, Edited, Editor, FirePlan, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult,
-    job_order_key,
+    AuditEntryOf, Edit, Edited, Editor, FirePlan, JobQuery, JobStore, JobWrite, Planner, Prune, RunQuery, StoreError,
+    StoreResult, job_order_key,
 };
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::job::{Job, Run};
 use crate::labels::Selector;
 
@@ -21,6 +22,8 @@ struct State {
     due: BTreeSet<(DateTime<Utc>, String)>,
     /// Ledger keyed by (job id, scheduled time), as the SQL stores' unique index.
     runs: BTreeMap<(String, DateTime<Utc>), Run>,
+    /// The audit trail, by (time, id): oldest first.
+    audit: BTreeMap<(DateTime<Utc>, String), AuditEntry>,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -48,6 +51,31 @@ impl State {
     fn clear(&mut self) {
         self.jobs.clear();
         self.due.clear();
+    }
+
+    fn add(&mut self, job: &Job, replace_existing: bool) -> StoreResult<Job> {
+        let mut job = job.clone();
+        if let Some(existing) = self.jobs.get(&job.id) {
+            if !replace_existing {
+                return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
+            }
+            job.created_at = existing.created_at;
+        }
+        self.put(job.clone());
+        Ok(job)
+    }
+
+    fn insert_run(&mut self, run: &Run) -> StoreResult<()> {
+        let key = (run.job_id.clone(), run.scheduled_time);
+        if self.runs.contains_key(&key) {
+            return Err(StoreError::Conflict(format!("a run of {:?} at {} exists", run.job_id, run.scheduled_time)));
+        }
+        self.runs.insert(key, run.clone());
+        Ok(())
+    }
+
+    fn record(&mut self, entry: AuditEntry) {
+        self.audit.insert((entry.time, entry.id.clone()), entry);
     }
 }
 
@@ -81,16 +109,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
-        let mut state = self.state.lock().await;
-        let mut job = job.clone();
-        if let Some(existing) = state.jobs.get(&job.id) {
-            if !replace_existing {
-                return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
-            }
-            job.created_at = existing.created_at;
-        }
-        state.put(job);
-        Ok(())
+        self.state.lock().await.add(job, replace_existing).map(|_| ())
     }
 
     async fn update_job(&self, job: &Job) -> StoreResult<()> {
@@ -206,13 +225,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
-        let mut state = self.state.lock().await;
-        let key = (run.job_id.clone(), run.scheduled_time);
-        if state.runs.contains_key(&key) {
-            return Err(StoreError::Conflict(format!("a run of {:?} at {} exists", run.job_id, run.scheduled_time)));
-        }
-        state.runs.insert(key, run.clone());
-        Ok(())
+        self.state.lock().await.insert_run(run)
     }
 
     async fn update_run(&self, run: &Run) -> StoreResult<()> {
@@ -296,6 +309,61 @@ impl JobStore for MemoryStore {
         }
         for key in &doomed {
             state.runs.remove(key);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    /// Under the one lock, so the write and its entries are one step, as a transaction makes them elsewhere.
+    async fn write_audited(&self, write: JobWrite<'_>, audit: Option<AuditEntryOf<'_>>) -> StoreResult<Vec<Job>> {
+        let mut state = self.state.lock().await;
+        let affected = match write {
+            JobWrite::Add { job, replace_existing } => vec![state.add(job, replace_existing)?],
+            JobWrite::Update(job) => {
+                if !state.jobs.contains_key(&job.id) {
+                    return Err(StoreError::NotFound);
+                }
+                state.put(job.clone());
+                vec![job.clone()]
+            }
+            JobWrite::Remove(id) => state.take(id).into_iter().collect(),
+            JobWrite::RemoveAll => {
+                let mut removed: Vec<Job> = state.jobs.drain().map(|(_, job)| job).collect();
+                state.clear();
+                removed.sort_by(|a, b| a.id.cmp(&b.id));
+                removed
+            }
+            JobWrite::InsertRun { run, job } => {
+                state.insert_run(run)?;
+                vec![job.clone()]
+            }
+        };
+        if let Some(audit) = audit {
+            for job in &affected {
+                state.record(audit(job));
+            }
+        }
+        Ok(affected)
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        for entry in entries {
+            state.record(entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let state = self.state.lock().await;
+        Ok(state.audit.values().rev().filter(|entry| query.matches(entry)).take(query.limit).cloned().collect())
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let mut state = self.state.lock().await;
+        let doomed: Vec<(DateTime<Utc>, String)> =
+            state.audit.keys().take_while(|(time, _)| *time < before).take(limit).cloned().collect();
+        for key in &doomed {
+            state.audit.remove(key);
         }
         Ok(doomed.len() as u64)
     }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::job::{Job, Run, RunStatus};
 use crate::labels::Selector;
 
@@ -142,6 +143,41 @@ pub struct Prune {
     pub limit: usize,
 }
 
+/// A change to a store's jobs that `write_audited` makes together with its audit entries.
+#[derive(Debug, Clone, Copy)]
+pub enum JobWrite<'a> {
+    /// As `add_job`.
+    Add {
+        /// The job to insert.
+        job: &'a Job,
+        /// Replace a job with the same id (keeping its created_at) instead of failing with `Conflict`.
+        replace_existing: bool,
+    },
+    /// As `update_job`.
+    Update(&'a Job),
+    /// As `remove_job`.
+    Remove(&'a str),
+    /// As `remove_all_jobs`.
+    RemoveAll,
+    /// As `insert_run`: a run of `job`, which is left as it is.
+    InsertRun {
+        /// The run to insert.
+        run: &'a Run,
+        /// Its job, as the entry shows it.
+        job: &'a Job,
+    },
+}
+
+impl JobWrite<'_> {
+    /// Whether the jobs it affects are gone afterwards.
+    pub fn removes(&self) -> bool {
+        matches!(self, JobWrite::Remove(_) | JobWrite::RemoveAll)
+    }
+}
+
+/// Makes the audit entry of each job a write affected (see `JobStore::write_audited`).
+pub type AuditEntryOf<'a> = &'a (dyn Fn(&Job) -> AuditEntry + Send + Sync);
+
 /// What to do with one due job, decided by the scheduler inside the store's claim transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirePlan {
@@ -221,6 +257,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// Delete finished runs as `prune` says (see `Prune`), at most `prune.limit` of them; the number deleted. With
     /// neither `finished_before` nor `keep_per_job` nothing is deleted.
     async fn prune_runs(&self, prune: &Prune) -> StoreResult<u64>;
+
+    /// Make `write` and, in the same transaction, record `audit(job)` for each job it affected; the jobs it
+    /// affected: the job as stored (`Add`, `Update`: a replaced job keeps its created_at), the jobs removed
+    /// (`Remove`, `RemoveAll`; none when there was nothing to remove), or the run's job (`InsertRun`). Fails as the
+    /// plain operation does (`Conflict`, `NotFound`), and then records nothing. Without `audit` it records nothing.
+    async fn write_audited(&self, write: JobWrite<'_>, audit: Option<AuditEntryOf<'_>>) -> StoreResult<Vec<Job>>;
+    /// Record entries of changes the store did not make itself (scheduler control, a change of several stores).
+    async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()>;
+    /// Audit entries, newest first (by time, then id), filtered; at most `query.limit`. Also of removed jobs.
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+    /// Delete audit entries older than `before`, at most `limit` of them; the number deleted.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
     /// Call `wake` whenever another process (a replica sharing the store) changes its jobs, until `stop`. A store
     /// only this process writes to has nothing to watch: the default returns at once.

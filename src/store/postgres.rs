@@ -21,7 +21,8 @@ use sqlx::{Arguments, PgConnection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use super::sql::{
-    Claim, Dialect, JobRow, JsonColumn, Param, RunRow, SqlStore, Statement, TimeColumn, run_columns, store_error,
+    AuditRow, Claim, Dialect, JobRow, JsonColumn, Param, RunRow, SqlStore, Statement, TimeColumn, run_columns,
+    store_error,
 };
 use super::{JobCursor, StoreError, StoreResult};
 use crate::job::Run;
@@ -142,6 +143,7 @@ impl Dialect for PostgresDialect {
     type Json = serde_json::Value;
     type JobRow = JobRow<DateTime<Utc>, serde_json::Value>;
     type RunRow = RunRow<DateTime<Utc>, serde_json::Value, i32>;
+    type AuditRow = AuditRow<DateTime<Utc>, serde_json::Value>;
 
     /// Verbatim as in the `jobs_list_order` index so PostgreSQL uses it.
     const LIST_ORDER_KEY: &'static str = "COALESCE(next_run_time, 'infinity'::timestamptz)";
@@ -174,6 +176,7 @@ impl Dialect for PostgresDialect {
             Param::Bool(value) => arguments.add(value),
             Param::Time(time) => arguments.add(time.map(pg_time)),
             Param::Json(value) => arguments.add(value),
+            Param::NullableJson(value) => arguments.add(value),
             Param::Keys(keys) => arguments.add(keys),
         }
         .map_err(|err| StoreError::Unavailable(format!("cannot bind a parameter: {err}")))

@@ -20,8 +20,8 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::sql::{
-    Claim, Dialect, JobRow, Micros, Param, RUN_PROGRESS_COLUMNS, RunRow, SqlStore, Statement, TimeColumn, run_columns,
-    run_params, run_progress_params, store_error, to_json_text,
+    AuditRow, Claim, Dialect, JobRow, Micros, Param, RUN_PROGRESS_COLUMNS, RunRow, SqlStore, Statement, TimeColumn,
+    run_columns, run_params, run_progress_params, store_error, to_json_text,
 };
 use super::{JobCursor, StoreError, StoreResult};
 use crate::job::Run;
@@ -95,6 +95,7 @@ impl Dialect for SqliteDialect {
     type Json = String;
     type JobRow = JobRow<Micros, String>;
     type RunRow = RunRow<Micros, String, i64>;
+    type AuditRow = AuditRow<Micros, String>;
 
     /// Verbatim as in the `jobs_list_order` index so SQLite uses it: jobs without a next run time last.
     const LIST_ORDER_KEY: &'static str = "IFNULL(next_run_time, 9223372036854775807)";
@@ -126,6 +127,7 @@ impl Dialect for SqliteDialect {
             Param::Bool(value) => arguments.add(value),
             Param::Time(time) => arguments.add(time.map(Micros::from_time)),
             Param::Json(text) => arguments.add(text),
+            Param::NullableJson(text) => arguments.add(text),
             Param::Keys(keys) => arguments.add(to_json_text(&keys, "keys")?),
         }
         .map_err(|err| StoreError::Unavailable(format!("cannot bind a parameter: {err}")))
@@ -293,10 +295,11 @@ mod tests {
     use sqlx::sqlite::SqliteArguments;
 
     use super::*;
+    use crate::audit::{AuditCursor, AuditQuery};
     use crate::job::RunStatus;
     use crate::labels::Selector;
     use crate::store::contract::{Advance, at, job, paused_job, run};
-    use crate::store::sql::{list_jobs_statement, list_runs_statement};
+    use crate::store::sql::{list_audit_statement, list_jobs_statement, list_runs_statement};
     use crate::store::{JobQuery, JobStore, RunCursor, RunQuery};
 
     fn file_url(dir: &tempfile::TempDir) -> String {
@@ -402,6 +405,15 @@ mod tests {
         let history = RunQuery { status: None, after: Some(cursor), limit: 10 };
         let runs = list_runs_statement::<Sql>("EXPLAIN QUERY PLAN ", "j", &history).unwrap();
         assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_one_per_fire");
+
+        // A job's history of changes, a page after a cursor; and the whole audit by age (retention, `since`).
+        let cursor = AuditCursor { time: at(0), id: "i".to_string() };
+        let changes = AuditQuery { job_id: Some("j".into()), after: Some(cursor), limit: 10, ..AuditQuery::default() };
+        let audit = list_audit_statement::<Sql>("EXPLAIN QUERY PLAN ", &changes).unwrap();
+        assert_seeks(&plan_of(&store, built(audit)).await, "audit", "audit_job_newest");
+        let recent = AuditQuery { since: Some(at(0)), limit: 10, ..AuditQuery::default() };
+        let audit = list_audit_statement::<Sql>("EXPLAIN QUERY PLAN ", &recent).unwrap();
+        assert_seeks(&plan_of(&store, built(audit)).await, "audit", "audit_newest");
     }
 
     /// A selector is answered from `job_labels`' indexes: the jobs that have a label from (key, value), the jobs

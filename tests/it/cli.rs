@@ -40,6 +40,7 @@ async fn apsched(server: &str, args: &[&str], env: &[(&str, &str)], stdin: Optio
     command
         .args(args)
         .env_remove("APSCHED_TOKEN")
+        .env_remove("APSCHED_REASON")
         .env("APSCHED_URL", server)
         .envs(env.iter().copied())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -326,6 +327,56 @@ async fn scheduler_verbs_report_and_control_the_state() {
     let shutdown = apsched(&base, &["scheduler", "shutdown", "--json"], &[], None).await.json();
     assert_eq!(shutdown["state"], "stopped");
     server.stopped().await;
+}
+
+#[tokio::test]
+async fn history_and_audit_show_who_changed_what_and_why() {
+    use apsched::api::auth::{ApiToken, Role};
+    let mut config = memory_config();
+    config.api.tokens = vec![
+        ApiToken::named("ci", "ci-token-0123456789ab", Role::Write),
+        ApiToken::named("ops", "ops-token-0123456789a", Role::Admin),
+    ];
+    let server = Server::start(config).await;
+    let base = server.base.clone();
+    let ci = [("APSCHED_TOKEN", "ci-token-0123456789ab")];
+    let add = [
+        "jobs",
+        "add",
+        "--id",
+        "nightly",
+        "--interval",
+        "1h",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--reason",
+        "first deploy",
+    ];
+    apsched(&base, &add, &ci, None).await.ok();
+    let ops = [("APSCHED_TOKEN", "ops-token-0123456789a"), ("APSCHED_REASON", "incident 7")];
+    apsched(&base, &["jobs", "pause", "nightly"], &ops, None).await.ok();
+    apsched(&base, &["jobs", "remove", "nightly"], &ci, None).await.ok();
+
+    let table = apsched(&base, &["jobs", "history", "nightly"], &ci, None).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(lines.len(), 4, "{table:#?}");
+    assert!(lines[0].starts_with("TIME") && lines[0].contains("ACTOR") && lines[0].ends_with("REASON"), "{table:#?}");
+    for (line, words) in lines[1..].iter().zip([
+        ["ci", "remove", "removed", "-"],
+        ["ops", "pause", "next_run_time, paused", "incident 7"],
+        ["ci", "add", "added", "first deploy"],
+    ]) {
+        assert!(words.iter().all(|word| line.contains(word)), "{line:?} lacks one of {words:?}");
+    }
+    let entries = apsched(&base, &["audit", "--actor", "ops", "--json"], &ci, None).await.json();
+    assert_eq!(entries.as_array().unwrap().len(), 1);
+    assert_eq!((&entries[0]["action"], &entries[0]["reason"]), (&json!("pause"), &json!("incident 7")));
+    let adds = apsched(&base, &["audit", "--action", "add", "--limit", "5", "--json"], &ci, None).await.json();
+    assert_eq!(adds[0]["after"]["id"], "nightly");
+    let bad = apsched(&base, &["audit", "--action", "delete"], &ci, None).await;
+    assert_eq!(bad.code, EXIT_API_REFUSED, "{bad:#?}");
+    assert!(bad.stderr.contains("action"), "{bad:#?}");
+    server.stop().await;
 }
 
 #[tokio::test]

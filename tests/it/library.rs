@@ -45,3 +45,40 @@ async fn run_until_fires_until_its_future_completes_then_shuts_down() -> anyhow:
     assert!(kinds.contains(&apsched::EventKind::SchedulerShutdown), "{kinds:?}");
     Ok(())
 }
+
+/// Changes made `by` someone are in the audit with who and why; changes made directly are the program's own and
+/// are not; the history of a removed job is still there.
+#[tokio::test]
+async fn changes_made_by_someone_are_audited_and_read_back() -> anyhow::Result<()> {
+    use apsched::{AuditAction, AuditQuery, Change, JobSpec};
+
+    let dir = tempfile::tempdir()?;
+    let scheduler = apsched::Scheduler::builder()
+        .jobstore("default", apsched::store::Sqlite::open(dir.path().join("jobs.db")).await?)
+        .build()
+        .await?;
+    let hourly: apsched::Trigger = serde_json::from_value(serde_json::json!({"type": "interval", "hours": 1}))?;
+    let action: apsched::HttpAction = serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9/hook"}))?;
+    scheduler.add_job(JobSpec::new(hourly.clone(), action.clone()).id("quiet")).await?;
+    let deploy = scheduler.by(Change::by("deploy-bot").because("release 4.2"));
+    deploy.add_job(JobSpec::new(hourly, action).id("report")).await?;
+    deploy.pause_job("report").await?;
+    scheduler.by(Change::by("alice")).remove_job("report").await?;
+
+    let history = scheduler.job_history("report", &AuditQuery { limit: 10, ..AuditQuery::default() }).await?;
+    let seen: Vec<(AuditAction, &str, Option<&str>)> =
+        history.iter().map(|entry| (entry.action, entry.actor.as_str(), entry.reason.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            (AuditAction::Remove, "alice", None),
+            (AuditAction::Pause, "deploy-bot", Some("release 4.2")),
+            (AuditAction::Add, "deploy-bot", Some("release 4.2")),
+        ]
+    );
+    assert_eq!(history[1].after.as_ref().unwrap()["paused"], true);
+    assert_eq!(history[0].before.as_ref().unwrap()["id"], "report");
+    let everything = scheduler.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).await?;
+    assert_eq!(everything.len(), 3, "the direct add of `quiet` is not audited: {everything:?}");
+    Ok(())
+}

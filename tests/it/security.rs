@@ -18,11 +18,8 @@ const WRITER: &str = "write-token-0123456789";
 const READER: &str = "read-token-01234567890";
 
 fn with_tokens(mut config: Config) -> Config {
-    config.api.tokens = vec![
-        ApiToken { token: ADMIN.into(), role: Role::Admin },
-        ApiToken { token: WRITER.into(), role: Role::Write },
-        ApiToken { token: READER.into(), role: Role::Read },
-    ];
+    config.api.tokens =
+        vec![ApiToken::new(ADMIN, Role::Admin), ApiToken::new(WRITER, Role::Write), ApiToken::new(READER, Role::Read)];
     config
 }
 

@@ -394,6 +394,24 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
         .await;
     let (_, job) = server.get("/v1/jobs/browser-job").await;
     assert_eq!(job["name"], "Renamed in the browser");
+
+    // The History tab: every change made from the page (and the API), newest first, with who made it and what
+    // it changed.
+    browser.click("#tab-history").await;
+    browser
+        .wait_until(
+            "the rename in the job's history",
+            "(r => r && r.querySelector('.changed').textContent.startsWith('name'))(document.querySelector('#history tbody tr[data-action]'))",
+        )
+        .await;
+    let actions = browser
+        .script("return [...document.querySelectorAll('#history tbody tr')].map(r => r.dataset.action)", json!([]))
+        .await;
+    assert_eq!(actions, json!(["modify", "modify", "run", "pause", "add"]));
+    assert_eq!(browser.text("#history tbody tr[data-action=add] .actor").await, "anonymous");
+    assert!(browser.text("#history tbody tr[data-action=add] .changed").await.starts_with("added"));
+    assert!(browser.script("return document.querySelector('#panel-runs').hidden", json!([])).await == true);
+    browser.screenshot(&screenshot_dir().join("job-history.png")).await;
     assert_eq!(job["action"]["url"], hook.as_str());
     assert_eq!(job["action"]["headers"]["Authorization"], "********");
 

@@ -19,17 +19,19 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 pub use rows::{
-    JobRow, JsonColumn, Micros, Param, RUN_PROGRESS_COLUMNS, Record, RunRow, TimeColumn, is_unique_violation, limit_of,
-    narrow, run_params, run_progress_params, store_error, to_json_text,
+    AuditRow, JobRow, JsonColumn, Micros, Param, RUN_PROGRESS_COLUMNS, Record, RunRow, TimeColumn, is_unique_violation,
+    limit_of, narrow, run_params, run_progress_params, store_error, to_json_text,
 };
 
 use super::recorder::RunRecorder;
 use super::{
-    Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunQuery, StoreError, StoreResult,
+    AuditEntryOf, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Planner, Prune, RunQuery,
+    StoreError, StoreResult,
 };
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::job::{Job, Run};
 use crate::labels::Selector;
-use rows::{job_params, models};
+use rows::{audit_params, job_params, models};
 
 pub type DbRow<D> = <<D as Dialect>::Db as Database>::Row;
 pub type Args<D> = <<D as Dialect>::Db as Database>::Arguments;
@@ -83,6 +85,11 @@ const INSERT_RUN_SQL: &str = concat!(
     run_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 );
+const INSERT_AUDIT_SQL: &str = "INSERT INTO audit (id, recorded_at, actor, action, job_id, reason, job_before, \
+    job_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The oldest entries before `$1`, at most `$2` of them, from the `audit_newest` index.
+const PRUNE_AUDIT_SQL: &str =
+    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE recorded_at < $1 ORDER BY recorded_at LIMIT $2)";
 /// Each job's finished runs beyond its newest `$1` by scheduled time, at most `$2` of them.
 const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM \
     (SELECT idempotency_key, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_time DESC) AS newer \
@@ -98,6 +105,7 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     type Json: JsonColumn + Send;
     type JobRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Job> + Send + Unpin;
     type RunRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Run> + Send + Unpin;
+    type AuditRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = AuditEntry> + Send + Unpin;
 
     /// Which store this dialect makes (PostgreSQL may be shared by replicas; SQLite belongs to one process).
     const KIND: super::StoreType;
@@ -224,6 +232,29 @@ pub fn list_runs_statement<D: Dialect>(prefix: &str, job_id: &str, query: &RunQu
     }
     // A job has one run per scheduled time, so the time alone orders its history.
     sql.push(" ORDER BY scheduled_time DESC LIMIT ").param(Param::Int(Some(limit_of(query.limit))))?;
+    Ok(sql)
+}
+
+/// The audit newest first, filtered; `prefix` as for `list_jobs_statement`.
+pub fn list_audit_statement<D: Dialect>(prefix: &str, query: &AuditQuery) -> StoreResult<Statement<D>> {
+    let mut sql = Statement::new(format!("{prefix}SELECT * FROM audit WHERE TRUE"));
+    if let Some(job_id) = &query.job_id {
+        sql.push(" AND job_id = ").param(Param::Text(Some(job_id)))?;
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND recorded_at >= ").param(Param::Time(Some(since)))?;
+    }
+    if let Some(actor) = &query.actor {
+        sql.push(" AND actor = ").param(Param::Text(Some(actor)))?;
+    }
+    if let Some(action) = query.action {
+        sql.push(" AND action = ").param(Param::Text(Some(action.as_str())))?;
+    }
+    if let Some(cursor) = &query.after {
+        sql.push(" AND (recorded_at, id) < (").param(Param::Time(Some(cursor.time)))?;
+        sql.push(", ").param(Param::Text(Some(&cursor.id)))?.push(")");
+    }
+    sql.push(" ORDER BY recorded_at DESC, id DESC LIMIT ").param(Param::Int(Some(limit_of(query.limit))))?;
     Ok(sql)
 }
 
@@ -624,6 +655,106 @@ where
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(deleted)
+    }
+
+    async fn write_audited(&self, write: JobWrite<'_>, audit: Option<AuditEntryOf<'_>>) -> StoreResult<Vec<Job>> {
+        // The statements of the plain operations, so a column added to them is written here too.
+        let returning = |sql: &str| sqlx::AssertSqlSafe(format!("{sql} RETURNING *"));
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        let rows: Vec<D::JobRow> = match write {
+            JobWrite::Add { job, replace_existing } => {
+                let sql = if replace_existing { REPLACE_JOB_SQL } else { INSERT_JOB_SQL };
+                match sqlx::query_as_with(returning(sql), arguments::<D>(job_params(job)?)?)
+                    .fetch_all(&mut *transaction)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(err) if is_unique_violation(&err) => {
+                        return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
+                    }
+                    Err(err) => return Err(store_error(err)),
+                }
+            }
+            JobWrite::Update(job) => {
+                let rows: Vec<D::JobRow> =
+                    sqlx::query_as_with(returning(UPDATE_JOB_SQL), arguments::<D>(job_params(job)?)?)
+                        .fetch_all(&mut *transaction)
+                        .await
+                        .map_err(store_error)?;
+                if rows.is_empty() {
+                    return Err(StoreError::NotFound);
+                }
+                rows
+            }
+            JobWrite::Remove(id) => sqlx::query_as_with(
+                "DELETE FROM jobs WHERE id = $1 RETURNING *",
+                arguments::<D>([Param::Text(Some(id))])?,
+            )
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?,
+            JobWrite::RemoveAll => sqlx::query_as("DELETE FROM jobs RETURNING *")
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?,
+            JobWrite::InsertRun { run, .. } => {
+                match sqlx::query_with(INSERT_RUN_SQL, arguments::<D>(run_params(run)?)?)
+                    .execute(&mut *transaction)
+                    .await
+                {
+                    Ok(_) => Vec::new(),
+                    Err(err) if is_unique_violation(&err) => return Err(run_conflict(run)),
+                    Err(err) => return Err(store_error(err)),
+                }
+            }
+        };
+        let affected = match write {
+            JobWrite::InsertRun { job, .. } => vec![job.clone()],
+            _ => models(rows)?,
+        };
+        if let Some(audit) = audit {
+            for job in &affected {
+                let entry = audit(job);
+                sqlx::query_with(INSERT_AUDIT_SQL, arguments::<D>(audit_params(&entry)?)?)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(affected)
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        for entry in entries {
+            sqlx::query_with(INSERT_AUDIT_SQL, arguments::<D>(audit_params(entry)?)?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let Statement { sql, arguments } = list_audit_statement::<D>("", query)?;
+        let rows: Vec<D::AuditRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let arguments = arguments::<D>([Param::Time(Some(before)), Param::Int(Some(limit_of(limit)))])?;
+        let _turn = self.turn().await;
+        let result = sqlx::query_with(PRUNE_AUDIT_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
+        Ok(D::rows_affected(&result))
     }
 
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {

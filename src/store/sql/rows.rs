@@ -5,6 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::FromRow;
 
+use crate::audit::{AuditAction, AuditEntry};
 use crate::job::{Job, Run, RunStatus};
 use crate::store::{StoreError, StoreResult};
 
@@ -213,6 +214,41 @@ impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Ti
     }
 }
 
+#[derive(FromRow)]
+pub struct AuditRow<Time, Json> {
+    id: String,
+    recorded_at: Time,
+    actor: String,
+    action: String,
+    job_id: Option<String>,
+    reason: Option<String>,
+    job_before: Option<Json>,
+    job_after: Option<Json>,
+}
+
+impl<Time: TimeColumn, Json: JsonColumn> Record for AuditRow<Time, Json> {
+    type Model = AuditEntry;
+
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn into_model(self) -> StoreResult<AuditEntry> {
+        let what = |column: &str| format!("audit entry {:?} {column}", self.id);
+        Ok(AuditEntry {
+            time: self.recorded_at.into_time(&what("recorded_at"))?,
+            action: AuditAction::parse(&self.action)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("action"), self.action)))?,
+            before: self.job_before.map(|json| json.decode(&what("job_before"))).transpose()?,
+            after: self.job_after.map(|json| json.decode(&what("job_after"))).transpose()?,
+            actor: self.actor,
+            job_id: self.job_id,
+            reason: self.reason,
+            id: self.id,
+        })
+    }
+}
+
 pub fn models<R: Record>(rows: Vec<R>) -> StoreResult<Vec<R::Model>> {
     rows.into_iter().map(Record::into_model).collect()
 }
@@ -226,6 +262,8 @@ pub enum Param<'a, Json> {
     Bool(bool),
     Time(Option<DateTime<Utc>>),
     Json(Json),
+    /// A JSON document or NULL.
+    NullableJson(Option<Json>),
     /// Several keys (job ids, idempotency keys) as one parameter, for `IN` or `= ANY`.
     Keys(Vec<&'a str>),
 }
@@ -247,6 +285,22 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Time(Some(job.created_at)),
         Param::Time(Some(job.updated_at)),
         Param::Json(Json::encode(&job.labels, "labels")?),
+    ])
+}
+
+/// Every column of `audit` in table order (`INSERT_AUDIT_SQL`).
+pub fn audit_params<Json: JsonColumn>(entry: &AuditEntry) -> StoreResult<[Param<'_, Json>; 8]> {
+    let json =
+        |value: &Option<serde_json::Value>, what| value.as_ref().map(|value| Json::encode(value, what)).transpose();
+    Ok([
+        Param::Text(Some(&entry.id)),
+        Param::Time(Some(entry.time)),
+        Param::Text(Some(&entry.actor)),
+        Param::Text(Some(entry.action.as_str())),
+        Param::Text(entry.job_id.as_deref()),
+        Param::Text(entry.reason.as_deref()),
+        Param::NullableJson(json(&entry.before, "audit before")?),
+        Param::NullableJson(json(&entry.after, "audit after")?),
     ])
 }
 

@@ -13,6 +13,7 @@
   // One page of jobs; "load more" follows the cursor.
   const JOB_PAGE = 200;
   const RUN_PAGE = 50;
+  const HISTORY_PAGE = 50;
   // How long a notice stays up.
   const FLASH_MS = 6000;
   // What the API shows instead of a secret header value (docs/security.md); saving it back would store the mask.
@@ -28,7 +29,8 @@
   // Bumped on every navigation and every new refresh loop: a late answer for a page left behind is dropped.
   let pageSeq = 0;
   let refreshSeq = 0;
-  const view = { filter: '', state: 'all', selector: '' };
+  // jobTab: which of a job's tabs is shown (runs or history); kept while the page refreshes.
+  const view = { filter: '', state: 'all', selector: '', jobTab: 'runs' };
 
   // ---- the API --------------------------------------------------------------------------------------------
 
@@ -449,7 +451,13 @@
       if (err.status === 404) return { runs: [] };
       throw err;
     });
-    if (!job && !runs.runs.length) throw new Problem(404, { detail: 'no job with id ' + JSON.stringify(id) });
+    const history = await api('GET', '/jobs/' + enc(id) + '/history?limit=' + HISTORY_PAGE).catch((err) => {
+      if (err.status === 404) return { entries: [] };
+      throw err;
+    });
+    if (!job && !runs.runs.length && !history.entries.length) {
+      throw new Problem(404, { detail: 'no job with id ' + JSON.stringify(id) });
+    }
     let preview = null;
     if (job) {
       preview = await api('POST', '/triggers/preview', { trigger: job.trigger, count: PREVIEW_COUNT })
@@ -473,7 +481,7 @@
         ['Executor', job.executor], ['Job store', job.jobstore],
         ['Labels', labelChips(job.labels) || '—'],
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
-      ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history remains.');
+      ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history and its history of changes remain.');
 
     const runRows = runs.runs.map((run) => h('tr', { 'data-status': run.status },
       h('td', {}, timeCell(run.scheduled_time, run.scheduled_time && zone)),
@@ -494,12 +502,60 @@
         preview.error
         ? h('p', { class: 'form-error' }, preview.error)
         : h('ol', { id: 'fire-times', class: 'preview' }, preview.fire_times.map((t) => h('li', {}, timeCell(t, zone))))] : null,
-      h('h2', {}, 'Run history'),
-      h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
-        .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
-        : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No runs yet.')))),
+      jobTabs([
+        ['runs', 'Runs', h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
+          .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
+          : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No runs yet.'))))],
+        ['history', 'History', historyTable(history.entries)],
+      ]),
       job ? h('details', {}, h('summary', {}, 'As JSON'), h('pre', {}, JSON.stringify(job, null, 2))) : null);
     every(reload);
+  }
+
+  // Tabs over a job's runs and its history of changes; the chosen one stays chosen across refreshes.
+  function jobTabs(tabs) {
+    const buttons = tabs.map(([name, label]) => h('button', {
+      type: 'button', role: 'tab', id: 'tab-' + name, 'aria-controls': 'panel-' + name,
+      'aria-selected': String(view.jobTab === name), class: view.jobTab === name ? 'tab current' : 'tab',
+    }, label));
+    const panels = tabs.map(([name, , content]) =>
+      h('div', { role: 'tabpanel', id: 'panel-' + name, hidden: view.jobTab !== name }, content));
+    buttons.forEach((button, index) => button.addEventListener('click', () => {
+      view.jobTab = tabs[index][0];
+      buttons.forEach((other, i) => {
+        other.setAttribute('aria-selected', String(i === index));
+        other.classList.toggle('current', i === index);
+        panels[i].hidden = i !== index;
+      });
+    }));
+    return [h('div', { class: 'tabs', role: 'tablist' }, buttons), panels];
+  }
+
+  // What an audit entry changed: added, removed, or the fields that differ (updated_at changes with everything).
+  function changedFields(before, after) {
+    if (!before && after) return 'added';
+    if (before && !after) return 'removed';
+    if (!before || !after) return '—';
+    const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+    names.delete('updated_at');
+    const changed = [...names].filter((name) => JSON.stringify(before[name]) !== JSON.stringify(after[name])).sort();
+    return changed.length ? changed.join(', ') : '—';
+  }
+
+  // Who changed the job, when and why, newest first; each change with the job before and after it.
+  function historyTable(entries) {
+    const zone = scheduler && scheduler.timezone;
+    const rows = entries.map((entry) => h('tr', { 'data-action': entry.action },
+      h('td', {}, timeCell(entry.time, zone)),
+      h('td', { class: 'actor' }, entry.actor),
+      h('td', { class: 'mono' }, entry.action),
+      h('td', { class: 'changed' }, changedFields(entry.before, entry.after),
+        entry.before || entry.after ? h('details', {}, h('summary', { class: 'sub' }, 'before and after'),
+          h('pre', {}, 'before: ' + JSON.stringify(entry.before, null, 2) + '\nafter: ' + JSON.stringify(entry.after, null, 2))) : null),
+      h('td', { class: 'reason' }, entry.reason || '—')));
+    return h('table', { id: 'history' }, h('thead', {}, h('tr', {}, ['Time', 'Who', 'Action', 'Changed', 'Why']
+      .map((c) => h('th', {}, c)))), h('tbody', {}, rows.length ? rows
+      : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No changes recorded.'))));
   }
 
   // ---- add and edit ---------------------------------------------------------------------------------------
