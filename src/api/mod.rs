@@ -2,6 +2,7 @@
 //! problem+json. Handlers are thin: extract, validate, call the scheduler or a store, convert.
 
 pub mod auth;
+mod calendars;
 mod events;
 mod examples;
 mod health;
@@ -60,6 +61,7 @@ pub struct AppState {
     tags(
         (name = "jobs", description = "Add, inspect, change and remove jobs"),
         (name = "triggers", description = "Preview fire times"),
+        (name = "calendars", description = "Named exclusions any trigger can use"),
         (name = "scheduler", description = "Scheduler state and control"),
         (name = "events", description = "The scheduler's events, streamed as server-sent events"),
         (name = "health", description = "Liveness, readiness and metrics")
@@ -77,6 +79,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::run_job))
         .routes(routes!(jobs::list_runs))
         .routes(routes!(triggers::preview))
+        .routes(routes!(calendars::list_calendars))
+        .routes(routes!(calendars::put_calendar, calendars::get_calendar, calendars::remove_calendar))
+        .routes(routes!(calendars::check_calendar))
         .routes(routes!(scheduler::get_scheduler))
         .routes(routes!(scheduler::pause_scheduler))
         .routes(routes!(scheduler::resume_scheduler))

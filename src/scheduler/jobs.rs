@@ -166,11 +166,16 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
-/// Resolve and compile a trigger; errors name `trigger.<field>`.
-fn prepare_trigger(spec: TriggerSpec, scheduler: &Scheduler, now: DateTime<Utc>) -> Result<(TriggerSpec, Trigger)> {
+/// Resolve and compile a trigger against the scheduler's calendars; errors name `trigger.<field>`.
+async fn prepare_trigger(
+    spec: TriggerSpec,
+    scheduler: &Scheduler,
+    now: DateTime<Utc>,
+) -> Result<(TriggerSpec, Trigger)> {
     let to_error = |err: crate::trigger::TriggerError| Error::invalid(format!("trigger.{}", err.field), err.message);
     let spec = spec.resolve(scheduler.default_tz, now).map_err(to_error)?;
-    let trigger = spec.compile(scheduler.default_tz).map_err(to_error)?;
+    let calendars = scheduler.calendars_for(&spec.calendar_ids()).await?;
+    let trigger = spec.compile_with(scheduler.default_tz, calendars.as_ref()).map_err(to_error)?;
     Ok((spec, trigger))
 }
 
@@ -254,9 +259,13 @@ impl Scheduler {
         let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
         check_max_instances(max_instances)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
-            TriggerSpec::Date(DateSpec { run_date: format_time(now, self.default_tz), timezone: None })
+            TriggerSpec::Date(DateSpec {
+                run_date: format_time(now, self.default_tz),
+                timezone: None,
+                exclude_calendars: Vec::new(),
+            })
         });
-        let (trigger_spec, trigger) = prepare_trigger(trigger, self, now)?;
+        let (trigger_spec, trigger) = prepare_trigger(trigger, self, now).await?;
         let first = first_fire(&trigger, now)?;
         let next_run_time = match (&spec.next_run_time, spec.paused) {
             (_, true) => None,
@@ -417,13 +426,13 @@ impl Scheduler {
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = changes.trigger {
-            let (spec, _) = prepare_trigger(spec, self, now)?;
+            let (spec, _) = prepare_trigger(spec, self, now).await?;
             job.trigger = spec;
         }
         if let Some(paused) = changes.paused {
             job.paused = paused;
         }
-        let trigger = self.compile(&job)?;
+        let trigger = self.compile(&job).await?;
         if rescheduled {
             let first = first_fire(&trigger, now)?;
             job.next_run_time = (!job.paused).then_some(first);
@@ -460,7 +469,7 @@ impl Scheduler {
     pub async fn resume_job(&self, id: &str) -> Result<Job> {
         let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         if job.paused {
-            let trigger = self.compile(&job)?;
+            let trigger = self.compile(&job).await?;
             let now = self.now();
             job.paused = false;
             job.updated_at = now;
@@ -548,10 +557,13 @@ impl Scheduler {
         Ok(runs)
     }
 
-    fn compile(&self, job: &Job) -> Result<Trigger> {
+    async fn compile(&self, job: &Job) -> Result<Trigger> {
         // Saved triggers were checked when saved; one that no longer compiles (the zone database changed) is the
         // store's problem, not the caller's input.
-        job.compiled_trigger(self.default_tz).map_err(|err| StoreError::Corrupt(err.to_string()).into())
+        let calendars = self.calendars_for(&job.trigger.calendar_ids()).await?;
+        job.trigger
+            .compile_with(self.default_tz, calendars.as_ref())
+            .map_err(|err| StoreError::Corrupt(err.to_string()).into())
     }
 
     /// Save a changed job, then report it and wake the loop: published first, so `job_modified` precedes any
