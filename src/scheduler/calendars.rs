@@ -302,3 +302,166 @@ impl Scheduler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, TimeDelta, Utc};
+    use serde_json::json;
+
+    use super::super::clock::ManualClock;
+    use super::super::{Error, JobSpec, Scheduler};
+    use crate::action::Action;
+    use crate::calendar::Calendar;
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    async fn scheduler_at(now: &str) -> (Arc<Scheduler>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(at(now)));
+        let scheduler = Scheduler::builder()
+            .jobstore("default", crate::store::Memory::new())
+            .jobstore("other", crate::store::Memory::new())
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap();
+        scheduler.register_fn("noop", |_context| async { Ok(()) });
+        (scheduler, clock)
+    }
+
+    fn calendar(value: serde_json::Value) -> Calendar {
+        serde_json::from_value(value).unwrap()
+    }
+
+    async fn daily_nine(scheduler: &Scheduler, id: &str, calendars: &[&str], jobstore: &str) {
+        let trigger =
+            serde_json::from_value(json!({"type": "cron", "hour": 9, "exclude_calendars": calendars})).unwrap();
+        // Several instances, so a fire is never skipped for the one before still being delivered.
+        let mut spec = JobSpec::new(trigger, Action::function("noop")).id(id).max_instances(10);
+        spec.jobstore = Some(jobstore.to_string());
+        scheduler.add_job(spec).await.unwrap();
+    }
+
+    async fn next_run(scheduler: &Scheduler, id: &str) -> Option<DateTime<Utc>> {
+        scheduler.get_job(id).await.unwrap().unwrap().next_run_time
+    }
+
+    #[tokio::test]
+    async fn changing_a_calendar_moves_the_next_run_time_of_every_job_that_uses_it_in_every_store() {
+        // 2026-12-24 is a Thursday.
+        let (scheduler, _clock) = scheduler_at("2026-12-24T10:00:00Z").await;
+        scheduler.put_calendar(calendar(json!({"id": "holidays", "timezone": "UTC"}))).await.unwrap();
+        scheduler
+            .put_calendar(calendar(json!({"id": "company", "timezone": "UTC", "base": "holidays"})))
+            .await
+            .unwrap();
+        daily_nine(&scheduler, "direct", &["holidays"], "default").await;
+        daily_nine(&scheduler, "chained", &["company"], "other").await;
+        daily_nine(&scheduler, "plain", &[], "default").await;
+        assert_eq!(next_run(&scheduler, "direct").await, Some(at("2026-12-25T09:00:00Z")));
+
+        let mut events = scheduler.subscribe();
+        scheduler
+            .put_calendar(calendar(json!({"id": "holidays", "timezone": "UTC", "exclude": {"dates": ["2026-12-25"]}})))
+            .await
+            .unwrap();
+        assert_eq!(next_run(&scheduler, "direct").await, Some(at("2026-12-26T09:00:00Z")));
+        assert_eq!(next_run(&scheduler, "chained").await, Some(at("2026-12-26T09:00:00Z")), "through its base");
+        assert_eq!(next_run(&scheduler, "plain").await, Some(at("2026-12-25T09:00:00Z")));
+        let modified = std::iter::from_fn(|| events.try_recv().ok())
+            .filter(|event| event.kind == super::super::EventKind::JobModified)
+            .count();
+        assert_eq!(modified, 2);
+
+        // Lifting the exclusion brings the 25th back.
+        scheduler.put_calendar(calendar(json!({"id": "holidays", "timezone": "UTC"}))).await.unwrap();
+        assert_eq!(next_run(&scheduler, "direct").await, Some(at("2026-12-25T09:00:00Z")));
+    }
+
+    #[tokio::test]
+    async fn the_loop_plans_past_excluded_fires() {
+        let (scheduler, _clock) = scheduler_at("2026-01-01T00:00:00Z").await;
+        // 2026-01-02 is a Friday: the fire after it is Monday's.
+        let weekend = json!({"id": "weekend", "timezone": "UTC", "exclude": {"weekdays": ["sat", "sun"]}});
+        scheduler.put_calendar(calendar(weekend)).await.unwrap();
+        daily_nine(&scheduler, "weekday", &["weekend"], "default").await;
+        assert_eq!(next_run(&scheduler, "weekday").await, Some(at("2026-01-01T09:00:00Z")));
+        assert_eq!(scheduler.tick(at("2026-01-01T09:00:00Z")).await.submitted, 1);
+        assert_eq!(scheduler.tick(at("2026-01-02T09:00:00Z")).await.submitted, 1);
+        assert_eq!(next_run(&scheduler, "weekday").await, Some(at("2026-01-05T09:00:00Z")));
+    }
+
+    #[tokio::test]
+    async fn a_calendar_in_use_cannot_be_removed_and_bad_ones_are_refused_naming_the_field() {
+        let (scheduler, _clock) = scheduler_at("2026-01-01T00:00:00Z").await;
+        scheduler.put_calendar(calendar(json!({"id": "base"}))).await.unwrap();
+        let stored = scheduler.put_calendar(calendar(json!({"id": "used", "base": "base"}))).await.unwrap();
+        assert_eq!(stored.timezone.as_deref(), Some("UTC"), "the zone is filled in");
+        daily_nine(&scheduler, "user", &["used"], "other").await;
+
+        let err = scheduler.remove_calendar("used").await.unwrap_err();
+        assert!(matches!(&err, Error::Conflict(message) if message.contains("\"user\"")), "{err}");
+        let err = scheduler.remove_calendar("base").await.unwrap_err();
+        assert!(matches!(&err, Error::Conflict(message) if message.contains("the base of [\"used\"]")), "{err}");
+        assert!(matches!(scheduler.remove_calendar("nope").await, Err(Error::NotFound(_))));
+
+        let invalid = |result: Result<Calendar, Error>| match result {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert_eq!(invalid(scheduler.put_calendar(calendar(json!({"id": "base", "base": "used"}))).await), "base");
+        assert_eq!(invalid(scheduler.put_calendar(calendar(json!({"id": "x", "base": "gone"}))).await), "base");
+        assert_eq!(invalid(scheduler.put_calendar(calendar(json!({"id": "a b"}))).await), "id");
+        let bad_date = json!({"id": "x", "exclude": {"dates": ["tomorrow"]}});
+        assert_eq!(invalid(scheduler.put_calendar(calendar(bad_date)).await), "exclude.dates[0]");
+        assert_eq!(scheduler.list_calendars().await.unwrap().len(), 2, "nothing was stored");
+
+        let trigger = serde_json::from_value(json!({"type": "and", "triggers": [
+            {"type": "cron", "hour": 9}, {"type": "cron", "minute": 0, "exclude_calendars": ["used", "missing"]}]}))
+        .unwrap();
+        let err = scheduler.add_job(JobSpec::new(trigger, Action::function("noop"))).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { field, .. } if field == "trigger.triggers[1].exclude_calendars[1]"),
+            "{err}"
+        );
+
+        scheduler.remove_job("user").await.unwrap();
+        scheduler.remove_calendar("used").await.unwrap();
+        scheduler.remove_calendar("base").await.unwrap();
+        assert!(scheduler.list_calendars().await.unwrap().is_empty());
+        assert!(scheduler.calendar_set().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_left_with_no_fire_time_is_removed() {
+        let (scheduler, _clock) = scheduler_at("2026-01-01T00:00:00Z").await;
+        scheduler.put_calendar(calendar(json!({"id": "january"}))).await.unwrap();
+        let trigger = serde_json::from_value(
+            json!({"type": "date", "run_date": "2026-01-15T12:00:00Z", "exclude_calendars": ["january"]}),
+        )
+        .unwrap();
+        scheduler.add_job(JobSpec::new(trigger, Action::function("noop")).id("once")).await.unwrap();
+        let january = json!({"id": "january", "exclude": {"ranges": [{"start": "2026-01-01", "end": "2026-02-01"}]}});
+        scheduler.put_calendar(calendar(january)).await.unwrap();
+        assert_eq!(scheduler.get_job("once").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn check_answers_for_each_time_and_a_new_calendar_is_found_at_once() {
+        let (scheduler, clock) = scheduler_at("2026-01-01T00:00:00Z").await;
+        let weekend = json!({"id": "weekend", "timezone": "UTC", "exclude": {"weekdays": ["sat", "sun"]}});
+        scheduler.put_calendar(calendar(weekend)).await.unwrap();
+        let times = [at("2026-01-02T12:00:00Z"), at("2026-01-03T12:00:00Z"), at("2026-01-05T00:00:00Z")];
+        assert_eq!(scheduler.check_calendar("weekend", &times).await.unwrap(), [false, true, false]);
+        assert!(matches!(scheduler.check_calendar("nope", &times).await, Err(Error::NotFound(_))));
+        let too_many = vec![at("2026-01-02T12:00:00Z"); super::MAX_CHECK_TIMES + 1];
+        assert!(
+            matches!(scheduler.check_calendar("weekend", &too_many).await, Err(Error::Invalid { field, .. }) if field == "times")
+        );
+        clock.advance(TimeDelta::hours(1));
+        assert_eq!(scheduler.calendar_set().len(), 1);
+    }
+}

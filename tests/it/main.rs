@@ -7,6 +7,7 @@
 mod harness;
 
 mod bad_input;
+mod calendars;
 mod cli;
 mod crash;
 mod delivery;
