@@ -212,3 +212,22 @@ fn ics_edge_cases() {
     let err = calendar(json!({"id": "x", "ics": endless})).compile_own(Tz::UTC).unwrap_err();
     assert!(err.message.contains("more than"), "{}", err.message);
 }
+
+proptest::proptest! {
+    /// Whatever text arrives in `ics` (schemathesis sends anything), compiling answers with periods or an error,
+    /// never a panic.
+    #[test]
+    fn any_ics_text_compiles_or_is_refused(
+        start in "(DTSTART(;VALUE=DATE|;TZID=Europe/Berlin|;TZID=Nowhere)?:[0-9TZ]{0,16})?",
+        end in "((DTEND|DURATION)(;VALUE=DATE)?:[-0-9PTWDHMSZ]{0,16})?",
+        rule in "(RRULE:(FREQ=(YEARLY|DAILY|SECONDLY|WEEKLY);?)?(COUNT=[0-9]{1,6};?)?(INTERVAL=[0-9]{1,5};?)?(BYDAY=[-0-9A-Z,]{0,8};?)?(UNTIL=[0-9TZ]{0,16})?)?",
+        exdate in "(EXDATE(;VALUE=DATE)?:[0-9TZ,]{0,20})?",
+        noise in "\\PC{0,40}",
+    ) {
+        let text = format!("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{start}\r\n{end}\r\n{rule}\r\n{exdate}\r\n{noise}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
+        let calendar = Calendar { id: "x".into(), timezone: None, exclude: Exclude::default(), ics: Some(text), base: None };
+        let _ = calendar.compile_own(Tz::UTC);
+        let raw = Calendar { ics: Some(noise), ..calendar };
+        let _ = raw.compile_own(Tz::UTC);
+    }
+}
