@@ -447,6 +447,17 @@ async fn a_person_sees_a_jobs_calendars_and_checks_a_time_against_one() {
     browser.click("#check-form button").await;
     browser.wait_until("the check's answer", "document.querySelector('#check-result').textContent !== ''").await;
     assert!(browser.text("#check-result").await.starts_with("excluded"), "{}", browser.text("#check-result").await);
+
+    // The form keeps the trigger's calendars, and an unknown one is shown beside its field.
+    browser.goto(&format!("{}/ui/#/edit/weekdays", server.base)).await;
+    browser.wait_until("the edit form", "document.querySelector('#exclude-calendars')").await;
+    let kept = browser.script("return document.querySelector('#exclude-calendars').value", json!([])).await;
+    assert_eq!(kept, "holidays");
+    browser.type_into("#exclude-calendars", "holidays, nope").await;
+    browser.click("#save").await;
+    browser.wait_until("the field's error", "document.querySelector('#exclude-calendars[aria-invalid=true]')").await;
+    let job = server.get("/v1/jobs/weekdays").await.1;
+    assert_eq!(job["trigger"]["exclude_calendars"], json!(["holidays"]), "nothing was saved");
     browser.close().await;
     server.stop().await;
 }

@@ -564,7 +564,10 @@
       field('Timezone', input('timezone', 'trigger.timezone', { value: t && kind !== 'json' ? val(t.timezone) : '', placeholder: (scheduler && scheduler.timezone) || 'UTC' }), 'IANA name; empty: the scheduler\u2019s'),
       kindField('-date', 'Start date', 'start-date', 'trigger.start_date', { value: t && kind !== 'json' ? val(t.start_date) : '' }),
       kindField('-date', 'End date', 'end-date', 'trigger.end_date', { value: t && kind !== 'json' ? val(t.end_date) : '' }),
-      kindField('-date', 'Jitter (s)', 'jitter', 'trigger.jitter', { value: t && kind !== 'json' ? val(t.jitter) : '', inputmode: 'decimal' }));
+      kindField('-date', 'Jitter (s)', 'jitter', 'trigger.jitter', { value: t && kind !== 'json' ? val(t.jitter) : '', inputmode: 'decimal' }),
+      kindField('-json', 'Except calendars', 'exclude-calendars', 'trigger.exclude_calendars',
+        { value: t && kind !== 'json' ? (t.exclude_calendars || []).join(', ') : '', class: 'mono', placeholder: 'none' },
+        'ids of calendars whose days it skips, comma-separated (see Calendars)'));
 
     const headersArea = h('textarea', { id: 'action-headers', 'data-field': 'action.headers', class: 'mono', rows: 3, placeholder: 'Name: value, one a line' });
     headersArea.value = headersText(a.headers);
@@ -656,6 +659,8 @@
         for (const f of CALENDAR_FIELDS) { const n = number('calendar-' + f, 'trigger.' + f, true); if (n !== undefined) trigger[f] = n; }
       }
       if (value('timezone')) trigger.timezone = value('timezone');
+      const calendars = value('exclude-calendars').split(',').map((c) => c.trim()).filter((c) => c);
+      if (calendars.length) trigger.exclude_calendars = calendars;
       if (chosen !== 'date') {
         if (value('start-date')) trigger.start_date = value('start-date');
         if (value('end-date')) trigger.end_date = value('end-date');
