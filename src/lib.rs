@@ -31,6 +31,7 @@ pub mod action;
 pub mod api;
 pub mod audit;
 pub mod backoff;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod delivery;

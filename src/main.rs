@@ -114,6 +114,14 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Calendars on a running server (named exclusions triggers use): list, get, put, remove, check.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Calendars {
+        #[command(subcommand)]
+        command: cli::CalendarsCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
 }
 
 fn init_tracing(json: bool) {
@@ -158,6 +166,9 @@ fn main() -> ExitCode {
         }
         Command::Scheduler { command, connection } => {
             ExitCode::from(cli::run_client(connection, cli::Request::Scheduler(command)))
+        }
+        Command::Calendars { command, connection } => {
+            ExitCode::from(cli::run_client(connection, cli::Request::Calendars(command)))
         }
         Command::Serve { listen, config, json_logs, insecure_listen_anywhere } => {
             init_tracing(json_logs);

@@ -202,7 +202,10 @@ pub fn required_role(method: &Method, path: &str, metrics_public: bool) -> Optio
         _ if reading => Some(Role::Read),
         // Computes fire times and changes nothing.
         "/v1/triggers/preview" => Some(Role::Read),
+        _ if path.starts_with("/v1/calendars/") && path.ends_with("/check") => Some(Role::Read),
         _ if path == "/v1/jobs" || path.starts_with("/v1/jobs/") => Some(Role::Write),
+        // A calendar change moves the next run times of the jobs that use it: a change to jobs.
+        _ if path == "/v1/calendars" || path.starts_with("/v1/calendars/") => Some(Role::Write),
         _ => Some(Role::Admin),
     }
 }
@@ -267,7 +270,8 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
             Http::builder()
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
-                    "`[api] tokens`; roles admin (all), write (jobs), read (GET and trigger preview). \
+                    "`[api] tokens`; roles admin (all), write (jobs and calendars), read (GET, trigger preview and \
+                     calendar checks). \
              Not needed when no tokens are configured.",
                 ))
                 .build(),
@@ -370,5 +374,9 @@ mod tests {
         assert_eq!(required_role(&Method::DELETE, "/v1/jobs/x", false), Some(Role::Write));
         assert_eq!(required_role(&Method::POST, "/v1/scheduler/pause", false), Some(Role::Admin));
         assert_eq!(required_role(&Method::POST, "/v1/jobsX", false), Some(Role::Admin));
+        assert_eq!(required_role(&Method::PUT, "/v1/calendars/x", false), Some(Role::Write));
+        assert_eq!(required_role(&Method::DELETE, "/v1/calendars/x", false), Some(Role::Write));
+        assert_eq!(required_role(&Method::POST, "/v1/calendars/x/check", false), Some(Role::Read));
+        assert_eq!(required_role(&Method::GET, "/v1/calendars", false), Some(Role::Read));
     }
 }

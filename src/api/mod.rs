@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+mod calendars;
 mod events;
 mod examples;
 mod health;
@@ -63,6 +64,7 @@ pub struct AppState {
     tags(
         (name = "jobs", description = "Add, inspect, change and remove jobs"),
         (name = "triggers", description = "Preview fire times"),
+        (name = "calendars", description = "Named exclusions any trigger can use"),
         (name = "scheduler", description = "Scheduler state and control"),
         (name = "audit", description = "Who changed what: every change made through the API"),
         (name = "events", description = "The scheduler's events, streamed as server-sent events"),
@@ -83,6 +85,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::job_history))
         .routes(routes!(audit::list_audit))
         .routes(routes!(triggers::preview))
+        .routes(routes!(calendars::list_calendars))
+        .routes(routes!(calendars::put_calendar, calendars::get_calendar, calendars::remove_calendar))
+        .routes(routes!(calendars::check_calendar))
         .routes(routes!(scheduler::get_scheduler))
         .routes(routes!(scheduler::pause_scheduler))
         .routes(routes!(scheduler::resume_scheduler))

@@ -52,7 +52,8 @@ pub async fn preview(State(state): State<AppState>, ApiJson(input): ApiJson<Prev
         None => state.scheduler.now(),
     };
     let spec = input.trigger.resolve(default_tz, now).map_err(to_api)?;
-    let compiled = spec.compile(default_tz).map_err(to_api)?;
+    let calendars = state.scheduler.calendars_for(&spec.calendar_ids()).await?;
+    let compiled = spec.compile_with(default_tz, calendars.as_ref()).map_err(to_api)?;
     let tz = compiled.timezone();
     let fire_times = trigger::preview(&compiled, now, count).into_iter().map(|t| format_time(t, tz)).collect();
     Ok(Json(PreviewOut { fire_times }))

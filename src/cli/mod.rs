@@ -353,6 +353,45 @@ pub enum SchedulerCommand {
     },
 }
 
+/// `apsched calendars …`.
+#[derive(Debug, Subcommand)]
+pub enum CalendarsCommand {
+    /// List calendars.
+    List,
+    /// Show one calendar.
+    Get {
+        /// The calendar's id.
+        id: String,
+    },
+    /// Create or replace a calendar from a file: a calendar as JSON (`PUT /v1/calendars/{id}`), or iCalendar
+    /// text (.ics) whose events are all excluded; - reads standard input (JSON if it starts with `{`).
+    Put {
+        /// The calendar's id.
+        id: String,
+        /// A .json calendar or an .ics file; - reads standard input.
+        file: PathBuf,
+        /// The IANA zone its dates are read in (default: the file's, else the scheduler's).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Another calendar whose exclusions add to this one's.
+        #[arg(long)]
+        base: Option<String>,
+    },
+    /// Remove a calendar (refused while a job uses it).
+    Remove {
+        /// The calendar's id.
+        id: String,
+    },
+    /// Say whether each time falls in an excluded period of the calendar.
+    Check {
+        /// The calendar's id.
+        id: String,
+        /// Times: RFC 3339, or date-times read in the calendar's zone.
+        #[arg(required = true)]
+        times: Vec<String>,
+    },
+}
+
 /// What a client command asks for.
 #[derive(Debug)]
 // Built once per process from the command line; boxing the large variant would buy nothing.
@@ -366,6 +405,8 @@ pub enum Request {
     Scheduler(SchedulerCommand),
     /// `apsched audit`: who changed what.
     Audit(AuditFilter),
+    /// A `calendars` command.
+    Calendars(CalendarsCommand),
     /// `apsched preview --server …`: the server's preview of a trigger.
     Preview {
         /// The trigger as the API takes it.
@@ -430,6 +471,7 @@ async fn execute(client: &Client, request: Request, as_json: bool) -> Result<Str
         Request::Runs(args) => runs(client, args, as_json).await,
         Request::Scheduler(command) => scheduler(client, command, as_json).await,
         Request::Audit(filter) => audit(client, &format!("/audit{}", filter.query()), as_json, "no changes").await,
+        Request::Calendars(command) => calendars(client, command, as_json).await,
         Request::Preview { trigger, count, now } => {
             let mut body = json!({"trigger": trigger, "count": count});
             if let Some(now) = now {
@@ -443,6 +485,115 @@ async fn execute(client: &Client, request: Request, as_json: bool) -> Result<Str
             Ok(times.join("\n"))
         }
     }
+}
+
+/// A calendar from a file (or standard input): JSON as the API takes it, or iCalendar text.
+fn read_calendar(path: &PathBuf) -> Result<Map<String, Value>, CliError> {
+    let what = path.display().to_string();
+    let text = if what == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|err| CliError::usage(format!("cannot read standard input: {err}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(|err| CliError::usage(format!("cannot read {what}: {err}")))?
+    };
+    let is_json = match path.extension().and_then(|extension| extension.to_str()) {
+        Some(extension) => extension.eq_ignore_ascii_case("json"),
+        None => text.trim_start().starts_with('{'),
+    };
+    if is_json { shorthand::json_object(&what, &text) } else { Ok(Map::from_iter([("ics".to_string(), json!(text))])) }
+}
+
+fn describe_calendar(calendar: &Value) -> String {
+    let list = |value: &Value| {
+        let items: Vec<String> = value.as_array().into_iter().flatten().map(cell).collect();
+        if items.is_empty() { "-".to_string() } else { items.join(", ") }
+    };
+    let exclude = &calendar["exclude"];
+    let ranges: Vec<String> = (exclude["ranges"].as_array().into_iter().flatten())
+        .map(|range| format!("{} to {}", cell(&range["start"]), cell(&range["end"])))
+        .collect();
+    let ics = calendar["ics"].as_str().map_or("-".to_string(), |text| {
+        format!("{} events, {} bytes", text.matches("BEGIN:VEVENT").count(), text.len())
+    });
+    [
+        ("id", cell(&calendar["id"])),
+        ("timezone", cell(&calendar["timezone"])),
+        ("dates", list(&exclude["dates"])),
+        ("ranges", if ranges.is_empty() { "-".to_string() } else { ranges.join(", ") }),
+        ("weekdays", list(&exclude["weekdays"])),
+        ("ics", ics),
+        ("base", cell(&calendar["base"])),
+    ]
+    .iter()
+    .map(|(key, value)| format!("{:<10} {value}", format!("{key}:")))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+async fn calendars(client: &Client, command: CalendarsCommand, as_json: bool) -> Result<String, CliError> {
+    let path = |id: &str| format!("/calendars/{}", segment(id));
+    let (answer, human) = match command {
+        CalendarsCommand::List => {
+            let answer = client.get("/calendars").await?;
+            let calendars = answer["calendars"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<Vec<String>> = calendars
+                .iter()
+                .map(|calendar| {
+                    let exclude = &calendar["exclude"];
+                    let count = |field: &str| exclude[field].as_array().map_or(0, Vec::len);
+                    let summary = format!(
+                        "{} dates, {} ranges, {} weekdays{}",
+                        count("dates"),
+                        count("ranges"),
+                        count("weekdays"),
+                        if calendar["ics"].is_string() { ", ics" } else { "" }
+                    );
+                    vec![cell(&calendar["id"]), cell(&calendar["timezone"]), summary, cell(&calendar["base"])]
+                })
+                .collect();
+            let human = if rows.is_empty() {
+                "no calendars".to_string()
+            } else {
+                table(&["ID", "TIMEZONE", "EXCLUDES", "BASE"], &rows)
+            };
+            (Value::Array(calendars), human)
+        }
+        CalendarsCommand::Get { id } => {
+            let calendar = client.get(&path(&id)).await?;
+            let human = describe_calendar(&calendar);
+            (calendar, human)
+        }
+        CalendarsCommand::Put { id, file, timezone, base } => {
+            let mut calendar = read_calendar(&file)?;
+            if let Some(timezone) = timezone {
+                calendar.insert("timezone".into(), json!(timezone));
+            }
+            if let Some(base) = base {
+                calendar.insert("base".into(), json!(base));
+            }
+            let stored = client.send(reqwest::Method::PUT, &path(&id), Some(&Value::Object(calendar))).await?;
+            let human = format!("saved calendar {}", cell(&stored["id"]));
+            (stored, human)
+        }
+        CalendarsCommand::Remove { id } => {
+            client.send(reqwest::Method::DELETE, &path(&id), None).await?;
+            (json!({"id": id, "removed": true}), format!("removed calendar {id}"))
+        }
+        CalendarsCommand::Check { id, times } => {
+            let answer = client.post(&format!("{}/check", path(&id)), Some(&json!({"times": times}))).await?;
+            let excluded = answer["excluded"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<Vec<String>> = (times.iter().zip(&excluded))
+                .map(|(time, excluded)| {
+                    vec![time.clone(), if *excluded == true { "excluded" } else { "allowed" }.to_string()]
+                })
+                .collect();
+            (answer, table(&["TIME", "CALENDAR"], &rows))
+        }
+    };
+    Ok(if as_json { pretty(&answer) } else { human })
 }
 
 /// Every job (following cursors), up to `limit`.

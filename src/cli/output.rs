@@ -98,10 +98,12 @@ pub fn trigger_summary(trigger: &Value) -> String {
         }
         other => other.to_string(),
     };
-    match trigger["timezone"].as_str() {
+    let text = match trigger["timezone"].as_str() {
         Some(zone) => format!("{text} [{zone}]"),
         None => text,
-    }
+    };
+    let calendars: Vec<String> = trigger["exclude_calendars"].as_array().into_iter().flatten().map(cell).collect();
+    if calendars.is_empty() { text } else { format!("{text} except {}", calendars.join(", ")) }
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub fn preview_lines(
         }
     })?;
     let spec = spec.resolve(default_tz, now).map_err(|err| anyhow::anyhow!("trigger.{err}"))?;
+    if !spec.calendar_ids().is_empty() {
+        // Calendars live on a server; a local preview has none to apply.
+        anyhow::bail!("trigger.exclude_calendars: calendars live on a server: add --server URL to preview with them");
+    }
     let compiled = spec.compile(default_tz).map_err(|err| anyhow::anyhow!("trigger.{err}"))?;
     let tz = compiled.timezone();
     Ok(trigger::preview(&compiled, now, count).into_iter().map(|t| format_time(t, tz)).collect())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::error::{Error, Result};
 use super::{JobChanges, JobSpec, Scheduler, SchedulerState};
 use crate::audit::{AuditAction, AuditEntry, AuditQuery, Change};
+use crate::calendar::Calendar;
 use crate::job::{Job, Run};
 use crate::labels::Selector;
 use crate::store::{JobStore, JobWrite, StoreResult};
@@ -197,6 +198,25 @@ impl Acting<'_> {
         Ok(removed)
     }
 
+    /// [`Scheduler::put_calendar`], recorded (`put_calendar`, no job id): the calendar before (if it existed) and
+    /// as stored.
+    pub async fn put_calendar(&self, calendar: Calendar) -> Result<Calendar> {
+        let before = self.scheduler.get_calendar(&calendar.id).await?;
+        let stored = self.scheduler.put_calendar(calendar).await?;
+        let (before, after) = (before.map(|calendar| json_of(&calendar)), Some(json_of(&stored)));
+        self.scheduler.record(&self.change, AuditAction::PutCalendar, None, before, after).await?;
+        Ok(stored)
+    }
+
+    /// [`Scheduler::remove_calendar`], recorded (`remove_calendar`, no job id): the calendar removed.
+    pub async fn remove_calendar(&self, id: &str) -> Result<()> {
+        let before = self.scheduler.get_calendar(id).await?;
+        self.scheduler.remove_calendar(id).await?;
+        let before = before.map(|calendar| json_of(&calendar));
+        self.scheduler.record(&self.change, AuditAction::RemoveCalendar, None, before, None).await?;
+        Ok(())
+    }
+
     /// [`Scheduler::run_job`], recorded.
     pub async fn run_job(&self, id: &str) -> Result<Run> {
         self.scheduler.run_job_as(id, Some(&self.change)).await
@@ -225,4 +245,9 @@ impl Acting<'_> {
         }
         self.scheduler.shutdown(wait).await;
     }
+}
+
+/// A calendar as an audit entry shows it: as the API does (it holds no secret).
+fn json_of(calendar: &Calendar) -> serde_json::Value {
+    serde_json::to_value(calendar).unwrap_or(serde_json::Value::Null)
 }

@@ -140,6 +140,11 @@ impl SchedulerBuilder {
         if self.max_jobs_per_store == 0 {
             anyhow::bail!("max_jobs_per_store must be at least 1");
         }
-        Scheduler::from_parts(self)
+        let scheduler = Scheduler::from_parts(self)?;
+        // A store that cannot be read yet leaves the calendars stale: the loop reads them once it can.
+        if let Err(err) = scheduler.refresh_calendars(true).await {
+            tracing::warn!(error = %err, "cannot read the calendars yet");
+        }
+        Ok(scheduler)
     }
 }

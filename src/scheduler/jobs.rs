@@ -11,6 +11,7 @@ use super::error::{Error, Result};
 use super::events::{EventKind, Subject};
 use crate::action::Action;
 use crate::audit::{AuditAction, Change};
+use crate::calendar::CalendarSet;
 use crate::job::{self, Job, Run, RunStatus};
 use crate::labels::{self, Labels, Selector};
 use crate::store::{Edit, JobCursor, JobQuery, JobWrite, RunQuery, StoreError, job_order_key};
@@ -223,11 +224,16 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
-/// Resolve and compile a trigger; errors name `trigger.<field>`.
-fn prepare_trigger(spec: TriggerSpec, scheduler: &Scheduler, now: DateTime<Utc>) -> Result<(TriggerSpec, Trigger)> {
+/// Resolve and compile a trigger against the scheduler's calendars; errors name `trigger.<field>`.
+async fn prepare_trigger(
+    spec: TriggerSpec,
+    scheduler: &Scheduler,
+    now: DateTime<Utc>,
+) -> Result<(TriggerSpec, Trigger)> {
     let to_error = |err: crate::trigger::TriggerError| Error::invalid(format!("trigger.{}", err.field), err.message);
     let spec = spec.resolve(scheduler.default_tz, now).map_err(to_error)?;
-    let trigger = spec.compile(scheduler.default_tz).map_err(to_error)?;
+    let calendars = scheduler.calendars_for(&spec.calendar_ids()).await?;
+    let trigger = spec.compile_with(scheduler.default_tz, calendars.as_ref()).map_err(to_error)?;
     Ok((spec, trigger))
 }
 
@@ -335,9 +341,13 @@ impl Scheduler {
         check_max_instances(max_instances)?;
         check_labels(&spec.labels)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
-            TriggerSpec::Date(DateSpec { run_date: format_time(now, self.default_tz), timezone: None })
+            TriggerSpec::Date(DateSpec {
+                run_date: format_time(now, self.default_tz),
+                timezone: None,
+                exclude_calendars: Vec::new(),
+            })
         });
-        let (trigger_spec, trigger) = prepare_trigger(trigger, self, now)?;
+        let (trigger_spec, trigger) = prepare_trigger(trigger, self, now).await?;
         let first = first_fire(&trigger, now)?;
         let next_run_time = match (&spec.next_run_time, spec.paused) {
             (_, true) => None,
@@ -487,7 +497,13 @@ impl Scheduler {
         self.check_changes(&changes)?;
         let before = job.clone();
         // Resuming a job whose trigger has ended is refused here; `resume_job` and a bulk change remove it.
-        let job = self.changed(job, &changes, self.now())?.ok_or_else(no_fire_time)?;
+        let now = self.now();
+        let trigger = match &changes.trigger {
+            Some(spec) => Some(prepare_trigger(spec.clone(), self, now).await?.0),
+            None => None,
+        };
+        let calendars = self.calendars_for(&trigger.as_ref().unwrap_or(&job.trigger).calendar_ids()).await?;
+        let job = self.changed(job, &changes, trigger, now, &calendars)?.ok_or_else(no_fire_time)?;
         self.save(&job, by.map(|change| (change, AuditAction::Modify, &before))).await?;
         Ok(job)
     }
@@ -510,8 +526,17 @@ impl Scheduler {
     }
 
     /// `job` with `changes` (checked by `check_changes`) applied at `now`; `None` when it is resumed and its
-    /// trigger has no fire time left.
-    fn changed(&self, mut job: Job, changes: &JobChanges, now: DateTime<Utc>) -> Result<Option<Job>> {
+    /// trigger has no fire time left. A new trigger comes `prepared` (resolved and checked, as `prepare_trigger`
+    /// does: that needs the store, and a bulk change calls this inside a store transaction); `calendars` hold every
+    /// calendar the job's trigger names.
+    fn changed(
+        &self,
+        mut job: Job,
+        changes: &JobChanges,
+        prepared: Option<TriggerSpec>,
+        now: DateTime<Utc>,
+        calendars: &CalendarSet,
+    ) -> Result<Option<Job>> {
         if let Some(name) = &changes.name {
             job.name.clone_from(name);
         }
@@ -540,8 +565,7 @@ impl Scheduler {
             job.labels.clone_from(labels);
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
-        if let Some(spec) = &changes.trigger {
-            let (spec, _) = prepare_trigger(spec.clone(), self, now)?;
+        if let Some(spec) = prepared {
             job.trigger = spec;
         }
         if let Some(paused) = changes.paused {
@@ -549,7 +573,7 @@ impl Scheduler {
         }
         // Compiled only when a time is computed from it: a bulk change of options over many jobs does not pay for it.
         if rescheduled || changes.next_run_time.is_some() {
-            let trigger = self.compile(&job)?;
+            let trigger = self.compile_in(&job, calendars)?;
             if rescheduled {
                 match trigger.next_fire_time(None, now) {
                     Some(first) => job.next_run_time = (!job.paused).then_some(first),
@@ -585,6 +609,8 @@ impl Scheduler {
         }
         self.check_changes(&changes)?;
         let now = self.now();
+        // Every calendar, read before the stores' transactions: a resumed job's next run time needs its own.
+        let calendars = self.calendars_for(&[]).await?;
         let mut modified = 0;
         for (name, store) in self.stores() {
             // The editor reports a refusal through the store as an error that aborts its transaction; the
@@ -592,7 +618,7 @@ impl Scheduler {
             let refusal = std::sync::Mutex::new(None);
             let edit = |job: Job| -> crate::store::StoreResult<Edit> {
                 let id = job.id.clone();
-                match self.changed(job, &changes, now) {
+                match self.changed(job, &changes, None, now, &calendars) {
                     Ok(Some(job)) => Ok(Edit::Save(job)),
                     Ok(None) => {
                         tracing::info!(job_id = %id, "resumed job removed: its trigger has no fire time left");
@@ -690,7 +716,7 @@ impl Scheduler {
         let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
         if job.paused {
             let before = job.clone();
-            let trigger = self.compile(&job)?;
+            let trigger = self.compile(&job).await?;
             let now = self.now();
             job.paused = false;
             job.updated_at = now;
@@ -805,10 +831,18 @@ impl Scheduler {
         Ok(runs)
     }
 
-    fn compile(&self, job: &Job) -> Result<Trigger> {
+    /// `compile` with the calendars at hand.
+    fn compile_in(&self, job: &Job, calendars: &CalendarSet) -> Result<Trigger> {
+        job.trigger.compile_with(self.default_tz, calendars).map_err(|err| StoreError::Corrupt(err.to_string()).into())
+    }
+
+    async fn compile(&self, job: &Job) -> Result<Trigger> {
         // Saved triggers were checked when saved; one that no longer compiles (the zone database changed) is the
         // store's problem, not the caller's input.
-        job.compiled_trigger(self.default_tz).map_err(|err| StoreError::Corrupt(err.to_string()).into())
+        let calendars = self.calendars_for(&job.trigger.calendar_ids()).await?;
+        job.trigger
+            .compile_with(self.default_tz, calendars.as_ref())
+            .map_err(|err| StoreError::Corrupt(err.to_string()).into())
     }
 
     /// Save a changed job, then report it and wake the loop: published first, so `job_modified` precedes any

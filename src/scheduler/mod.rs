@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod builder;
+pub mod calendars;
 pub mod capacity;
 pub mod clock;
 pub mod error;
@@ -132,6 +133,8 @@ pub struct Scheduler {
     pub events: EventBus,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The calendars triggers exclude, compiled.
+    calendars: calendars::Calendars,
 }
 
 impl Scheduler {
@@ -178,6 +181,7 @@ impl Scheduler {
             in_flight: Mutex::new(HashMap::new()),
             events: EventBus::new(EVENT_BUFFER),
             metrics,
+            calendars: calendars::Calendars::default(),
         }))
     }
 
@@ -314,7 +318,12 @@ impl Scheduler {
         let watchers: Vec<_> = (self.stores.values())
             .map(|entry| {
                 let (store, stop, scheduler) = (entry.store.clone(), self.stop_firing.clone(), self.clone());
-                tokio::spawn(async move { store.watch_changes(stop, Arc::new(move || scheduler.wake())).await })
+                // A replica's change may be to the calendars: read their version again before planning.
+                let wake = move || {
+                    scheduler.calendars.mark_stale();
+                    scheduler.wake();
+                };
+                tokio::spawn(async move { store.watch_changes(stop, Arc::new(wake)).await })
             })
             .collect();
         self.recover_unfinished(true).await;
@@ -337,6 +346,10 @@ impl Scheduler {
                 break;
             }
             if self.state() == SchedulerState::Paused {
+                // The API's checks use the calendars even while nothing fires.
+                if let Err(err) = self.refresh_calendars(false).await {
+                    tracing::warn!(error = %err, "cannot read the calendars; keeping the ones read before");
+                }
                 tokio::select! {
                     _ = notified => {}
                     _ = self.stop_firing.cancelled() => {}
@@ -386,8 +399,15 @@ impl Scheduler {
     pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Tick {
         let lease_until = now + self.lease();
         let mut tick = Tick::default();
+        let calendars = match self.refresh_calendars(false).await {
+            Ok(calendars) => calendars,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the calendars; planning with the ones read before");
+                self.calendar_set()
+            }
+        };
         for (name, entry) in &self.stores {
-            let planner = RulesPlanner::new(self.default_tz);
+            let planner = RulesPlanner::with_calendars(self.default_tz, calendars.clone());
             let claiming = std::time::Instant::now();
             let runs = match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
                 Ok(runs) => runs,
@@ -421,6 +441,9 @@ impl Scheduler {
                 self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: name.clone() });
             }
             tick.submitted += to_deliver.len();
+            if planner.missed_a_calendar() {
+                self.calendars.mark_stale();
+            }
             let mut jitter = planner.take_jitter();
             for chain in chains(to_deliver) {
                 chain.iter().for_each(|run| self.metrics.fire(run.status));

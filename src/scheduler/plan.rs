@@ -2,13 +2,16 @@
 //! max_instances) as a pure function the store calls inside its claim transaction.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rand::Rng;
 
+use super::calendars::Lenient;
+use crate::calendar::CalendarSet;
 use crate::job::{Job, Run, RunStatus};
 use crate::store::{FirePlan, Planner};
 
@@ -25,6 +28,10 @@ const BROKEN_TRIGGER_RETRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// delivery applies, so the stored schedule itself stays exact.
 pub struct RulesPlanner {
     default_tz: Tz,
+    /// What triggers' `exclude_calendars` name.
+    calendars: Arc<CalendarSet>,
+    /// Set when a job named a calendar `calendars` does not hold: the scheduler then reads them again.
+    missing_calendar: AtomicBool,
     jitter: Mutex<HashMap<String, Duration>>,
     /// Jobs whose trigger ended in this round: the store removes them, the scheduler reports it.
     finished: Mutex<Vec<String>>,
@@ -33,7 +40,23 @@ pub struct RulesPlanner {
 impl RulesPlanner {
     /// A planner for one round; triggers that name no zone use `default_tz`.
     pub fn new(default_tz: Tz) -> RulesPlanner {
-        RulesPlanner { default_tz, jitter: Mutex::new(HashMap::new()), finished: Mutex::new(Vec::new()) }
+        RulesPlanner::with_calendars(default_tz, Arc::new(CalendarSet::default()))
+    }
+
+    /// A planner for one round whose triggers' `exclude_calendars` are found in `calendars`.
+    pub fn with_calendars(default_tz: Tz, calendars: Arc<CalendarSet>) -> RulesPlanner {
+        RulesPlanner {
+            default_tz,
+            calendars,
+            missing_calendar: AtomicBool::new(false),
+            jitter: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether a job planned in this round named a calendar the planner did not hold.
+    pub fn missed_a_calendar(&self) -> bool {
+        self.missing_calendar.load(Ordering::SeqCst)
     }
 
     /// The jitter delays drawn in this round, by idempotency key.
@@ -49,7 +72,8 @@ impl RulesPlanner {
 
 impl Planner for RulesPlanner {
     fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
-        let trigger = match job.compiled_trigger(self.default_tz) {
+        let calendars = Lenient { set: &self.calendars, missing: &self.missing_calendar };
+        let trigger = match job.trigger.compile_with(self.default_tz, &calendars) {
             Ok(trigger) => trigger,
             Err(err) => {
                 tracing::error!(job_id = %job.id, error = %err, "stored trigger does not compile; retrying later");

@@ -26,6 +26,7 @@ use super::{
     job_order_key,
 };
 use crate::audit::{AuditAction, AuditCursor, AuditEntry, AuditQuery, Change};
+use crate::calendar::Calendar;
 use crate::job::{Job, Run, RunStatus};
 use crate::labels::{Labels, Selector};
 
@@ -152,6 +153,9 @@ macro_rules! store_contract_tests {
             audit_entries_round_trip_every_field,
             list_audit_newest_first_filtered_and_paginated,
             prune_audit_deletes_only_old_entries_within_its_limit,
+            calendars_round_trip_replace_and_list_by_id,
+            the_calendar_version_counts_every_change,
+            jobs_with_calendars_are_those_whose_trigger_names_one,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1279,6 +1283,77 @@ pub(crate) async fn prune_audit_deletes_only_old_entries_within_its_limit(store:
     assert_eq!(left.iter().map(|entry| entry.time).collect::<Vec<_>>(), [at(4), at(3)]);
 }
 
+fn calendar(value: serde_json::Value) -> Calendar {
+    serde_json::from_value(value).unwrap()
+}
+
+pub(crate) async fn calendars_round_trip_replace_and_list_by_id(store: &dyn JobStore) {
+    let full = calendar(json!({"id": "us-holidays", "timezone": "America/New_York",
+        "exclude": {"dates": ["2026-12-25"], "ranges": [{"start": "2026-12-24T12:00:00", "end": "2026-12-27T00:00:00"}],
+                    "weekdays": ["sat", "sun"]},
+        "ics": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "base": "company"}));
+    let bare = calendar(json!({"id": "a-first", "timezone": "UTC"}));
+    store.put_calendar(&full).await.unwrap();
+    store.put_calendar(&bare).await.unwrap();
+    assert_eq!(store.get_calendar("us-holidays").await.unwrap(), Some(full.clone()));
+    assert_eq!(store.get_calendar("nope").await.unwrap(), None);
+    assert_eq!(store.list_calendars().await.unwrap(), [bare.clone(), full.clone()]);
+    let replaced = Calendar { base: None, ics: None, ..full };
+    store.put_calendar(&replaced).await.unwrap();
+    assert_eq!(store.get_calendar("us-holidays").await.unwrap(), Some(replaced.clone()));
+    assert!(store.remove_calendar("a-first").await.unwrap());
+    assert!(!store.remove_calendar("a-first").await.unwrap());
+    assert_eq!(store.list_calendars().await.unwrap(), [replaced]);
+}
+
+pub(crate) async fn the_calendar_version_counts_every_change(store: &dyn JobStore) {
+    let start = store.calendar_version().await.unwrap();
+    store.put_calendar(&calendar(json!({"id": "a"}))).await.unwrap();
+    let added = store.calendar_version().await.unwrap();
+    assert!(added > start);
+    store.put_calendar(&calendar(json!({"id": "a", "timezone": "UTC"}))).await.unwrap();
+    let replaced = store.calendar_version().await.unwrap();
+    assert!(replaced > added);
+    assert!(!store.remove_calendar("missing").await.unwrap());
+    assert_eq!(store.calendar_version().await.unwrap(), replaced, "nothing changed");
+    store.remove_calendar("a").await.unwrap();
+    assert!(store.calendar_version().await.unwrap() > replaced);
+    // Jobs do not count: the version says only whether calendars changed.
+    let version = store.calendar_version().await.unwrap();
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    assert_eq!(store.calendar_version().await.unwrap(), version);
+}
+
+pub(crate) async fn jobs_with_calendars_are_those_whose_trigger_names_one(store: &dyn JobStore) {
+    let with_trigger = |id: &str, trigger: serde_json::Value| Job {
+        trigger: serde_json::from_value(trigger).unwrap(),
+        ..job(id, Some(at(0)))
+    };
+    store.add_job(&job("plain", Some(at(0))), false).await.unwrap();
+    store
+        .add_job(&with_trigger("direct", json!({"type": "cron", "hour": 9, "exclude_calendars": ["a"]})), false)
+        .await
+        .unwrap();
+    let nested = json!({"type": "or", "triggers": [{"type": "date", "run_date": "2030-01-01T00:00:00Z"},
+        {"type": "interval", "hours": 1, "start_date": "2030-01-01T00:00:00Z", "exclude_calendars": ["b", "a"]}]});
+    store.add_job(&with_trigger("nested", nested), false).await.unwrap();
+    store
+        .add_job(
+            &Job {
+                paused: true,
+                next_run_time: None,
+                ..with_trigger("paused", json!({"type": "cron", "hour": 9, "exclude_calendars": ["a"]}))
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let found: Vec<String> = store.jobs_with_calendars().await.unwrap().into_iter().map(|job| job.id).collect();
+    assert_eq!(found, ["direct", "nested", "paused"]);
+    let nested = store.get_job("nested").await.unwrap().unwrap();
+    assert_eq!(nested.trigger.calendar_ids(), ["b", "a"]);
+}
+
 store_contract_tests!(memory, memory_fixture());
 store_contract_tests!(sqlite, sqlite_fixture());
 store_contract_tests!(postgres, postgres_fixture());
@@ -1356,6 +1431,7 @@ macro_rules! sql_store_contract_tests {
             max_instances_counts_the_runs_every_replica_has_in_hand,
             times_finer_than_a_microsecond_are_truncated,
             an_unreadable_due_job_is_parked_and_the_others_still_claimed,
+            a_calendar_change_is_seen_by_every_replica,
         ]);
     };
     (@cases $module:ident, $database:expr, [$($case:ident),* $(,)?]) => {
@@ -1453,6 +1529,18 @@ pub(crate) async fn an_unreadable_due_job_is_parked_and_the_others_still_claimed
     let parked = database.fetch_flag("SELECT next_run_time IS NULL FROM jobs WHERE id = 'bad'").await;
     assert!(parked, "kept for a person to inspect, no longer due");
     assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(55)));
+}
+
+pub(crate) async fn a_calendar_change_is_seen_by_every_replica(database: &dyn SharedDatabase) {
+    let (first, second) = (database.open().await, database.open().await);
+    let before = second.calendar_version().await.unwrap();
+    first.put_calendar(&calendar(json!({"id": "shared", "exclude": {"weekdays": ["sun"]}}))).await.unwrap();
+    assert!(second.calendar_version().await.unwrap() > before);
+    assert_eq!(second.list_calendars().await.unwrap().len(), 1);
+    let before = second.calendar_version().await.unwrap();
+    first.remove_calendar("shared").await.unwrap();
+    assert!(second.calendar_version().await.unwrap() > before);
+    assert_eq!(second.get_calendar("shared").await.unwrap(), None);
 }
 
 sql_store_contract_tests!(sqlite_shared, sqlite_database());

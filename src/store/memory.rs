@@ -11,6 +11,7 @@ use super::{
     StoreResult, job_order_key,
 };
 use crate::audit::{AuditEntry, AuditQuery};
+use crate::calendar::Calendar;
 use crate::job::{Job, Run};
 use crate::labels::Selector;
 
@@ -24,6 +25,9 @@ struct State {
     runs: BTreeMap<(String, DateTime<Utc>), Run>,
     /// The audit trail, by (time, id): oldest first.
     audit: BTreeMap<(DateTime<Utc>, String), AuditEntry>,
+    calendars: BTreeMap<String, Calendar>,
+    /// Counts every change to `calendars`.
+    calendar_version: u64,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -366,5 +370,41 @@ impl JobStore for MemoryStore {
             state.audit.remove(key);
         }
         Ok(doomed.len() as u64)
+    }
+
+    async fn put_calendar(&self, calendar: &Calendar) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        state.calendars.insert(calendar.id.clone(), calendar.clone());
+        state.calendar_version += 1;
+        Ok(())
+    }
+
+    async fn get_calendar(&self, id: &str) -> StoreResult<Option<Calendar>> {
+        Ok(self.state.lock().await.calendars.get(id).cloned())
+    }
+
+    async fn list_calendars(&self) -> StoreResult<Vec<Calendar>> {
+        Ok(self.state.lock().await.calendars.values().cloned().collect())
+    }
+
+    async fn remove_calendar(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.state.lock().await;
+        let removed = state.calendars.remove(id).is_some();
+        if removed {
+            state.calendar_version += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn calendar_version(&self) -> StoreResult<u64> {
+        Ok(self.state.lock().await.calendar_version)
+    }
+
+    async fn jobs_with_calendars(&self) -> StoreResult<Vec<Job>> {
+        let state = self.state.lock().await;
+        let mut jobs: Vec<Job> =
+            state.jobs.values().filter(|job| !job.trigger.calendar_ids().is_empty()).cloned().collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs)
     }
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::audit::{AuditEntry, AuditQuery};
+use crate::calendar::Calendar;
 use crate::job::{Job, Run, RunStatus};
 use crate::labels::Selector;
 
@@ -270,8 +271,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// Delete audit entries older than `before`, at most `limit` of them; the number deleted.
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
-    /// Call `wake` whenever another process (a replica sharing the store) changes its jobs, until `stop`. A store
-    /// only this process writes to has nothing to watch: the default returns at once.
+    /// Create or replace a calendar (by id) and count the change in the calendar version, in one transaction.
+    async fn put_calendar(&self, calendar: &Calendar) -> StoreResult<()>;
+    /// The calendar with this id, if any.
+    async fn get_calendar(&self, id: &str) -> StoreResult<Option<Calendar>>;
+    /// Every calendar, by id.
+    async fn list_calendars(&self) -> StoreResult<Vec<Calendar>>;
+    /// Remove a calendar, counting the change in the calendar version; `true` if it existed.
+    async fn remove_calendar(&self, id: &str) -> StoreResult<bool>;
+    /// How many changes the calendars have seen: a different number means they changed since it was read.
+    async fn calendar_version(&self) -> StoreResult<u64>;
+    /// Every job whose trigger (or a child of it) names a calendar in `exclude_calendars`, by id.
+    async fn jobs_with_calendars(&self) -> StoreResult<Vec<Job>>;
+
+    /// Call `wake` whenever another process (a replica sharing the store) changes its jobs or its calendars, until
+    /// `stop`. A store only this process writes to has nothing to watch: the default returns at once.
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
         let _ = (stop, wake);
     }

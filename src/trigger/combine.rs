@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::interval::{serialize_number, validate_jitter};
 use super::time::parse_timezone;
 use super::{Trigger, TriggerError, TriggerSpec};
+use crate::calendar::CalendarLookup;
 
 /// How many rounds an `and` spends moving its children towards a shared time before it concludes there is none.
 pub const MAX_AND_STEPS: usize = 10_000;
@@ -42,6 +43,9 @@ pub struct CombineSpec {
     /// Up to this many seconds of random delay added to each fire.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
+    /// Calendars whose periods are not fire times: ids of calendars (`PUT /v1/calendars/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_calendars: Vec<String>,
 }
 
 /// A compiled `and` or `or` trigger.
@@ -74,7 +78,12 @@ impl CombineSpec {
     }
 
     /// Check the spec and compile it as `mode`; `default_tz` is its zone when it names none.
-    pub fn compile(&self, default_tz: Tz, mode: Mode) -> Result<CombiningTrigger, TriggerError> {
+    pub fn compile(
+        &self,
+        default_tz: Tz,
+        mode: Mode,
+        calendars: &dyn CalendarLookup,
+    ) -> Result<CombiningTrigger, TriggerError> {
         let timezone = parse_timezone(self.timezone.as_deref(), default_tz)?;
         let jitter = validate_jitter(self.jitter)?;
         // APScheduler accepts an empty list, then never fires (`or`) or fails on first use (`and`); one child is
@@ -86,7 +95,9 @@ impl CombineSpec {
             .triggers
             .iter()
             .enumerate()
-            .map(|(index, child)| child.compile(timezone).map_err(|err| err.within(&child_field(index))))
+            .map(|(index, child)| {
+                child.compile_with(timezone, calendars).map_err(|err| err.within(&child_field(index)))
+            })
             .collect::<Result<_, _>>()?;
         Ok(CombiningTrigger { mode, triggers, timezone, jitter })
     }
@@ -112,7 +123,7 @@ impl CombiningTrigger {
     }
 
     /// The combination's first fire time at or after `t`.
-    fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(super) fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self.mode {
             Mode::Or => self.triggers.iter().filter_map(|child| first_at_or_after(child, t)).min(),
             Mode::And => self.first_shared_at_or_after(t),
@@ -138,14 +149,9 @@ impl CombiningTrigger {
     }
 }
 
-/// A trigger's first fire time at or after `t`, on its own schedule. For interval, calendarinterval and cron
-/// that is exactly `next_fire_time(None, t)`; a date fires only at its run_date; a nested combination searches.
+/// A trigger's first fire time at or after `t`, on its own schedule (see `Trigger::first_at_or_after`).
 fn first_at_or_after(trigger: &Trigger, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    match trigger {
-        Trigger::Date(date) => (date.run_date >= t).then_some(date.run_date),
-        Trigger::And(combination) | Trigger::Or(combination) => combination.first_at_or_after(t),
-        other => other.next_fire_time(None, t),
-    }
+    trigger.first_at_or_after(t)
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub struct DateSpec {
     /// IANA zone `run_date` is read in when it has no offset; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Calendars whose periods are not fire times: ids of calendars (`PUT /v1/calendars/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_calendars: Vec<String>,
 }
 
 /// A compiled date trigger.

@@ -50,6 +50,9 @@ pub struct IntervalSpec {
     /// Seconds of random delay added to each fire.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_number")]
     pub jitter: Option<f64>,
+    /// Calendars whose periods are not fire times: ids of calendars (`PUT /v1/calendars/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_calendars: Vec<String>,
 }
 
 /// A compiled interval trigger.

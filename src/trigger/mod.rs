@@ -9,19 +9,25 @@ pub mod calendar;
 pub mod combine;
 pub mod cron;
 pub mod date;
+pub mod exclude;
 pub mod interval;
 pub mod time;
 pub mod wall;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::calendar::{CalendarLookup, CompiledCalendar, NoCalendars};
+
 pub use calendar::{CalendarIntervalSpec, CalendarIntervalTrigger};
 pub use combine::{CombineSpec, CombiningTrigger};
 pub use cron::{CronSpec, CronTrigger};
 pub use date::{DateSpec, DateTrigger};
+pub use exclude::ExcludingTrigger;
 pub use interval::{IntervalSpec, IntervalTrigger};
 
 /// When a job fires: one of APScheduler's triggers, chosen by `type`.
@@ -83,6 +89,8 @@ pub enum Trigger {
     And(CombiningTrigger),
     /// A compiled `or` trigger.
     Or(CombiningTrigger),
+    /// A trigger with `exclude_calendars`: its fire times minus the calendars' periods.
+    Excluding(ExcludingTrigger),
 }
 
 impl TriggerSpec {
@@ -111,16 +119,64 @@ impl TriggerSpec {
         time::parse_timezone(name, default_tz).unwrap_or(default_tz)
     }
 
-    /// Validate and compile. `default_tz` is the scheduler's zone, used when the spec names none.
+    /// Validate and compile, without calendars: a trigger that names any in `exclude_calendars` is refused.
     pub fn compile(&self, default_tz: Tz) -> Result<Trigger, TriggerError> {
-        Ok(match self {
+        self.compile_with(default_tz, &NoCalendars)
+    }
+
+    /// Validate and compile. `default_tz` is the scheduler's zone, used when the spec names none; `calendars` are
+    /// what `exclude_calendars` (here and in children) may name.
+    pub fn compile_with(&self, default_tz: Tz, calendars: &dyn CalendarLookup) -> Result<Trigger, TriggerError> {
+        let trigger = match self {
             TriggerSpec::Date(spec) => Trigger::Date(spec.compile(default_tz)?),
             TriggerSpec::Interval(spec) => Trigger::Interval(spec.compile(default_tz)?),
             TriggerSpec::Cron(spec) => Trigger::Cron(spec.compile(default_tz)?),
             TriggerSpec::CalendarInterval(spec) => Trigger::CalendarInterval(spec.compile(default_tz)?),
-            TriggerSpec::And(spec) => Trigger::And(spec.compile(default_tz, combine::Mode::And)?),
-            TriggerSpec::Or(spec) => Trigger::Or(spec.compile(default_tz, combine::Mode::Or)?),
-        })
+            TriggerSpec::And(spec) => Trigger::And(spec.compile(default_tz, combine::Mode::And, calendars)?),
+            TriggerSpec::Or(spec) => Trigger::Or(spec.compile(default_tz, combine::Mode::Or, calendars)?),
+        };
+        let ids = self.exclude_calendars();
+        if ids.is_empty() {
+            return Ok(trigger);
+        }
+        let found = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                calendars.calendar(id).ok_or_else(|| {
+                    TriggerError::new(format!("exclude_calendars[{index}]"), format!("no calendar has id {id:?}"))
+                })
+            })
+            .collect::<Result<Vec<Arc<CompiledCalendar>>, TriggerError>>()?;
+        Ok(Trigger::Excluding(ExcludingTrigger { inner: Box::new(trigger), calendars: found }))
+    }
+
+    /// The calendars this trigger itself names (not its children's).
+    pub fn exclude_calendars(&self) -> &[String] {
+        match self {
+            TriggerSpec::Date(spec) => &spec.exclude_calendars,
+            TriggerSpec::Interval(spec) => &spec.exclude_calendars,
+            TriggerSpec::Cron(spec) => &spec.exclude_calendars,
+            TriggerSpec::CalendarInterval(spec) => &spec.exclude_calendars,
+            TriggerSpec::And(spec) | TriggerSpec::Or(spec) => &spec.exclude_calendars,
+        }
+    }
+
+    /// Every calendar this trigger or any child names, each once, in order of appearance.
+    pub fn calendar_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut stack = vec![self];
+        while let Some(spec) = stack.pop() {
+            for id in spec.exclude_calendars() {
+                if !ids.contains(&id.as_str()) {
+                    ids.push(id);
+                }
+            }
+            if let TriggerSpec::And(combine) | TriggerSpec::Or(combine) = spec {
+                stack.extend(combine.triggers.iter().rev());
+            }
+        }
+        ids
     }
 }
 
@@ -135,6 +191,18 @@ impl Trigger {
             Trigger::Cron(t) => t.next_fire_time(previous, now),
             Trigger::CalendarInterval(t) => t.next_fire_time(previous, now),
             Trigger::And(t) | Trigger::Or(t) => t.next_fire_time(previous, now),
+            Trigger::Excluding(t) => t.next_fire_time(previous, now),
+        }
+    }
+
+    /// The first fire time at or after `t`, on the trigger's own schedule. For interval, calendarinterval and cron
+    /// that is exactly `next_fire_time(None, t)`; a date fires only at its run_date; a combination searches.
+    pub fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Trigger::Date(date) => (date.run_date >= t).then_some(date.run_date),
+            Trigger::And(combination) | Trigger::Or(combination) => combination.first_at_or_after(t),
+            Trigger::Excluding(excluding) => excluding.first_at_or_after(t),
+            other => other.next_fire_time(None, t),
         }
     }
 
@@ -146,6 +214,7 @@ impl Trigger {
             Trigger::Cron(t) => t.timezone,
             Trigger::CalendarInterval(t) => t.timezone,
             Trigger::And(t) | Trigger::Or(t) => t.timezone,
+            Trigger::Excluding(t) => t.inner.timezone(),
         }
     }
 
@@ -157,6 +226,7 @@ impl Trigger {
             Trigger::Cron(t) => t.jitter,
             Trigger::CalendarInterval(t) => t.jitter,
             Trigger::And(t) | Trigger::Or(t) => t.jitter,
+            Trigger::Excluding(t) => t.inner.jitter_seconds(),
         }
     }
 }

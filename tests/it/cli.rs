@@ -470,3 +470,52 @@ async fn labels_and_selectors_on_the_command_line() {
     assert_eq!(server.get("/v1/jobs").await.1["jobs"], json!([]));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn calendars_are_put_from_json_or_an_ics_file_listed_checked_and_removed() {
+    let server = Server::start(memory_config()).await;
+    let base = server.base.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let ics = dir.path().join("holidays.ics");
+    std::fs::write(
+        &ics,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cli test//EN\r\nBEGIN:VEVENT\r\nUID:ny@test\r\n\
+         DTSTART;VALUE=DATE:20260101\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    let ics = ics.to_str().unwrap();
+    let stored =
+        apsched(base, &["calendars", "put", "holidays", ics, "--timezone", "Europe/Berlin", "--json"], &[], None)
+            .await
+            .json();
+    assert_eq!(stored["timezone"], "Europe/Berlin");
+    assert!(stored["ics"].as_str().unwrap().contains("RRULE:FREQ=YEARLY"));
+    let weekend = r#"{"exclude": {"weekdays": ["sat", "sun"]}}"#;
+    let saved = apsched(base, &["calendars", "put", "business", "-", "--base", "holidays"], &[], Some(weekend)).await;
+    assert_eq!(saved.ok().trim(), "saved calendar business");
+
+    let listed = apsched(base, &["calendars", "list"], &[], None).await;
+    assert!(listed.ok().contains("business") && listed.stdout.contains("holidays"), "{listed:#?}");
+    let described = apsched(base, &["calendars", "get", "business"], &[], None).await;
+    assert!(
+        described.ok().contains("weekdays:  sat, sun") && described.stdout.contains("base:      holidays"),
+        "{described:#?}"
+    );
+
+    let checked =
+        apsched(base, &["calendars", "check", "business", "2027-01-01 09:00", "2027-01-04 09:00", "--json"], &[], None)
+            .await
+            .json();
+    assert_eq!(checked, json!({"excluded": [true, false]}));
+
+    let refused = apsched(base, &["calendars", "remove", "holidays"], &[], None).await;
+    assert_eq!(refused.code, EXIT_API_REFUSED, "the base of business: {refused:#?}");
+    assert!(
+        apsched(base, &["calendars", "remove", "business"], &[], None).await.ok().contains("removed calendar business")
+    );
+    let bad =
+        apsched(base, &["calendars", "put", "x", "-"], &[], Some(r#"{"exclude": {"weekdays": ["funday"]}}"#)).await;
+    assert_eq!(bad.code, EXIT_API_REFUSED);
+    assert!(bad.stderr.contains("exclude.weekdays[0]"), "{bad:#?}");
+    server.stop().await;
+}

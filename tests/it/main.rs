@@ -8,6 +8,7 @@ mod harness;
 
 mod audit;
 mod bad_input;
+mod calendars;
 mod cli;
 mod crash;
 mod delivery;

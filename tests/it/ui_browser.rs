@@ -469,6 +469,49 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
 }
 
 #[tokio::test]
+async fn a_person_sees_a_jobs_calendars_and_checks_a_time_against_one() {
+    if std::env::var_os("APSCHED_SKIP_BROWSER_TEST").is_some() {
+        eprintln!("APSCHED_SKIP_BROWSER_TEST is set: the browser test did not run");
+        return;
+    }
+    let server = Server::start(memory_config()).await;
+    let calendar = json!({"timezone": "UTC", "exclude": {"dates": ["2030-12-25"], "weekdays": ["sat", "sun"]}});
+    let (status, _) = server.send("PUT", "/v1/calendars/holidays", Some(calendar)).await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    let trigger = json!({"type": "cron", "hour": 9, "timezone": "UTC", "exclude_calendars": ["holidays"]});
+    let (status, _) = server
+        .post("/v1/jobs", json!({"id": "weekdays", "trigger": trigger, "action": {"url": "http://127.0.0.1:9/"}}))
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CREATED);
+    let browser = Browser::start().await;
+
+    browser.goto(&format!("{}/ui/#/jobs/weekdays", server.base)).await;
+    browser.wait_until("the job's calendars", "document.querySelector('#job-calendars')").await;
+    assert_eq!(browser.text("#job-calendars").await, "holidays");
+    assert!(browser.text("#config").await.contains("except holidays"));
+    browser.click("#job-calendars a").await;
+    browser.wait_until("the calendar's page", "document.querySelector('#calendar-title')").await;
+    assert!(browser.text("#calendars").await.contains("1 date · sat, sun"));
+    browser.type_into("#check-time", "2030-12-25 09:00").await;
+    browser.click("#check-form button").await;
+    browser.wait_until("the check's answer", "document.querySelector('#check-result').textContent !== ''").await;
+    assert!(browser.text("#check-result").await.starts_with("excluded"), "{}", browser.text("#check-result").await);
+
+    // The form keeps the trigger's calendars, and an unknown one is shown beside its field.
+    browser.goto(&format!("{}/ui/#/edit/weekdays", server.base)).await;
+    browser.wait_until("the edit form", "document.querySelector('#exclude-calendars')").await;
+    let kept = browser.script("return document.querySelector('#exclude-calendars').value", json!([])).await;
+    assert_eq!(kept, "holidays");
+    browser.type_into("#exclude-calendars", "holidays, nope").await;
+    browser.click("#save").await;
+    browser.wait_until("the field's error", "document.querySelector('#exclude-calendars[aria-invalid=true]')").await;
+    let job = server.get("/v1/jobs/weekdays").await.1;
+    assert_eq!(job["trigger"]["exclude_calendars"], json!(["holidays"]), "nothing was saved");
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn the_dashboard_is_served_with_a_policy_that_forbids_other_origins() {
     let server = Server::start(memory_config()).await;
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

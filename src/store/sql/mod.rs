@@ -29,6 +29,7 @@ use super::{
     StoreError, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery};
+use crate::calendar::Calendar;
 use crate::job::{Job, Run};
 use crate::labels::Selector;
 use rows::{audit_params, job_params, models};
@@ -95,6 +96,17 @@ const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SEL
     (SELECT idempotency_key, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_time DESC) AS newer \
     FROM runs WHERE status NOT IN ('pending', 'running')) AS ranked WHERE newer > $1 LIMIT $2)";
 
+/// Create or replace a calendar.
+const PUT_CALENDAR_SQL: &str =
+    "INSERT INTO calendars (id, calendar) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET calendar = excluded.calendar";
+/// Counts a change to the calendars.
+const BUMP_CALENDAR_VERSION_SQL: &str = "UPDATE calendar_version SET version = version + 1";
+/// Jobs whose trigger names a calendar: the key appears in the trigger's JSON text only when the list is not empty
+/// (an empty one is not written), in either database's rendering. A scan, but one a calendar change makes, not a
+/// fire.
+const JOBS_WITH_CALENDARS_SQL: &str =
+    "SELECT * FROM jobs WHERE CAST(trigger AS TEXT) LIKE '%\"exclude_calendars\"%' ORDER BY id";
+
 /// What one SQL database does its own way. The statements' parameters are listed in their docs, in order.
 #[async_trait]
 pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
@@ -102,7 +114,7 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// How its columns hold a time.
     type Time: TimeColumn + Send + Unpin;
     /// How its columns hold a JSON document.
-    type Json: JsonColumn + Send;
+    type Json: JsonColumn + Send + Unpin;
     type JobRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Job> + Send + Unpin;
     type RunRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Run> + Send + Unpin;
     type AuditRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = AuditEntry> + Send + Unpin;
@@ -335,6 +347,7 @@ where
     (D::Time,): for<'r> FromRow<'r, DbRow<D>>,
     (String, i64): for<'r> FromRow<'r, DbRow<D>>,
     (String,): for<'r> FromRow<'r, DbRow<D>>,
+    (D::Json,): for<'r> FromRow<'r, DbRow<D>>,
 {
     fn kind(&self) -> super::StoreType {
         D::KIND
@@ -755,6 +768,65 @@ where
         let _turn = self.turn().await;
         let result = sqlx::query_with(PRUNE_AUDIT_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
         Ok(D::rows_affected(&result))
+    }
+
+    async fn put_calendar(&self, calendar: &Calendar) -> StoreResult<()> {
+        let json = D::Json::encode(calendar, "calendar")?;
+        let arguments = arguments::<D>([Param::Text(Some(&calendar.id)), Param::Json(json)])?;
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        sqlx::query_with(PUT_CALENDAR_SQL, arguments).execute(&mut *transaction).await.map_err(store_error)?;
+        sqlx::query(BUMP_CALENDAR_VERSION_SQL).execute(&mut *transaction).await.map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)
+    }
+
+    async fn get_calendar(&self, id: &str) -> StoreResult<Option<Calendar>> {
+        let arguments = arguments::<D>([Param::Text(Some(id))])?;
+        let row: Option<(D::Json,)> = sqlx::query_as_with("SELECT calendar FROM calendars WHERE id = $1", arguments)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(|(json,)| json.decode(&format!("calendar {id:?}"))).transpose()
+    }
+
+    async fn list_calendars(&self) -> StoreResult<Vec<Calendar>> {
+        let rows: Vec<(D::Json,)> = sqlx::query_as("SELECT calendar FROM calendars ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter().map(|(json,)| json.decode("calendar")).collect()
+    }
+
+    async fn remove_calendar(&self, id: &str) -> StoreResult<bool> {
+        let arguments = arguments::<D>([Param::Text(Some(id))])?;
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        let result = sqlx::query_with("DELETE FROM calendars WHERE id = $1", arguments)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        let removed = D::rows_affected(&result) > 0;
+        if removed {
+            sqlx::query(BUMP_CALENDAR_VERSION_SQL).execute(&mut *transaction).await.map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(removed)
+    }
+
+    async fn calendar_version(&self) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM calendar_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        narrow(version, "calendar version")
+    }
+
+    async fn jobs_with_calendars(&self) -> StoreResult<Vec<Job>> {
+        let rows: Vec<D::JobRow> =
+            sqlx::query_as(JOBS_WITH_CALENDARS_SQL).fetch_all(&self.pool).await.map_err(store_error)?;
+        let jobs = models(rows)?;
+        // The text match is a coarse filter (a string value could hold the key's text); the trigger says for sure.
+        Ok(jobs.into_iter().filter(|job| !job.trigger.calendar_ids().is_empty()).collect())
     }
 
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {

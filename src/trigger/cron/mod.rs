@@ -76,6 +76,9 @@ pub struct CronSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
     pub jitter: Option<f64>,
+    /// Calendars whose periods are not fire times: ids of calendars (`PUT /v1/calendars/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_calendars: Vec<String>,
 }
 
 /// A compiled cron trigger.

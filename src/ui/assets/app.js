@@ -180,10 +180,11 @@
 
   function describeTrigger(t) {
     if (!t) return '';
+    const except = t.exclude_calendars && t.exclude_calendars.length ? ', except ' + t.exclude_calendars.join(', ') : '';
     let words;
     switch (t.type) {
       case 'date':
-        return 'once at ' + t.run_date;
+        return 'once at ' + t.run_date + except;
       case 'interval':
         words = 'every ' + (INTERVAL_FIELDS.filter((k) => t[k]).map((k) => plural(t[k], k.slice(0, -1))).join(' ') || '?');
         break;
@@ -204,7 +205,16 @@
         return String(t.type);
     }
     if (t.end_date) words += ', until ' + t.end_date;
-    return t.timezone ? words + ' (' + t.timezone + ')' : words;
+    return (t.timezone ? words + ' (' + t.timezone + ')' : words) + except;
+  }
+
+  // Every calendar a trigger or any of its children names, each once.
+  function triggerCalendars(t, found) {
+    found = found || [];
+    if (!t) return found;
+    for (const id of t.exclude_calendars || []) if (!found.includes(id)) found.push(id);
+    for (const child of t.triggers || []) triggerCalendars(child, found);
+    return found;
   }
 
   const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -287,6 +297,7 @@
       else if (parts[0] === 'new') await showForm(null);
       else if (parts[0] === 'edit' && parts[1]) await showForm(parts[1]);
       else if (parts[0] === 'scheduler') await showScheduler();
+      else if (parts[0] === 'calendars') await showCalendars(parts[1] || null);
       else await showJobs();
     } catch (err) {
       showError(err);
@@ -469,6 +480,10 @@
     const config = job ? h('dl', { class: 'config', id: 'config' },
       [['Name', job.name || '—'],
         ['Trigger', [describeTrigger(job.trigger), h('br'), h('code', {}, JSON.stringify(job.trigger))]],
+        ['Excluded calendars', triggerCalendars(job.trigger).length
+          ? h('span', { id: 'job-calendars' }, triggerCalendars(job.trigger).map((c, i) =>
+            [i ? ', ' : '', h('a', { class: 'mono', href: '#/calendars/' + enc(c) }, c)]))
+          : '—'],
         ['Webhook', h('span', { class: 'mono' }, a.method + ' ' + a.url)],
         ['Headers', Object.keys(a.headers || {}).length
           ? h('span', { class: 'mono' }, Object.entries(a.headers).map(([k, v]) => [k + ': ' + v, h('br')])) : '—'],
@@ -636,7 +651,10 @@
       field('Timezone', input('timezone', 'trigger.timezone', { value: t && kind !== 'json' ? val(t.timezone) : '', placeholder: (scheduler && scheduler.timezone) || 'UTC' }), 'IANA name; empty: the scheduler\u2019s'),
       kindField('-date', 'Start date', 'start-date', 'trigger.start_date', { value: t && kind !== 'json' ? val(t.start_date) : '' }),
       kindField('-date', 'End date', 'end-date', 'trigger.end_date', { value: t && kind !== 'json' ? val(t.end_date) : '' }),
-      kindField('-date', 'Jitter (s)', 'jitter', 'trigger.jitter', { value: t && kind !== 'json' ? val(t.jitter) : '', inputmode: 'decimal' }));
+      kindField('-date', 'Jitter (s)', 'jitter', 'trigger.jitter', { value: t && kind !== 'json' ? val(t.jitter) : '', inputmode: 'decimal' }),
+      kindField('-json', 'Except calendars', 'exclude-calendars', 'trigger.exclude_calendars',
+        { value: t && kind !== 'json' ? (t.exclude_calendars || []).join(', ') : '', class: 'mono', placeholder: 'none' },
+        'ids of calendars whose days it skips, comma-separated (see Calendars)'));
 
     const headersArea = h('textarea', { id: 'action-headers', 'data-field': 'action.headers', class: 'mono', rows: 3, placeholder: 'Name: value, one a line' });
     headersArea.value = headersText(a.headers);
@@ -728,6 +746,8 @@
         for (const f of CALENDAR_FIELDS) { const n = number('calendar-' + f, 'trigger.' + f, true); if (n !== undefined) trigger[f] = n; }
       }
       if (value('timezone')) trigger.timezone = value('timezone');
+      const calendars = value('exclude-calendars').split(',').map((c) => c.trim()).filter((c) => c);
+      if (calendars.length) trigger.exclude_calendars = calendars;
       if (chosen !== 'date') {
         if (value('start-date')) trigger.start_date = value('start-date');
         if (value('end-date')) trigger.end_date = value('end-date');
@@ -944,6 +964,60 @@
     every(showScheduler);
   }
 
+  // ---- calendars ------------------------------------------------------------------------------------------
+
+  function calendarExcludes(c) {
+    const ex = c.exclude || {};
+    const parts = [];
+    if ((ex.dates || []).length) parts.push(plural(ex.dates.length, 'date'));
+    if ((ex.ranges || []).length) parts.push(plural(ex.ranges.length, 'range'));
+    if ((ex.weekdays || []).length) parts.push(ex.weekdays.join(', '));
+    if (c.ics) parts.push(plural((c.ics.match(/BEGIN:VEVENT/g) || []).length, 'iCalendar event'));
+    return parts.join(' · ') || 'nothing yet';
+  }
+
+  async function showCalendars(selected) {
+    const seq = pageSeq;
+    const list = await api('GET', '/calendars');
+    if (seq !== pageSeq) return;
+    const result = h('span', { id: 'check-result', class: 'sub' });
+    const checkForm = (c) => {
+      const time = h('input', { id: 'check-time', placeholder: 'a time, e.g. 2026-12-25 09:00 (in ' + c.timezone + ')' });
+      return h('form', { id: 'check-form', class: 'toolbar', onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const answer = await api('POST', '/calendars/' + enc(c.id) + '/check', { times: [time.value] });
+          result.textContent = answer.excluded[0] ? 'excluded: no job using this calendar fires then' : 'not excluded';
+        } catch (err) {
+          result.textContent = err.message;
+        }
+      } }, time, h('button', { type: 'submit' }, 'Check'), result);
+    };
+    const rows = list.calendars.map((c) => h('tr', { 'data-calendar-id': c.id },
+      h('td', {}, h('a', { class: 'mono', href: '#/calendars/' + enc(c.id) }, c.id)),
+      h('td', {}, c.timezone || ''),
+      h('td', { class: 'excludes' }, calendarExcludes(c)),
+      h('td', {}, c.base ? h('a', { class: 'mono', href: '#/calendars/' + enc(c.base) }, c.base) : '—')));
+    const chosen = selected && list.calendars.find((c) => c.id === selected);
+    if (selected && !chosen) throw new Problem(404, { detail: 'no calendar with id ' + JSON.stringify(selected) });
+    setMain(
+      h('h1', {}, 'Calendars'),
+      h('p', { class: 'sub' }, 'Named exclusions: a trigger with ', h('code', {}, 'exclude_calendars'),
+        ' does not fire in their dates, ranges, weekdays and iCalendar events. Add or change them with ',
+        h('code', {}, 'PUT /v1/calendars/{id}'), ' or ', h('code', {}, 'apsched calendars put'), '.'),
+      h('table', { id: 'calendars' }, h('thead', {}, h('tr', {}, ['ID', 'Timezone', 'Excludes', 'Base'].map((c) => h('th', {}, c)))),
+        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No calendars yet.')))),
+      chosen ? [h('h2', {}, 'Calendar ', h('span', { class: 'mono', id: 'calendar-title' }, chosen.id)),
+        h('dl', { class: 'config', id: 'calendar-config' },
+          [['Timezone', chosen.timezone],
+            ['Dates', (chosen.exclude.dates || []).join(', ') || '—'],
+            ['Ranges', (chosen.exclude.ranges || []).map((r) => r.start + ' to ' + r.end).join(', ') || '—'],
+            ['Weekdays', (chosen.exclude.weekdays || []).join(', ') || '—'],
+            ['iCalendar', chosen.ics ? h('details', {}, h('summary', {}, calendarExcludes({ ics: chosen.ics })), h('pre', {}, chosen.ics)) : '—'],
+            ['Base', chosen.base || '—']].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+        checkForm(chosen)] : null);
+  }
+
   // ---- start ----------------------------------------------------------------------------------------------
 
   const tokenInput = document.getElementById('token');
@@ -959,7 +1033,7 @@
   });
 
   // For tests and the curious: the words a trigger is shown with.
-  window.apsched = { describeTrigger };
+  window.apsched = { describeTrigger, triggerCalendars };
   window.addEventListener('hashchange', route);
   route();
 })();
