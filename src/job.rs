@@ -88,11 +88,13 @@ pub enum RunStatus {
     Skipped,
     /// Folded into a later fire by `coalesce`.
     Coalesced,
+    /// Aborted while pending or running, to make room for a newer fire (`overlap: cancel_other`).
+    Cancelled,
 }
 
 impl RunStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Succeeded,
@@ -100,6 +102,7 @@ impl RunStatus {
         RunStatus::Missed,
         RunStatus::Skipped,
         RunStatus::Coalesced,
+        RunStatus::Cancelled,
     ];
 
     /// The status as the API writes it.
@@ -112,6 +115,7 @@ impl RunStatus {
             RunStatus::Missed => "missed",
             RunStatus::Skipped => "skipped",
             RunStatus::Coalesced => "coalesced",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -126,6 +130,38 @@ impl RunStatus {
     }
 }
 
+/// Why a run exists: a fire of the job's schedule, a client's run-now, or a backfill of a past range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// A fire of the job's trigger, claimed by the scheduler.
+    #[default]
+    Scheduled,
+    /// `POST /v1/jobs/{id}/run` (`run_job`): once now, outside the schedule.
+    Manual,
+    /// A past fire time delivered by a backfill.
+    Backfill,
+}
+
+impl RunKind {
+    /// Every kind.
+    pub const ALL: [RunKind; 3] = [RunKind::Scheduled, RunKind::Manual, RunKind::Backfill];
+
+    /// The kind as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Scheduled => "scheduled",
+            RunKind::Manual => "manual",
+            RunKind::Backfill => "backfill",
+        }
+    }
+
+    /// A kind from its API name.
+    pub fn parse(value: &str) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
 /// One row of the run ledger.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -135,6 +171,8 @@ pub struct Run {
     pub job_id: String,
     /// The fire time the trigger gave, before jitter.
     pub scheduled_time: DateTime<Utc>,
+    /// Why the run exists: scheduled, manual (run now) or backfill.
+    pub kind: RunKind,
     /// Where the fire stands.
     pub status: RunStatus,
     /// Delivery attempts made so far.
@@ -186,6 +224,7 @@ impl Run {
             idempotency_key: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
             scheduled_time,
+            kind: RunKind::Scheduled,
             status,
             attempts: 0,
             started_at: None,
@@ -253,10 +292,16 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip() {
+    fn statuses_and_kinds_round_trip() {
         for status in RunStatus::ALL {
             assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert_eq!(RunStatus::parse("done"), None);
+        for kind in RunKind::ALL {
+            assert_eq!(RunKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(RunKind::parse("cron"), None);
     }
 }

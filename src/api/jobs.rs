@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiJson, ApiQuery, AppState};
 use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Run, RunKind, RunStatus};
 use crate::scheduler::{JobChanges, JobFilter, JobSpec};
 use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
@@ -147,6 +147,8 @@ pub struct RunOut {
     pub job_id: String,
     /// The fire time the trigger gave, before jitter; RFC 3339 in the trigger's zone.
     pub scheduled_time: String,
+    /// Why the run exists: `scheduled` (a fire of the trigger), `manual` (run now) or `backfill`.
+    pub kind: RunKind,
     /// When the first attempt started.
     pub started_at: Option<String>,
     /// When delivery ended; for a fire only recorded (missed, skipped, coalesced), when it was recorded.
@@ -250,6 +252,7 @@ impl RunOut {
         RunOut {
             job_id: run.job_id.clone(),
             scheduled_time: format_time(run.scheduled_time, tz),
+            kind: run.kind,
             started_at: run.started_at.map(|t| format_time(t, tz)),
             finished_at: run.finished_at.map(|t| format_time(t, tz)),
             status: run.status,

@@ -243,7 +243,7 @@ impl JobFields {
 pub struct RunsArgs {
     /// The job's id (its runs outlive it).
     pub job: String,
-    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced).
+    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced, cancelled).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs, newest first.
@@ -553,6 +553,7 @@ async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, 
             let note = [&run["error"], &run["response_excerpt"]].into_iter().find(|v| v.is_string()).map(cell);
             vec![
                 cell(&run["scheduled_time"]),
+                cell(&run["kind"]),
                 cell(&run["status"]),
                 cell(&run["attempts"]),
                 cell(&run["http_status"]),
@@ -561,7 +562,7 @@ async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, 
             ]
         })
         .collect();
-    Ok(table(&["SCHEDULED", "STATUS", "ATTEMPTS", "HTTP", "DURATION", "ERROR / RESPONSE"], &rows))
+    Ok(table(&["SCHEDULED", "KIND", "STATUS", "ATTEMPTS", "HTTP", "DURATION", "ERROR / RESPONSE"], &rows))
 }
 
 async fn scheduler(client: &Client, command: SchedulerCommand, as_json: bool) -> Result<String, CliError> {

@@ -184,6 +184,7 @@ mod tests {
             idempotency_key: "k".into(),
             job_id: "j".into(),
             scheduled_time: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            kind: crate::job::RunKind::Scheduled,
             status: RunStatus::Running,
             attempts: 1,
             started_at: None,

@@ -10,7 +10,7 @@ use super::Scheduler;
 use super::error::{Error, Result};
 use super::events::{EventKind, Subject};
 use crate::action::Action;
-use crate::job::{self, Job, Run, RunStatus};
+use crate::job::{self, Job, Run, RunKind, RunStatus};
 use crate::store::{JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
@@ -516,6 +516,7 @@ impl Scheduler {
         let store = self.store(&store_name).cloned().ok_or(StoreError::NotFound)?;
         let now = self.now();
         let mut run = Run::new(&job, now, RunStatus::Pending, now, job.trigger.timezone(self.default_tz));
+        run.kind = RunKind::Manual;
         run.lease_expires_at = Some(now + self.lease());
         store.insert_run(&run).await?;
         self.metrics.fire(run.status);

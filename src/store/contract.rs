@@ -22,7 +22,7 @@ use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{FirePlan, JobCursor, JobQuery, JobStore, Planner, Prune, RunCursor, RunQuery, StoreError, job_order_key};
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Run, RunKind, RunStatus};
 
 /// A store for one test, with whatever must live as long as it (a temporary directory, a scratch schema).
 pub(crate) struct Fixture {
@@ -128,6 +128,7 @@ macro_rules! store_contract_tests {
             claim_returns_every_inserted_run_and_leases_only_pending_ones,
             claim_never_inserts_a_fire_twice,
             insert_run_conflicts_on_a_taken_fire,
+            a_runs_kind_is_kept,
             update_run_saves_every_progress_field,
             take_expired_runs_releases_only_expired_unfinished_runs,
             extend_leases_moves_only_the_named_unfinished_runs,
@@ -186,6 +187,7 @@ pub(crate) fn run(job_id: &str, scheduled_time: DateTime<Utc>, status: RunStatus
         idempotency_key: format!("{job_id}@{}", scheduled_time.timestamp_micros()),
         job_id: job_id.to_string(),
         scheduled_time,
+        kind: RunKind::Scheduled,
         status,
         attempts: 0,
         started_at: None,
@@ -617,6 +619,18 @@ pub(crate) async fn insert_run_conflicts_on_a_taken_fire(store: &dyn JobStore) {
     store.insert_run(&run("k", at(0), RunStatus::Pending)).await.unwrap();
     store.insert_run(&run("j", at(0) + Duration::microseconds(1), RunStatus::Pending)).await.unwrap();
     assert_eq!(store.list_runs("j", &all_runs()).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn a_runs_kind_is_kept(store: &dyn JobStore) {
+    let manual = Run { kind: RunKind::Manual, ..run("j", at(-2), RunStatus::Pending) };
+    let backfill = Run { kind: RunKind::Backfill, ..run("j", at(-1), RunStatus::Succeeded) };
+    store.insert_run(&manual).await.unwrap();
+    store.insert_run(&backfill).await.unwrap();
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    let claimed = store.claim_due(at(0), 10, at(30), &every_minute()).await.unwrap();
+    let kinds: Vec<RunKind> = store.list_runs("j", &all_runs()).await.unwrap().iter().map(|run| run.kind).collect();
+    assert_eq!(kinds, [RunKind::Scheduled, RunKind::Backfill, RunKind::Manual]);
+    assert_eq!(claimed[0].kind, RunKind::Scheduled);
 }
 
 pub(crate) async fn update_run_saves_every_progress_field(store: &dyn JobStore) {

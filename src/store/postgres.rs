@@ -42,14 +42,14 @@ const LISTEN_RETRY_MAX: Duration = Duration::from_secs(10);
 /// The first due job, locked or not: after a claim took none, another replica's claim holds it.
 const FIRST_DUE_SQL: &str = "SELECT id FROM jobs WHERE NOT paused AND next_run_time IS NOT NULL \
     AND next_run_time <= $1 ORDER BY next_run_time, id LIMIT 1";
-/// Every planned row in one statement (arrays, so any number of rows is 16 parameters); a fire already in the
+/// Every planned row in one statement (arrays, so any number of rows is 17 parameters); a fire already in the
 /// ledger is left out, and RETURNING names the rows that went in.
 const INSERT_RUNS_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
     ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[], $6::timestamptz[], \
      $7::timestamptz[], $8::int4[], $9::int8[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::text[], \
-     $15::timestamptz[], $16::timestamptz[]) \
+     $15::timestamptz[], $16::timestamptz[], $17::text[]) \
      ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING idempotency_key"
 );
 const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = advanced.next_run_time \
@@ -253,6 +253,7 @@ impl Dialect for PostgresDialect {
             .bind(runs.iter().map(|run| run.timezone.clone()).collect::<Vec<_>>())
             .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
             .bind(runs.iter().map(|run| pg_time(run.created_at)).collect::<Vec<_>>())
+            .bind(runs.iter().map(|run| run.kind.as_str()).collect::<Vec<_>>())
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;

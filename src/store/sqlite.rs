@@ -219,7 +219,7 @@ impl Dialect for SqliteDialect {
                 "INSERT INTO runs ({}) VALUES {} ON CONFLICT (job_id, scheduled_time) DO NOTHING \
                  RETURNING job_id, scheduled_time",
                 run_columns!(),
-                placeholders(chunk.len(), 16)
+                placeholders(chunk.len(), RUN_COLUMN_COUNT)
             );
             let mut arguments = SqliteArguments::default();
             for run in chunk {
@@ -261,6 +261,9 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 }
+
+/// The columns of `runs`, as `run_columns!` names them and `run_params` binds them.
+const RUN_COLUMN_COUNT: usize = 17;
 
 /// Rows per statement in the batched ledger writes, largest first: any batch is made of chunks of these sizes, so
 /// a handful of statements (each prepared once per connection) serve every size, and the largest stays well under

@@ -36,7 +36,7 @@ pub type QueryResult<D> = <<D as Dialect>::Db as Database>::QueryResult;
 macro_rules! run_columns {
     () => {
         "idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
-         duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, created_at"
+         duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, created_at, kind"
     };
 }
 pub(crate) use run_columns;
@@ -67,7 +67,7 @@ const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = 
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
 /// Each job's finished runs beyond its newest `$1` by scheduled time, at most `$2` of them.
 const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM \

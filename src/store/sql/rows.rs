@@ -5,7 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::FromRow;
 
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Run, RunKind, RunStatus};
 use crate::store::{StoreError, StoreResult};
 
 /// A row that does not decode is `Corrupt`; anything else means the store could not do the work now and the
@@ -176,6 +176,7 @@ pub struct RunRow<Time, Json, Status> {
     timezone: String,
     lease_expires_at: Option<Time>,
     created_at: Time,
+    kind: String,
 }
 
 impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Time, Json, Status> {
@@ -193,6 +194,8 @@ impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Ti
             scheduled_time: self.scheduled_time.into_time(&what("scheduled_time"))?,
             status: RunStatus::parse(&self.status)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("status"), self.status)))?,
+            kind: RunKind::parse(&self.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("kind"), self.kind)))?,
             attempts: narrow(self.attempts, &what("attempts"))?,
             started_at: optional_time(self.started_at, "started_at")?,
             finished_at: optional_time(self.finished_at, "finished_at")?,
@@ -274,6 +277,7 @@ pub fn run_params<Json: JsonColumn>(run: &Run) -> StoreResult<impl Iterator<Item
         Param::Text(Some(&run.timezone)),
         Param::Time(run.lease_expires_at),
         Param::Time(Some(run.created_at)),
+        Param::Text(Some(run.kind.as_str())),
     ];
     Ok(run_progress_params(run).into_iter().chain(rest))
 }

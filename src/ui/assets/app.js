@@ -444,8 +444,9 @@
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
       ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history remains.');
 
-    const runRows = runs.runs.map((run) => h('tr', { 'data-status': run.status },
+    const runRows = runs.runs.map((run) => h('tr', { 'data-status': run.status, 'data-kind': run.kind },
       h('td', {}, timeCell(run.scheduled_time, run.scheduled_time && zone)),
+      h('td', { class: 'run-kind' }, run.kind),
       h('td', {}, stateBadge(run.status)),
       h('td', {}, String(run.attempts)),
       h('td', {}, run.http_status ? String(run.http_status) : '—'),
@@ -464,9 +465,9 @@
         ? h('p', { class: 'form-error' }, preview.error)
         : h('ol', { id: 'fire-times', class: 'preview' }, preview.fire_times.map((t) => h('li', {}, timeCell(t, zone))))] : null,
       h('h2', {}, 'Run history'),
-      h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
+      h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Kind', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
         .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
-        : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No runs yet.')))),
+        : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No runs yet.')))),
       job ? h('details', {}, h('summary', {}, 'As JSON'), h('pre', {}, JSON.stringify(job, null, 2))) : null);
     every(reload);
   }

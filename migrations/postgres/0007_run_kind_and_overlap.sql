@@ -1,0 +1,5 @@
+-- Why each run exists: `scheduled` (a fire of the trigger), `manual` (run now) or `backfill` (a past range).
+-- Existing rows: a run-now row is inserted with its scheduled time equal to its creation time, which a claimed fire
+-- (claimed after its time) practically never has; everything else was scheduled.
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduled';
+UPDATE runs SET kind = 'manual' WHERE scheduled_time = created_at;
