@@ -13,6 +13,9 @@ use utoipa::ToSchema;
 use crate::action::Action;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
+/// `max_catchup_runs` at most: the planner looks this many fires ahead of a claim's batch to tell whether a fire is
+/// among the newest, so the bound keeps one claim's work bounded; a larger catch-up is as good as none.
+pub const MAX_CATCHUP_RUNS: u32 = 100_000;
 /// Ids are 1–200 characters of `[A-Za-z0-9._:-]`.
 pub const MAX_ID_LENGTH: usize = 200;
 /// `validate_id`'s rule as a JSON Schema pattern, for the OpenAPI document.
@@ -37,6 +40,9 @@ pub struct Job {
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; `None`: always run.
     pub misfire_grace_time: Option<u32>,
+    /// After downtime, without coalesce: of the missed fires still within misfire_grace_time, only the newest this
+    /// many are delivered and the older ones recorded `missed`; `None`: all of them.
+    pub max_catchup_runs: Option<u32>,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.

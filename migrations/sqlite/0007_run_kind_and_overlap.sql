@@ -3,3 +3,7 @@
 -- (claimed after its time) practically never has; everything else was scheduled.
 ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduled';
 UPDATE runs SET kind = 'manual' WHERE scheduled_time = created_at;
+
+-- After downtime, without coalesce, at most this many of the missed fires still within misfire_grace_time are
+-- delivered (the newest); the older ones are recorded missed. NULL: all of them.
+ALTER TABLE jobs ADD COLUMN max_catchup_runs INTEGER;

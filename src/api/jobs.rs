@@ -48,6 +48,11 @@ pub struct JobIn {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce: of the missed fires still within misfire_grace_time, deliver at most the
+    /// newest this many and record the older ones `missed`. Absent or null: all of them.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
+    pub max_catchup_runs: Option<u32>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in; default `default`.
@@ -85,6 +90,10 @@ pub struct JobPatch {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce, deliver at most the newest this many missed fires; `null`: all of them.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
+    pub max_catchup_runs: Option<Option<u32>>,
     /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in.
@@ -116,6 +125,8 @@ pub struct JobOut {
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; null: always run.
     pub misfire_grace_time: Option<u32>,
+    /// After downtime, without coalesce, at most this many of the missed fires are delivered; null: all of them.
+    pub max_catchup_runs: Option<u32>,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.
@@ -236,6 +247,7 @@ impl JobOut {
             coalesce: job.coalesce,
             max_instances: job.max_instances,
             misfire_grace_time: job.misfire_grace_time,
+            max_catchup_runs: job.max_catchup_runs,
             executor: job.executor.clone(),
             jobstore: job.jobstore.clone(),
             next_run_time: job.next_run_time.map(|t| format_time(t, tz)),
@@ -287,6 +299,7 @@ impl From<JobIn> for JobSpec {
             coalesce: input.coalesce,
             max_instances: input.max_instances,
             misfire_grace_time: input.misfire_grace_time,
+            max_catchup_runs: input.max_catchup_runs,
             next_run_time: input.next_run_time,
             executor: input.executor,
             jobstore: input.jobstore,
@@ -305,6 +318,7 @@ impl From<JobPatch> for JobChanges {
             coalesce: patch.coalesce,
             max_instances: patch.max_instances,
             misfire_grace_time: patch.misfire_grace_time,
+            max_catchup_runs: patch.max_catchup_runs,
             next_run_time: patch.next_run_time,
             executor: patch.executor,
             paused: patch.paused,

@@ -148,6 +148,10 @@ pub struct JobFields {
     /// Seconds before the webhook call is abandoned.
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Render the URL, header values and body as templates for each attempt ({{ job.id }}, {{ scheduled_time }},
+    /// {{ attempt }}, {{ idempotency_key }}, …): true or false.
+    #[arg(long)]
+    pub template: Option<bool>,
     /// Fold a backlog of missed fires into one run: true or false.
     #[arg(long)]
     pub coalesce: Option<bool>,
@@ -157,6 +161,9 @@ pub struct JobFields {
     /// Seconds a fire may be late and still run, or "none" to always run.
     #[arg(long)]
     pub misfire_grace_time: Option<String>,
+    /// After downtime, without coalesce, deliver at most the newest N missed fires, or "none" for all of them.
+    #[arg(long, value_name = "N")]
+    pub max_catchup_runs: Option<String>,
     /// The executor (delivery pool) to run it in.
     #[arg(long)]
     pub executor: Option<String>,
@@ -170,6 +177,7 @@ impl JobFields {
             || self.json_body.is_some()
             || self.body.is_some()
             || self.timeout.is_some()
+            || self.template.is_some()
     }
 
     /// Write the flags given into `job` (a job to add or a patch).
@@ -221,6 +229,9 @@ impl JobFields {
             if let Some(timeout) = self.timeout {
                 action.insert("timeout_seconds".into(), json!(timeout));
             }
+            if let Some(template) = self.template {
+                action.insert("template".into(), json!(template));
+            }
         }
         if let Some(coalesce) = self.coalesce {
             job.insert("coalesce".into(), json!(coalesce));
@@ -230,6 +241,9 @@ impl JobFields {
         }
         if let Some(misfire) = &self.misfire_grace_time {
             job.insert("misfire_grace_time".into(), shorthand::misfire(misfire)?);
+        }
+        if let Some(runs) = &self.max_catchup_runs {
+            job.insert("max_catchup_runs".into(), shorthand::max_catchup_runs(runs)?);
         }
         if let Some(executor) = &self.executor {
             job.insert("executor".into(), json!(executor));

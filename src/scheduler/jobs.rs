@@ -33,6 +33,8 @@ pub struct JobSpec {
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `Some(None)`: always run; `None`: the default.
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce, deliver at most the newest this many missed fires; `None`: all of them.
+    pub max_catchup_runs: Option<u32>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The executor (delivery pool) to run on; `default` when absent.
@@ -61,6 +63,7 @@ impl JobSpec {
             coalesce: None,
             max_instances: None,
             misfire_grace_time: None,
+            max_catchup_runs: None,
             next_run_time: None,
             executor: None,
             jobstore: None,
@@ -96,6 +99,12 @@ impl JobSpec {
     /// Set `misfire_grace_time` in seconds; `None`: always run however late.
     pub fn misfire_grace_time(mut self, seconds: Option<u32>) -> JobSpec {
         self.misfire_grace_time = Some(seconds);
+        self
+    }
+
+    /// Set `max_catchup_runs`: after downtime, without coalesce, deliver at most the newest `runs` missed fires.
+    pub fn max_catchup_runs(mut self, runs: u32) -> JobSpec {
+        self.max_catchup_runs = Some(runs);
         self
     }
 
@@ -145,6 +154,8 @@ pub struct JobChanges {
     pub max_instances: Option<u32>,
     /// New `misfire_grace_time`; `Some(None)`: always run.
     pub misfire_grace_time: Option<Option<u32>>,
+    /// New `max_catchup_runs`; `Some(None)`: no bound.
+    pub max_catchup_runs: Option<Option<u32>>,
     /// A new next run time (RFC 3339, or naive in the trigger's zone); ignored while paused.
     pub next_run_time: Option<String>,
     /// Another executor.
@@ -194,6 +205,17 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
+fn check_max_catchup_runs(runs: Option<u32>) -> Result<()> {
+    match runs {
+        Some(0) => Err(Error::invalid("max_catchup_runs", "must be at least 1 (leave it out, or null, for no bound)")),
+        Some(runs) if runs > job::MAX_CATCHUP_RUNS => Err(Error::invalid(
+            "max_catchup_runs",
+            format!("{runs} is more than {}; leave it out, or null, for no bound", job::MAX_CATCHUP_RUNS),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn parse_next_run_time(given: &str, trigger: &Trigger) -> Result<DateTime<Utc>> {
     parse_time("next_run_time", given, trigger.timezone()).map_err(|err| Error::invalid(err.field, err.message))
 }
@@ -215,7 +237,14 @@ impl Scheduler {
         match action {
             Action::Http(action) => {
                 action.validate().map_err(|(field, message)| Error::invalid(format!("action.{field}"), message))?;
-                self.delivery.policy().check_url(&action.url).map_err(|message| Error::invalid("action.url", message))
+                // A templated URL's host is fixed (validate checks it renders to one), so a sample shows it.
+                let url = if action.template {
+                    crate::action::template::sample_url(action)
+                        .map_err(|message| Error::invalid("action.url", message))?
+                } else {
+                    action.url.clone()
+                };
+                self.delivery.policy().check_url(&url).map_err(|message| Error::invalid("action.url", message))
             }
             Action::Function(function) if self.delivery.functions().contains(&function.function) => Ok(()),
             Action::Function(function) => Err(Error::invalid(
@@ -253,6 +282,7 @@ impl Scheduler {
         self.check_executor(&executor)?;
         let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
         check_max_instances(max_instances)?;
+        check_max_catchup_runs(spec.max_catchup_runs)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec { run_date: format_time(now, self.default_tz), timezone: None })
         });
@@ -271,6 +301,7 @@ impl Scheduler {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
+            max_catchup_runs: spec.max_catchup_runs,
             executor,
             jobstore: jobstore.clone(),
             next_run_time,
@@ -414,6 +445,10 @@ impl Scheduler {
         }
         if let Some(grace) = changes.misfire_grace_time {
             job.misfire_grace_time = grace;
+        }
+        if let Some(runs) = changes.max_catchup_runs {
+            check_max_catchup_runs(runs)?;
+            job.max_catchup_runs = runs;
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = changes.trigger {

@@ -125,6 +125,9 @@ pub struct Scheduler {
     deliveries: TaskTracker,
     /// Runs being delivered, by idempotency key → store name, whose leases this process extends.
     in_flight: Mutex<HashMap<String, String>>,
+    /// What templated actions of claimed fires see of their job, by idempotency key, until delivered (see
+    /// `template_job`).
+    template_jobs: Mutex<HashMap<String, crate::action::template::JobVars>>,
     /// The scheduler's events, as APScheduler's listeners get them.
     pub events: EventBus,
     /// Counters and histograms for `/metrics`.
@@ -172,6 +175,7 @@ impl Scheduler {
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
+            template_jobs: Mutex::new(HashMap::new()),
             events: EventBus::new(EVENT_BUFFER),
             metrics,
         }))
@@ -417,6 +421,7 @@ impl Scheduler {
                 self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: name.clone() });
             }
             tick.submitted += to_deliver.len();
+            self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).extend(planner.take_template_jobs());
             let mut jitter = planner.take_jitter();
             for chain in chains(to_deliver) {
                 chain.iter().for_each(|run| self.metrics.fire(run.status));
@@ -582,6 +587,7 @@ impl Scheduler {
             tokio::time::sleep(delay).await;
         }
         let pool = self.executors.pool(&run.executor);
+        let job = self.template_job(store, &run).await;
         loop {
             self.delivery.wait_turn(&run).await;
             let slot = pool.slot().await;
@@ -594,7 +600,7 @@ impl Scheduler {
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
             let call = async {
-                let attempt = self.delivery.attempt(&run, started).await;
+                let attempt = self.delivery.attempt_for(&run, &job, started).await;
                 drop(slot);
                 attempt
             };
@@ -659,6 +665,22 @@ impl Scheduler {
         self.metrics.delivered(run.status);
         let kind = if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
         self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });
+    }
+
+    /// What a templated action sees of the run's job: as the claim saw it, else (a fire delivered again after a
+    /// restart) as the store has it now; only for templated actions, the others need nothing of it. A job removed
+    /// meanwhile is known by its id alone.
+    async fn template_job(&self, store: &dyn JobStore, run: &Run) -> crate::action::template::JobVars {
+        let claimed = self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
+        if let Some(job) = claimed {
+            return job;
+        }
+        let templated = run.action.as_http().is_some_and(|action| action.template);
+        let job = if templated { store.get_job(&run.job_id).await.ok().flatten() } else { None };
+        match job {
+            Some(job) => crate::action::template::JobVars::of(&job),
+            None => crate::action::template::JobVars { id: run.job_id.clone(), ..Default::default() },
+        }
     }
 
     /// Record a run's progress, riding out a store outage: the fire stays leased meanwhile, and if the process

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rand::Rng;
 
+use crate::action::template::JobVars;
 use crate::job::{Job, Run, RunStatus};
 use crate::store::{FirePlan, Planner};
 
@@ -26,6 +27,9 @@ const BROKEN_TRIGGER_RETRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub struct RulesPlanner {
     default_tz: Tz,
     jitter: Mutex<HashMap<String, Duration>>,
+    /// What templated actions see of their job, by idempotency key: taken at the claim, since a job whose trigger
+    /// ended is gone by the time its last fire is delivered.
+    template_jobs: Mutex<HashMap<String, JobVars>>,
     /// Jobs whose trigger ended in this round: the store removes them, the scheduler reports it.
     finished: Mutex<Vec<String>>,
 }
@@ -33,12 +37,22 @@ pub struct RulesPlanner {
 impl RulesPlanner {
     /// A planner for one round; triggers that name no zone use `default_tz`.
     pub fn new(default_tz: Tz) -> RulesPlanner {
-        RulesPlanner { default_tz, jitter: Mutex::new(HashMap::new()), finished: Mutex::new(Vec::new()) }
+        RulesPlanner {
+            default_tz,
+            jitter: Mutex::new(HashMap::new()),
+            template_jobs: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+        }
     }
 
     /// The jitter delays drawn in this round, by idempotency key.
     pub fn take_jitter(&self) -> HashMap<String, Duration> {
         std::mem::take(&mut *self.jitter.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// What the templated actions of this round's pending fires see of their jobs, by idempotency key.
+    pub fn take_template_jobs(&self) -> HashMap<String, JobVars> {
+        std::mem::take(&mut *self.template_jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// The jobs planned in this round whose trigger has no further fire time (removed by the claim).
@@ -80,6 +94,14 @@ impl Planner for RulesPlanner {
             tracing::info!(job_id = %job.id, folded, "coalesced a long backlog; only the latest fires are recorded");
         }
 
+        // Bounded catch-up: a fire runs only if fewer than `max_catchup_runs` due fires come after it, counting those
+        // beyond this claim's batch (looked ahead for, at most that many).
+        let catchup = job.max_catchup_runs.filter(|_| !job.coalesce);
+        let beyond_batch = match (catchup, next) {
+            (Some(limit), Some(next)) if next <= now => due_from(&trigger, next, now, limit as usize),
+            _ => 0,
+        };
+
         let mut runs = Vec::with_capacity(due.len());
         let to_run = if job.coalesce {
             let latest = due.pop().expect("due starts with one time");
@@ -90,10 +112,14 @@ impl Planner for RulesPlanner {
         };
         // As in APScheduler, the fires of one claim are one instance, delivered one after another.
         let at_capacity = active_runs >= job.max_instances;
-        for scheduled in to_run {
+        let count = to_run.len();
+        for (index, scheduled) in to_run.into_iter().enumerate() {
             let late = now - scheduled;
-            let status = if job.misfire_grace_time.is_some_and(|grace| late > chrono::TimeDelta::seconds(grace.into()))
-            {
+            let newer = count - 1 - index + beyond_batch;
+            let beyond_grace =
+                job.misfire_grace_time.is_some_and(|grace| late > chrono::TimeDelta::seconds(grace.into()));
+            let beyond_catchup = catchup.filter(|limit| newer >= *limit as usize);
+            let status = if beyond_grace || beyond_catchup.is_some() {
                 RunStatus::Missed
             } else if at_capacity {
                 RunStatus::Skipped
@@ -101,8 +127,11 @@ impl Planner for RulesPlanner {
                 RunStatus::Pending
             };
             let mut run = Run::new(job, scheduled, status, now, tz);
-            if status == RunStatus::Missed {
+            if beyond_grace {
                 run.error = Some(format!("missed by {} s (misfire_grace_time)", late.num_seconds()));
+            } else if let Some(limit) = beyond_catchup {
+                run.error =
+                    Some(format!("older than the newest {limit} missed fires, delivered instead (max_catchup_runs)"));
             } else if status == RunStatus::Skipped {
                 run.error = Some(format!("max_instances ({}) reached", job.max_instances));
             }
@@ -112,6 +141,10 @@ impl Planner for RulesPlanner {
                 let delay = Duration::from_secs_f64(rand::rng().random_range(0.0..=jitter));
                 self.jitter.lock().unwrap_or_else(|p| p.into_inner()).insert(run.idempotency_key.clone(), delay);
             }
+            if status == RunStatus::Pending && job.action.as_http().is_some_and(|action| action.template) {
+                let mut jobs = self.template_jobs.lock().unwrap_or_else(|p| p.into_inner());
+                jobs.insert(run.idempotency_key.clone(), JobVars::of(job));
+            }
             runs.push(run);
         }
         if next.is_none() {
@@ -119,6 +152,20 @@ impl Planner for RulesPlanner {
         }
         FirePlan { runs, next_run_time: next }
     }
+}
+
+/// How many fire times of `trigger` from `first` (a fire time) up to `now` there are, counting at most `limit`.
+fn due_from(trigger: &crate::trigger::Trigger, first: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> usize {
+    let mut count = 0;
+    let mut next = Some(first);
+    while let Some(t) = next
+        && t <= now
+        && count < limit
+    {
+        count += 1;
+        next = trigger.next_fire_time(Some(t), now);
+    }
+    count
 }
 
 #[cfg(test)]
@@ -145,6 +192,7 @@ mod tests {
             coalesce,
             max_instances,
             misfire_grace_time: grace,
+            max_catchup_runs: None,
             executor: "default".into(),
             jobstore: "default".into(),
             next_run_time: Some(at("2026-06-01T00:00:00Z")),
@@ -192,6 +240,57 @@ mod tests {
         let plan = RulesPlanner::new(Tz::UTC).plan(&every_minute(false, None, 1), 0, at("2026-06-01T03:00:00Z"));
         assert_eq!(plan.runs.len(), 181);
         assert!(plan.runs.iter().all(|run| run.status == RunStatus::Pending));
+    }
+
+    #[test]
+    fn max_catchup_runs_delivers_only_the_newest_fires_within_the_grace_time() {
+        use RunStatus::{Missed, Pending};
+        let now = at("2026-06-01T00:05:30Z");
+        let mut job = every_minute(false, Some(120), 1);
+        job.max_catchup_runs = Some(2);
+        // Lateness 330, 270, 210, 150 s: past the grace time; 90 and 30 s: within it, and the newest two.
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, now);
+        assert_eq!(statuses(&plan), [Missed, Missed, Missed, Missed, Pending, Pending]);
+        job.max_catchup_runs = Some(1);
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, now);
+        assert_eq!(statuses(&plan), [Missed, Missed, Missed, Missed, Missed, Pending]);
+        assert!(plan.runs[3].error.as_deref().unwrap().contains("misfire_grace_time"));
+        assert!(plan.runs[4].error.as_deref().unwrap().contains("max_catchup_runs"), "{:?}", plan.runs[4].error);
+        assert_eq!(plan.runs[5].scheduled_time, at("2026-06-01T00:05:00Z"));
+        // An on-time fire is the newest: delivered.
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, at("2026-06-01T00:00:00.1Z"));
+        assert_eq!(statuses(&plan), [Pending]);
+    }
+
+    #[test]
+    fn max_catchup_runs_counts_the_fires_beyond_a_claims_batch() {
+        let now = at("2026-06-02T00:00:30Z");
+        let mut job = every_minute(false, None, 1);
+        job.max_catchup_runs = Some(3);
+        let planner = RulesPlanner::new(Tz::UTC);
+        let mut plans = Vec::new();
+        while job.next_run_time.is_some_and(|next| next <= now) {
+            let plan = planner.plan(&job, 0, now);
+            job.next_run_time = plan.next_run_time;
+            plans.push(plan);
+        }
+        assert!(plans.len() > 1, "the backlog takes several claims");
+        let runs: Vec<&Run> = plans.iter().flat_map(|plan| &plan.runs).collect();
+        assert_eq!(runs.len(), 24 * 60 + 1);
+        let pending: Vec<DateTime<Utc>> =
+            runs.iter().filter(|run| run.status == RunStatus::Pending).map(|run| run.scheduled_time).collect();
+        assert_eq!(pending, [at("2026-06-01T23:58:00Z"), at("2026-06-01T23:59:00Z"), at("2026-06-02T00:00:00Z")]);
+        assert!(runs.iter().all(|run| run.status == RunStatus::Pending || run.status == RunStatus::Missed));
+    }
+
+    #[test]
+    fn max_catchup_runs_leaves_coalescing_as_it_is() {
+        let mut job = every_minute(true, None, 1);
+        job.max_catchup_runs = Some(3);
+        let plan = RulesPlanner::new(Tz::UTC).plan(&job, 0, at("2026-06-01T00:10:30Z"));
+        let expected: Vec<RunStatus> =
+            std::iter::repeat_n(RunStatus::Coalesced, 10).chain([RunStatus::Pending]).collect();
+        assert_eq!(statuses(&plan), expected);
     }
 
     #[test]

@@ -125,6 +125,37 @@ async fn without_coalesce_fires_later_than_the_grace_time_are_missed() {
 }
 
 #[tokio::test]
+async fn after_downtime_max_catchup_runs_delivers_the_newest_missed_fires_in_order() {
+    let (scheduler, clock) = scheduler_at(t0()).await;
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = delivered.clone();
+    scheduler.register_fn("record", move |context| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(context.scheduled_time);
+            Ok(())
+        }
+    });
+    let spec = JobSpec::new(every_ten_seconds(), Action::function("record"))
+        .id("catchup")
+        .coalesce(false)
+        .misfire_grace_time(Some(300))
+        .max_catchup_runs(2);
+    scheduler.add_job(spec).await.unwrap();
+    let mut events = scheduler.subscribe();
+    // Down from before the first fire until 65 s: fires at 10 … 60 s are due, all within the grace time.
+    clock.set(t0() + TimeDelta::seconds(65));
+    let tick = scheduler.tick(t0() + TimeDelta::seconds(65)).await;
+    assert_eq!((tick.submitted, tick.missed), (2, 4));
+    next_event(&mut events, EventKind::JobExecuted).await;
+    next_event(&mut events, EventKind::JobExecuted).await;
+    let expected = [t0() + TimeDelta::seconds(50), t0() + TimeDelta::seconds(60)];
+    assert_eq!(*delivered.lock().unwrap(), expected);
+    use RunStatus::{Missed, Succeeded};
+    assert_eq!(statuses(&scheduler, "catchup").await, [Missed, Missed, Missed, Missed, Succeeded, Succeeded]);
+}
+
+#[tokio::test]
 async fn a_fire_beyond_max_instances_is_skipped_while_a_run_is_in_flight() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let release = Arc::new(tokio::sync::Notify::new());

@@ -168,6 +168,7 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         coalesce: true,
         max_instances: 1,
         misfire_grace_time: Some(60),
+        max_catchup_runs: None,
         executor: "default".to_string(),
         jobstore: "default".to_string(),
         next_run_time,
@@ -324,6 +325,7 @@ pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
     full.coalesce = false;
     full.max_instances = 7;
     full.misfire_grace_time = Some(3600);
+    full.max_catchup_runs = Some(3);
     full.executor = "slow".to_string();
     full.jobstore = "archive".to_string();
     full.created_at = Utc.with_ymd_and_hms(1969, 7, 20, 20, 17, 40).unwrap() + Duration::microseconds(1);

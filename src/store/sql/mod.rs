@@ -46,8 +46,8 @@ macro_rules! insert_job_sql {
     ($tail:literal) => {
         concat!(
             "INSERT INTO jobs (id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, ",
-            "jobstore, next_run_time, paused, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "jobstore, next_run_time, paused, created_at, updated_at, max_catchup_runs) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             $tail
         )
     };
@@ -59,11 +59,12 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, trigger = excluded.trigger, action = excluded.action, \
      coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
      misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, jobstore = excluded.jobstore, \
-     next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at"
+     next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at, \
+     max_catchup_runs = excluded.max_catchup_runs"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
-    created_at = $12, updated_at = $13 WHERE id = $1";
+    created_at = $12, updated_at = $13, max_catchup_runs = $14 WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),

@@ -119,6 +119,7 @@ pub struct JobRow<Time, Json> {
     coalesce: bool,
     max_instances: i64,
     misfire_grace_time: Option<i64>,
+    max_catchup_runs: Option<i64>,
     executor: String,
     jobstore: String,
     next_run_time: Option<Time>,
@@ -144,6 +145,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
                 .misfire_grace_time
                 .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
                 .transpose()?,
+            max_catchup_runs: self.max_catchup_runs.map(|runs| narrow(runs, &what("max_catchup_runs"))).transpose()?,
             next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
             created_at: self.created_at.into_time(&what("created_at"))?,
             updated_at: self.updated_at.into_time(&what("updated_at"))?,
@@ -232,7 +234,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs` in table order (`job_columns!`).
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 13]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 14]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -247,6 +249,7 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Bool(job.paused),
         Param::Time(Some(job.created_at)),
         Param::Time(Some(job.updated_at)),
+        Param::Int(job.max_catchup_runs.map(i64::from)),
     ])
 }
 

@@ -436,10 +436,12 @@
           ? h('span', { class: 'mono' }, Object.entries(a.headers).map(([k, v]) => [k + ': ' + v, h('br')])) : '—'],
         ['Body', a.json !== undefined ? h('code', {}, JSON.stringify(a.json)) : a.body !== undefined ? h('code', {}, a.body) : '—'],
         ['Timeout', (a.timeout_seconds || 30) + ' s'],
+        ['Template', a.template ? 'yes: rendered for each attempt' : 'no'],
         ['Next run', timeCell(job.next_run_time, zone)],
         ['State', stateBadge(job.paused ? 'paused' : 'active')],
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
+        ['Max catch-up runs', job.max_catchup_runs === null || job.max_catchup_runs === undefined ? 'no bound' : String(job.max_catchup_runs)],
         ['Executor', job.executor], ['Job store', job.jobstore],
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
       ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history remains.');
@@ -567,7 +569,9 @@
       field('URL', input('action-url', 'action.url', { value: val(a.url), class: 'mono', placeholder: 'absolute http or https URL of the webhook', required: true })),
       field('Headers', headersArea, job ? 'Secret values show as ' + MASK + ': re-enter them when you change the webhook' : null),
       field('Body', bodyKind), jsonWrap, textWrap,
-      field('Timeout (s)', input('action-timeout', 'action.timeout_seconds', { value: val(a.timeout_seconds), placeholder: '30', inputmode: 'decimal' })));
+      field('Timeout (s)', input('action-timeout', 'action.timeout_seconds', { value: val(a.timeout_seconds), placeholder: '30', inputmode: 'decimal' })),
+      field('Template', input('action-template', 'action.template', { type: 'checkbox', checked: Boolean(a.template) }),
+        'render URL, header values and body with {{ job.id }}, {{ scheduled_time }}, {{ attempt }}, {{ idempotency_key }}…'));
 
     const optionSet = h('fieldset', {}, h('legend', {}, 'Job'),
       field('ID', input('job-id', 'id', { value: job ? job.id : '', readonly: Boolean(job), class: 'mono', placeholder: 'a UUID when empty' }),
@@ -580,6 +584,10 @@
       field('Misfire grace (s)', input('misfire', 'misfire_grace_time', {
         value: job ? (job.misfire_grace_time === null ? 'none' : val(job.misfire_grace_time)) : '', placeholder: 'default',
       }), '"none": always run, however late'),
+      field('Max catch-up runs', input('max-catchup', 'max_catchup_runs', {
+        value: job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined ? val(job.max_catchup_runs) : '',
+        placeholder: 'no bound', inputmode: 'numeric',
+      }), 'after downtime, without coalesce: deliver only the newest this many missed fires'),
       field('Executor', input('executor', 'executor', { value: job ? job.executor : '', placeholder: 'default' })),
       job ? null : field('Job store', input('jobstore', 'jobstore', { placeholder: 'default' })),
       field('Paused', input('paused', 'paused', { type: 'checkbox', checked: Boolean(job && job.paused) })),
@@ -671,6 +679,7 @@
       if (bodyKind.value === 'text') action.body = textArea.value;
       const timeout = number('action-timeout', 'action.timeout_seconds');
       if (timeout !== undefined) action.timeout_seconds = timeout;
+      if (document.getElementById('action-template').checked) action.template = true;
       return action;
     }
 
@@ -765,6 +774,9 @@
       const misfire = value('misfire');
       if (misfire.toLowerCase() === 'none') body.misfire_grace_time = null;
       else if (misfire !== '') body.misfire_grace_time = number('misfire', 'misfire_grace_time', true);
+      const catchup = number('max-catchup', 'max_catchup_runs', true);
+      if (catchup !== undefined) body.max_catchup_runs = catchup;
+      else if (job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined) body.max_catchup_runs = null;
       if (value('executor')) body.executor = value('executor');
       body.paused = document.getElementById('paused').checked;
       if (!job) {
@@ -786,7 +798,8 @@
         return x;
       });
       const before = { name: job.name, trigger: job.trigger, action: Object.assign({}, job.action), coalesce: job.coalesce,
-        max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused };
+        max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused,
+        max_catchup_runs: job.max_catchup_runs };
       delete before.action.type;
       const patch = {};
       if (!body.name && job.name) patch.name = null;
