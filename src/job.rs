@@ -43,6 +43,8 @@ pub struct Job {
     /// After downtime, without coalesce: of the missed fires still within misfire_grace_time, only the newest this
     /// many are delivered and the older ones recorded `missed`; `None`: all of them.
     pub max_catchup_runs: Option<u32>,
+    /// What a fire that comes while `max_instances` runs are going does.
+    pub overlap: Overlap,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.
@@ -76,6 +78,41 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What happens to a fire that comes while `max_instances` runs of its job are still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Recorded `skipped` (event `job_max_instances`), as APScheduler does.
+    #[default]
+    Skip,
+    /// Kept (`buffered`) and delivered as soon as a run ends; a newer such fire replaces it, the older recorded
+    /// `skipped`.
+    BufferOne,
+    /// Every such fire kept (`buffered`) and delivered in order as runs end.
+    BufferAll,
+    /// The oldest running delivery is aborted (recorded `cancelled`) and the new fire starts.
+    CancelOther,
+}
+
+impl Overlap {
+    /// The policy as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::BufferOne => "buffer_one",
+            Overlap::BufferAll => "buffer_all",
+            Overlap::CancelOther => "cancel_other",
+        }
+    }
+
+    /// A policy from its API name.
+    pub fn parse(value: &str) -> Option<Overlap> {
+        [Overlap::Skip, Overlap::BufferOne, Overlap::BufferAll, Overlap::CancelOther]
+            .into_iter()
+            .find(|overlap| overlap.as_str() == value)
+    }
+}
+
 /// Where a fire stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -96,11 +133,13 @@ pub enum RunStatus {
     Coalesced,
     /// Aborted while pending or running, to make room for a newer fire (`overlap: cancel_other`).
     Cancelled,
+    /// Waiting for a run of its job to end (`overlap: buffer_one` or `buffer_all`), then delivered.
+    Buffered,
 }
 
 impl RunStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Succeeded,
@@ -109,6 +148,7 @@ impl RunStatus {
         RunStatus::Skipped,
         RunStatus::Coalesced,
         RunStatus::Cancelled,
+        RunStatus::Buffered,
     ];
 
     /// The status as the API writes it.
@@ -122,6 +162,7 @@ impl RunStatus {
             RunStatus::Skipped => "skipped",
             RunStatus::Coalesced => "coalesced",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Buffered => "buffered",
         }
     }
 
@@ -133,6 +174,11 @@ impl RunStatus {
     /// Pending and running fires are the job's live instances (max_instances) and are redelivered after a crash.
     pub fn is_unfinished(self) -> bool {
         matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+
+    /// Nothing more happens to the run: neither unfinished nor buffered (retention prunes only these).
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running | RunStatus::Buffered)
     }
 }
 
@@ -234,7 +280,7 @@ impl Run {
             status,
             attempts: 0,
             started_at: None,
-            finished_at: if status.is_unfinished() { None } else { Some(now) },
+            finished_at: if status.is_final() { Some(now) } else { None },
             http_status: None,
             duration_ms: None,
             error: None,

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiJson, ApiQuery, AppState};
 use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
-use crate::job::{Job, Run, RunKind, RunStatus};
+use crate::job::{Job, Overlap, Run, RunKind, RunStatus};
 use crate::scheduler::{JobChanges, JobFilter, JobSpec};
 use crate::store::{JobCursor, RunCursor, RunQuery};
 use crate::trigger::TriggerSpec;
@@ -53,6 +53,10 @@ pub struct JobIn {
     #[serde(default, deserialize_with = "crate::integral::optional")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
     pub max_catchup_runs: Option<u32>,
+    /// What a fire that comes while `max_instances` runs are going does: `skip` (the default: recorded
+    /// `skipped`), `buffer_one` (the newest kept and delivered as soon as a run ends), `buffer_all` (every one kept
+    /// and delivered in order) or `cancel_other` (the oldest run aborted, recorded `cancelled`).
+    pub overlap: Option<Overlap>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in; default `default`.
@@ -94,6 +98,8 @@ pub struct JobPatch {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
     pub max_catchup_runs: Option<Option<u32>>,
+    /// What a fire beyond `max_instances` does: `skip`, `buffer_one`, `buffer_all` or `cancel_other`.
+    pub overlap: Option<Overlap>,
     /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in.
@@ -127,6 +133,8 @@ pub struct JobOut {
     pub misfire_grace_time: Option<u32>,
     /// After downtime, without coalesce, at most this many of the missed fires are delivered; null: all of them.
     pub max_catchup_runs: Option<u32>,
+    /// What a fire beyond `max_instances` does.
+    pub overlap: Overlap,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.
@@ -248,6 +256,7 @@ impl JobOut {
             max_instances: job.max_instances,
             misfire_grace_time: job.misfire_grace_time,
             max_catchup_runs: job.max_catchup_runs,
+            overlap: job.overlap,
             executor: job.executor.clone(),
             jobstore: job.jobstore.clone(),
             next_run_time: job.next_run_time.map(|t| format_time(t, tz)),
@@ -300,6 +309,7 @@ impl From<JobIn> for JobSpec {
             max_instances: input.max_instances,
             misfire_grace_time: input.misfire_grace_time,
             max_catchup_runs: input.max_catchup_runs,
+            overlap: input.overlap,
             next_run_time: input.next_run_time,
             executor: input.executor,
             jobstore: input.jobstore,
@@ -319,6 +329,7 @@ impl From<JobPatch> for JobChanges {
             max_instances: patch.max_instances,
             misfire_grace_time: patch.misfire_grace_time,
             max_catchup_runs: patch.max_catchup_runs,
+            overlap: patch.overlap,
             next_run_time: patch.next_run_time,
             executor: patch.executor,
             paused: patch.paused,

@@ -164,6 +164,10 @@ pub struct JobFields {
     /// After downtime, without coalesce, deliver at most the newest N missed fires, or "none" for all of them.
     #[arg(long, value_name = "N")]
     pub max_catchup_runs: Option<String>,
+    /// What a fire that comes while max_instances runs are going does: skip, buffer_one, buffer_all or
+    /// cancel_other.
+    #[arg(long, value_name = "POLICY")]
+    pub overlap: Option<String>,
     /// The executor (delivery pool) to run it in.
     #[arg(long)]
     pub executor: Option<String>,
@@ -244,6 +248,9 @@ impl JobFields {
         }
         if let Some(runs) = &self.max_catchup_runs {
             job.insert("max_catchup_runs".into(), shorthand::max_catchup_runs(runs)?);
+        }
+        if let Some(overlap) = &self.overlap {
+            job.insert("overlap".into(), json!(overlap));
         }
         if let Some(executor) = &self.executor {
             job.insert("executor".into(), json!(executor));

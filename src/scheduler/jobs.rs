@@ -10,7 +10,7 @@ use super::Scheduler;
 use super::error::{Error, Result};
 use super::events::{EventKind, Subject};
 use crate::action::Action;
-use crate::job::{self, Job, Run, RunKind, RunStatus};
+use crate::job::{self, Job, Overlap, Run, RunKind, RunStatus};
 use crate::store::{JobCursor, JobQuery, RunQuery, StoreError, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
 use crate::trigger::{DateSpec, Trigger, TriggerSpec};
@@ -35,6 +35,8 @@ pub struct JobSpec {
     pub misfire_grace_time: Option<Option<u32>>,
     /// After downtime, without coalesce, deliver at most the newest this many missed fires; `None`: all of them.
     pub max_catchup_runs: Option<u32>,
+    /// What a fire beyond `max_instances` does; `skip` when absent.
+    pub overlap: Option<Overlap>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The executor (delivery pool) to run on; `default` when absent.
@@ -64,6 +66,7 @@ impl JobSpec {
             max_instances: None,
             misfire_grace_time: None,
             max_catchup_runs: None,
+            overlap: None,
             next_run_time: None,
             executor: None,
             jobstore: None,
@@ -105,6 +108,12 @@ impl JobSpec {
     /// Set `max_catchup_runs`: after downtime, without coalesce, deliver at most the newest `runs` missed fires.
     pub fn max_catchup_runs(mut self, runs: u32) -> JobSpec {
         self.max_catchup_runs = Some(runs);
+        self
+    }
+
+    /// Set `overlap`: what a fire that comes while `max_instances` runs are going does.
+    pub fn overlap(mut self, overlap: Overlap) -> JobSpec {
+        self.overlap = Some(overlap);
         self
     }
 
@@ -156,6 +165,8 @@ pub struct JobChanges {
     pub misfire_grace_time: Option<Option<u32>>,
     /// New `max_catchup_runs`; `Some(None)`: no bound.
     pub max_catchup_runs: Option<Option<u32>>,
+    /// New `overlap`.
+    pub overlap: Option<Overlap>,
     /// A new next run time (RFC 3339, or naive in the trigger's zone); ignored while paused.
     pub next_run_time: Option<String>,
     /// Another executor.
@@ -302,6 +313,7 @@ impl Scheduler {
             max_instances,
             misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
             max_catchup_runs: spec.max_catchup_runs,
+            overlap: spec.overlap.unwrap_or_default(),
             executor,
             jobstore: jobstore.clone(),
             next_run_time,
@@ -450,6 +462,9 @@ impl Scheduler {
             check_max_catchup_runs(runs)?;
             job.max_catchup_runs = runs;
         }
+        if let Some(overlap) = changes.overlap {
+            job.overlap = overlap;
+        }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = changes.trigger {
             let (spec, _) = prepare_trigger(spec, self, now)?;
@@ -552,6 +567,9 @@ impl Scheduler {
         let now = self.now();
         let mut run = Run::new(&job, now, RunStatus::Pending, now, job.trigger.timezone(self.default_tz));
         run.kind = RunKind::Manual;
+        if matches!(job.overlap, Overlap::BufferOne | Overlap::BufferAll) {
+            self.buffering_jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone());
+        }
         run.lease_expires_at = Some(now + self.lease());
         store.insert_run(&run).await?;
         self.metrics.fire(run.status);

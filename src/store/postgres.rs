@@ -65,7 +65,7 @@ const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.status, attempts = u.a
     AS u (idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
     duration_ms, error, response_excerpt, lease_expires_at) \
     WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
-    AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key";
+    AND runs.scheduled_time = u.scheduled_time AND runs.status <> 'cancelled' RETURNING runs.idempotency_key";
 
 /// The PostgreSQL store.
 pub type PostgresStore = SqlStore<PostgresDialect>;
@@ -150,8 +150,16 @@ impl Dialect for PostgresDialect {
     /// Rows another replica is claiming are skipped, not waited for.
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE NOT paused AND next_run_time IS NOT NULL \
         AND next_run_time <= $1 ORDER BY next_run_time, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-    const ACTIVE_RUNS_SQL: &'static str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id = ANY($1) \
-        AND status IN ('pending', 'running') GROUP BY job_id";
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id = ANY($1) \
+        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const CANCELLED_AMONG_SQL: &'static str =
+        "SELECT idempotency_key FROM runs WHERE idempotency_key = ANY($1) AND status = 'cancelled'";
+    /// In id order, as every replica takes them, so two promoting replicas queue instead of deadlocking; a claim
+    /// holding one of them is waited for (it takes milliseconds).
+    const LOCK_BUFFERED_JOBS_SQL: Option<&'static str> = Some(
+        "SELECT id FROM jobs WHERE id IN (SELECT job_id FROM runs WHERE status = 'buffered') ORDER BY id FOR UPDATE",
+    );
     const DELETE_JOBS_SQL: &'static str = "DELETE FROM jobs WHERE id = ANY($1)";
     /// Taking over is atomic across replicas: each expired run is locked by exactly one taker.
     const TAKE_EXPIRED_RUNS_SQL: &'static str = "UPDATE runs SET lease_expires_at = $1 WHERE idempotency_key IN (\
@@ -161,8 +169,8 @@ impl Dialect for PostgresDialect {
         WHERE status IN ('pending', 'running') AND idempotency_key = ANY($2)";
     /// A batch at a time; SKIP LOCKED leaves rows another replica's pruner holds to it.
     const PRUNE_BY_AGE_SQL: &'static str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key \
-        FROM runs WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_at, created_at) < $1 LIMIT $2 \
-        FOR UPDATE SKIP LOCKED)";
+        FROM runs WHERE status NOT IN ('pending', 'running') AND status <> 'buffered' \
+        AND COALESCE(finished_at, created_at) < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
     const BEGIN_WRITE: &'static str = "BEGIN";
 
     fn bind(arguments: &mut PgArguments, param: Param<'_, serde_json::Value>) -> StoreResult<()> {

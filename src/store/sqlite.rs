@@ -103,8 +103,13 @@ impl Dialect for SqliteDialect {
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
         AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
     /// A claim's statements take its jobs and runs as JSON arrays, so their number does not grow with the claim.
-    const ACTIVE_RUNS_SQL: &'static str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id IN \
-        (SELECT value FROM json_each(?)) AND status IN ('pending', 'running') GROUP BY job_id";
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
+        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const CANCELLED_AMONG_SQL: &'static str = "SELECT idempotency_key FROM runs \
+        WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND status = 'cancelled'";
+    /// The write transaction (`BEGIN IMMEDIATE`) holds the only write lock.
+    const LOCK_BUFFERED_JOBS_SQL: Option<&'static str> = None;
     const DELETE_JOBS_SQL: &'static str = "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))";
     const TAKE_EXPIRED_RUNS_SQL: &'static str = "UPDATE runs SET lease_expires_at = ? \
         WHERE status IN ('pending', 'running') AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *";
@@ -113,7 +118,8 @@ impl Dialect for SqliteDialect {
         WHERE status IN ('pending', 'running') AND idempotency_key IN (SELECT value FROM json_each(?))";
     /// The expression is the `runs_finished_age` index's, verbatim.
     const PRUNE_BY_AGE_SQL: &'static str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key \
-        FROM runs WHERE status NOT IN ('pending', 'running') AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
+        FROM runs WHERE status NOT IN ('pending', 'running') AND status <> 'buffered' \
+        AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     fn bind(arguments: &mut SqliteArguments, param: Param<'_, String>) -> StoreResult<()> {
@@ -187,7 +193,8 @@ impl Dialect for SqliteDialect {
             let sql = format!(
                 "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) \
                  UPDATE runs SET {set} FROM u WHERE runs.idempotency_key = u.idempotency_key \
-                 AND runs.job_id = u.job_id AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key",
+                 AND runs.job_id = u.job_id AND runs.scheduled_time = u.scheduled_time \
+                 AND runs.status <> 'cancelled' RETURNING runs.idempotency_key",
                 columns = RUN_PROGRESS_COLUMNS.join(", "),
                 values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
                 set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
@@ -383,7 +390,7 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         assert_seeks(&plan_of(&store, explain(Sql::CLAIM_DUE_SQL).bind(0_i64).bind(10_i64)).await, "jobs", "jobs_due");
         assert_seeks(&plan_of(&store, explain(Sql::EARLIEST_NEXT_RUN_TIME_SQL)).await, "jobs", "jobs_due");
-        assert_seeks(&plan_of(&store, explain(Sql::ACTIVE_RUNS_SQL).bind("j")).await, "runs", "runs_job_status");
+        assert_seeks(&plan_of(&store, explain(Sql::LOAD_SQL).bind("j")).await, "runs", "runs_job_status");
         // A scan, but of a partial index that holds only the unfinished runs.
         let expired = plan_of(&store, explain(Sql::TAKE_EXPIRED_RUNS_SQL).bind(0_i64).bind(0_i64)).await;
         assert!(expired.contains("INDEX runs_unfinished_lease"), "{expired}");

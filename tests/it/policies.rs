@@ -1,5 +1,6 @@
-//! Scheduling policies end to end, on the real server and a real SQLite file: bounded catch-up after an outage
-//! (`max_catchup_runs`). Short real intervals, generous bounds.
+//! Scheduling policies end to end, on the real server: bounded catch-up after an outage (`max_catchup_runs`, on a
+//! real SQLite file), and what a fire does while the job's run is still going (`overlap`). Short real intervals,
+//! generous bounds.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Receiver, Server, sqlite_config};
+use crate::harness::{PATIENCE, Received, Receiver, Server, memory_config, sqlite_config};
 
 fn time_of(run: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(run["scheduled_time"].as_str().unwrap()).unwrap().to_utc()
@@ -65,5 +66,89 @@ async fn after_a_six_second_outage_only_the_newest_three_missed_fires_are_delive
     sorted.dedup();
     assert_eq!(delivered_times, sorted, "in order, once each");
     assert!(delivered_times.len() <= 3, "{delivered_times:?}");
+    server.stop().await;
+}
+
+fn scheduled(hit: &Received) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&hit.header("apsched-scheduled-time").unwrap()).unwrap().to_utc()
+}
+
+fn answered(hit: &Received) -> std::time::Instant {
+    hit.answered.lock().unwrap().expect("answered")
+}
+
+/// Every 2 s, each call taking 3 s: the fire 2 s after a call starts comes while it is still going.
+fn slow_job(id: &str, url: &str, overlap: &str) -> Value {
+    json!({"id": id, "trigger": {"type": "interval", "seconds": 2}, "action": {"url": url},
+           "max_instances": 1, "overlap": overlap})
+}
+
+#[tokio::test]
+async fn buffer_one_delivers_the_buffered_fire_as_soon_as_the_run_ends_where_skip_waits_for_the_next_fire() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    for (id, overlap) in [("buffering", "buffer_one"), ("skipping", "skip")] {
+        let (status, added) =
+            server.post("/v1/jobs", slow_job(id, &receiver.url(&format!("slow/3000/{id}")), overlap)).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        assert_eq!(added["overlap"], overlap);
+    }
+    let (buffering, skipping) =
+        tokio::join!(receiver.wait_for("slow/3000/buffering", 2), receiver.wait_for("slow/3000/skipping", 2));
+
+    // buffer_one: the fire 2 s in was kept and went out the moment the first call ended (3 s in).
+    assert_eq!(scheduled(&buffering[1]) - scheduled(&buffering[0]), chrono::TimeDelta::seconds(2));
+    let waited = buffering[1].arrived.saturating_duration_since(answered(&buffering[0]));
+    assert!(waited < Duration::from_millis(700), "delivered {waited:?} after the run ended");
+    // skip: that fire was skipped; the next delivery is the fire 4 s in, a second after the call ended.
+    assert_eq!(scheduled(&skipping[1]) - scheduled(&skipping[0]), chrono::TimeDelta::seconds(4));
+    let waited = skipping[1].arrived.saturating_duration_since(answered(&skipping[0]));
+    assert!(waited >= Duration::from_millis(700), "the next fire came {waited:?} after the run ended");
+    let runs = server.runs("skipping").await;
+    let skipped = runs.iter().find(|run| time_of(run) == scheduled(&skipping[0]) + chrono::TimeDelta::seconds(2));
+    assert_eq!(skipped.expect("the fire in between is recorded")["status"], "skipped");
+    let runs = server.runs("buffering").await;
+    assert!(runs.iter().all(|run| run["status"] != "skipped" || run["error"].as_str().unwrap().contains("buffer_one")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_other_aborts_the_running_call_and_records_it_cancelled() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    let job = json!({"id": "impatient", "trigger": {"type": "interval", "seconds": 1},
+        "action": {"url": receiver.url("slow/30000/impatient")}, "max_instances": 1, "overlap": "cancel_other"});
+    let (status, added) = server.post("/v1/jobs", job).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let hits = receiver.wait_for("slow/30000/impatient", 2).await;
+    assert_eq!(scheduled(&hits[1]) - scheduled(&hits[0]), chrono::TimeDelta::seconds(1), "the next fire started");
+    // The first call's connection was dropped: the receiver's handler went away without answering.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while hits[0].dropped.lock().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the first call was never hung up on");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hits[0].answered.lock().unwrap().is_none());
+    let first = scheduled(&hits[0]);
+    let runs = server
+        .wait_runs("impatient", |runs| runs.iter().any(|run| time_of(run) == first && run["status"] == "cancelled"))
+        .await;
+    let cancelled = runs.iter().find(|run| time_of(run) == first).unwrap();
+    assert!(cancelled["error"].as_str().unwrap().contains("cancel_other"), "{cancelled}");
+    assert!(cancelled["finished_at"].is_string());
+    assert_eq!(server.post("/v1/jobs/impatient/pause", json!({})).await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_overlap_is_refused_naming_the_field() {
+    let server = Server::start(memory_config()).await;
+    let job = json!({"id": "odd", "action": {"url": "http://127.0.0.1:9/"}, "overlap": "queue"});
+    let (status, problem) = server.post("/v1/jobs", job).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "overlap", "{problem}");
+    let job = json!({"id": "odd", "action": {"url": "http://127.0.0.1:9/"}, "max_catchup_runs": 0});
+    let (status, problem) = server.post("/v1/jobs", job).await;
+    assert_eq!((status, problem["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("max_catchup_runs")));
     server.stop().await;
 }

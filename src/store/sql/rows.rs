@@ -5,7 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::FromRow;
 
-use crate::job::{Job, Run, RunKind, RunStatus};
+use crate::job::{Job, Overlap, Run, RunKind, RunStatus};
 use crate::store::{StoreError, StoreResult};
 
 /// A row that does not decode is `Corrupt`; anything else means the store could not do the work now and the
@@ -120,6 +120,7 @@ pub struct JobRow<Time, Json> {
     max_instances: i64,
     misfire_grace_time: Option<i64>,
     max_catchup_runs: Option<i64>,
+    overlap: String,
     executor: String,
     jobstore: String,
     next_run_time: Option<Time>,
@@ -146,6 +147,8 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
                 .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
                 .transpose()?,
             max_catchup_runs: self.max_catchup_runs.map(|runs| narrow(runs, &what("max_catchup_runs"))).transpose()?,
+            overlap: Overlap::parse(&self.overlap)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("overlap"), self.overlap)))?,
             next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
             created_at: self.created_at.into_time(&what("created_at"))?,
             updated_at: self.updated_at.into_time(&what("updated_at"))?,
@@ -234,7 +237,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs` in table order (`job_columns!`).
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 14]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 15]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -250,6 +253,7 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Time(Some(job.created_at)),
         Param::Time(Some(job.updated_at)),
         Param::Int(job.max_catchup_runs.map(i64::from)),
+        Param::Text(Some(job.overlap.as_str())),
     ])
 }
 

@@ -441,6 +441,7 @@
         ['State', stateBadge(job.paused ? 'paused' : 'active')],
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
+        ['Overlap', job.overlap || 'skip'],
         ['Max catch-up runs', job.max_catchup_runs === null || job.max_catchup_runs === undefined ? 'no bound' : String(job.max_catchup_runs)],
         ['Executor', job.executor], ['Job store', job.jobstore],
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
@@ -584,6 +585,11 @@
       field('Misfire grace (s)', input('misfire', 'misfire_grace_time', {
         value: job ? (job.misfire_grace_time === null ? 'none' : val(job.misfire_grace_time)) : '', placeholder: 'default',
       }), '"none": always run, however late'),
+      field('Overlap', h('select', { id: 'overlap', 'data-field': 'overlap' },
+        [['skip', 'skip: record the fire skipped'], ['buffer_one', 'buffer one: run the newest when a run ends'],
+          ['buffer_all', 'buffer all: run each in order as runs end'], ['cancel_other', 'cancel other: abort the oldest run']]
+          .map(([value, label]) => h('option', { value, selected: (job ? job.overlap || 'skip' : 'skip') === value }, label))),
+        'what a fire does while max instances runs are going'),
       field('Max catch-up runs', input('max-catchup', 'max_catchup_runs', {
         value: job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined ? val(job.max_catchup_runs) : '',
         placeholder: 'no bound', inputmode: 'numeric',
@@ -774,6 +780,7 @@
       const misfire = value('misfire');
       if (misfire.toLowerCase() === 'none') body.misfire_grace_time = null;
       else if (misfire !== '') body.misfire_grace_time = number('misfire', 'misfire_grace_time', true);
+      body.overlap = document.getElementById('overlap').value;
       const catchup = number('max-catchup', 'max_catchup_runs', true);
       if (catchup !== undefined) body.max_catchup_runs = catchup;
       else if (job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined) body.max_catchup_runs = null;
@@ -799,7 +806,7 @@
       });
       const before = { name: job.name, trigger: job.trigger, action: Object.assign({}, job.action), coalesce: job.coalesce,
         max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused,
-        max_catchup_runs: job.max_catchup_runs };
+        max_catchup_runs: job.max_catchup_runs, overlap: job.overlap };
       delete before.action.type;
       const patch = {};
       if (!body.name && job.name) patch.name = null;
