@@ -505,27 +505,33 @@ impl Scheduler {
                 _ = tokio::time::sleep(period) => {}
                 _ = self.stop_firing.cancelled() => return,
             }
-            let by_store: BTreeMap<String, Vec<String>> = {
-                let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for (key, (store, _)) in in_flight.iter() {
-                    by_store.entry(store.clone()).or_default().push(key.clone());
-                }
-                by_store
-            };
-            let lease_until = self.clock.now() + self.lease();
-            for (name, keys) in by_store {
-                let Some(store) = self.store(&name) else { continue };
-                match store.extend_leases(&keys, lease_until).await {
-                    // Cancelled by another replica's claim (`cancel_other`): seen here, within a third of the lease.
-                    Ok(cancelled) => self.abort_deliveries(cancelled.iter().map(String::as_str)),
-                    Err(err) => tracing::warn!(store = %name, error = %err, "cannot extend leases"),
-                }
+            self.keep_leases().await;
+        }
+    }
+
+    /// One round of lease upkeep: extend the leases of this process's deliveries (aborting those another replica
+    /// cancelled), take over expired ones, and deliver buffered fires that have room.
+    pub(crate) async fn keep_leases(self: &Arc<Self>) {
+        let by_store: BTreeMap<String, Vec<String>> = {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (key, (store, _)) in in_flight.iter() {
+                by_store.entry(store.clone()).or_default().push(key.clone());
             }
-            self.recover_unfinished(false).await;
-            for (name, entry) in &self.stores {
-                self.promote_buffered(name, &entry.store).await;
+            by_store
+        };
+        let lease_until = self.clock.now() + self.lease();
+        for (name, keys) in by_store {
+            let Some(store) = self.store(&name) else { continue };
+            match store.extend_leases(&keys, lease_until).await {
+                // Cancelled by another replica's claim (`cancel_other`): seen here, within a third of the lease.
+                Ok(cancelled) => self.abort_deliveries(cancelled.iter().map(String::as_str)),
+                Err(err) => tracing::warn!(store = %name, error = %err, "cannot extend leases"),
             }
+        }
+        self.recover_unfinished(false).await;
+        for (name, entry) in &self.stores {
+            self.promote_buffered(name, &entry.store).await;
         }
     }
 
@@ -788,6 +794,11 @@ impl Scheduler {
                 Err(StoreError::Unavailable(err)) if !self.stop_firing.is_cancelled() => {
                     tracing::warn!(job_id = %run.job_id, error = %err, "cannot record a run; retrying");
                     tokio::time::sleep(backoff.next_wait()).await;
+                }
+                // Cancelled for a newer fire (`cancel_other`) just as its call ended: the cancel stands.
+                Err(StoreError::NotFound) => {
+                    tracing::info!(job_id = %run.job_id, "run not recorded: it was cancelled (or removed) meanwhile");
+                    return;
                 }
                 Err(err) => {
                     tracing::error!(job_id = %run.job_id, error = %err, "cannot record a run");

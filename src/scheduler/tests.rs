@@ -365,3 +365,72 @@ async fn cancel_other_aborts_the_running_delivery_and_starts_the_new_fire() {
     assert_eq!((runs[1].status, runs[0].status), (RunStatus::Cancelled, RunStatus::Succeeded));
     assert_eq!(runs[1].error.as_deref(), Some(crate::store::CANCELLED));
 }
+
+#[tokio::test]
+async fn replicas_sharing_postgresql_buffer_behind_each_others_runs() {
+    let schema = crate::store::contract::ScratchSchema::create().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = crate::store::Postgres::connect(&schema.url, 4).await.expect("connect to the scratch schema");
+        let scheduler = Scheduler::builder()
+            .jobstore("default", store)
+            .executor("default", 4)
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap();
+        replicas.push(scheduler);
+    }
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let job = slow_first_call(first, "shared", crate::job::Overlap::BufferOne).await;
+    let on_second = Arc::new(AtomicUsize::new(0));
+    let counter = on_second.clone();
+    second.register_fn("shared", move |_context| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let mut events = first.subscribe();
+    assert_eq!(first.tick(t0() + TimeDelta::seconds(10)).await.submitted, 1);
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    // The second replica sees the first one's run under way: the fire waits in the ledger.
+    let tick = second.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.buffered), (0, 1));
+    // The replica that records the end of the run delivers the buffered fire, with no round of either loop.
+    job.release.notify_one();
+    next_event(&mut events, EventKind::JobExecuted).await;
+    next_event(&mut events, EventKind::JobExecuted).await;
+    assert_eq!(*job.delivered.lock().unwrap(), [t0() + TimeDelta::seconds(10), t0() + TimeDelta::seconds(20)]);
+    assert_eq!(on_second.load(Ordering::SeqCst), 0);
+    assert_eq!(statuses(first, "shared").await, [RunStatus::Succeeded, RunStatus::Succeeded]);
+}
+
+#[tokio::test]
+async fn a_replica_aborts_its_delivery_when_another_cancels_the_run_at_its_next_lease_upkeep() {
+    let schema = crate::store::contract::ScratchSchema::create().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = crate::store::Postgres::connect(&schema.url, 4).await.expect("connect to the scratch schema");
+        let scheduler = Scheduler::builder().jobstore("default", store).clock(clock.clone()).build().await.unwrap();
+        replicas.push(scheduler);
+    }
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let job = slow_first_call(first, "shared", crate::job::Overlap::CancelOther).await;
+    second.register_fn("shared", |_context| async { Ok(()) });
+    let mut events = second.subscribe();
+    first.tick(t0() + TimeDelta::seconds(10)).await;
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    let tick = second.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.cancelled), (1, 1));
+    next_event(&mut events, EventKind::JobExecuted).await;
+    // The first replica learns of the cancel when it extends its leases, and abandons the call.
+    first.keep_leases().await;
+    tokio::time::timeout(PATIENCE, job.dropped.notified()).await.expect("the first call is abandoned");
+    use RunStatus::{Cancelled, Succeeded};
+    assert_eq!(statuses(first, "shared").await, [Cancelled, Succeeded]);
+    assert!(job.delivered.lock().unwrap().is_empty(), "the first call never finished");
+}
