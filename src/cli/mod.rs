@@ -264,7 +264,8 @@ impl JobFields {
 pub struct RunsArgs {
     /// The job's id (its runs outlive it).
     pub job: String,
-    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced, cancelled).
+    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced, buffered,
+    /// cancelled).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs, newest first.

@@ -319,6 +319,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn upgrading_gives_existing_runs_a_kind_and_jobs_the_default_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        // The file as the release before run kinds left it.
+        let options = file_url(&dir).parse::<SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before.migrations.iter().filter(|m| m.version < 7).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        let insert = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, action, executor, \
+            timezone, created_at) VALUES (?, 'j', ?, 'succeeded', 1, '{\"url\": \"http://127.0.0.1:9/\"}', 'default', \
+            'UTC', ?)";
+        // A run-now is created at its scheduled time; a claimed fire after it.
+        for (key, scheduled, created) in [("manual", 1_000_000, 1_000_000), ("scheduled", 2_000_000, 2_000_150)] {
+            sqlx::query(insert).bind(key).bind(scheduled).bind(created).execute(&pool).await.unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO jobs (id, trigger, action, coalesce, max_instances, executor, jobstore, paused, created_at, \
+             updated_at) VALUES ('j', '{\"type\": \"date\", \"run_date\": \"2026-12-01T10:00:00Z\"}', \
+             '{\"url\": \"http://127.0.0.1:9/\"}', 1, 1, 'default', 'default', 1, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        let kinds: Vec<(String, crate::job::RunKind)> = (store.list_runs("j", &all_runs()).await.unwrap().into_iter())
+            .map(|run| (run.idempotency_key, run.kind))
+            .collect();
+        use crate::job::RunKind::{Manual, Scheduled};
+        assert_eq!(kinds, [("scheduled".to_string(), Scheduled), ("manual".to_string(), Manual)]);
+        let job = store.get_job("j").await.unwrap().unwrap();
+        assert_eq!((job.overlap, job.max_catchup_runs), (crate::job::Overlap::Skip, None));
+    }
+
+    #[tokio::test]
     async fn data_survives_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
