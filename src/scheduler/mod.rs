@@ -629,6 +629,8 @@ impl Scheduler {
             outcome = self.attempts(store.as_ref(), run, delay) => Some(outcome),
         };
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        // Taken by the first attempt; still here if the run was cancelled before it.
+        self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         match outcome {
             None => {
                 tracing::info!(job_id = %job_id, "delivery aborted: the run was cancelled for a newer fire");
@@ -750,6 +752,10 @@ impl Scheduler {
 
     /// Deliver the buffered fires of `store` whose job has room now (see `JobStore::promote_buffered`).
     async fn promote_buffered(self: &Arc<Self>, store_name: &str, store: &Arc<dyn JobStore>) -> usize {
+        // Stopping: they stay buffered in the ledger, and the next start delivers them.
+        if self.stop_firing.is_cancelled() {
+            return 0;
+        }
         let lease_until = self.clock.now() + self.lease();
         match store.promote_buffered(lease_until).await {
             Ok(runs) => {
