@@ -14,6 +14,9 @@ use crate::action::Action;
 use crate::labels::Labels;
 use crate::trigger::{Trigger, TriggerError, TriggerSpec};
 
+/// `max_catchup_runs` at most: the planner looks this many fires ahead of a claim's batch to tell whether a fire is
+/// among the newest, so the bound keeps one claim's work bounded; a larger catch-up is as good as none.
+pub const MAX_CATCHUP_RUNS: u32 = 100_000;
 /// Ids are 1–200 characters of `[A-Za-z0-9._:-]`.
 pub const MAX_ID_LENGTH: usize = 200;
 /// `validate_id`'s rule as a JSON Schema pattern, for the OpenAPI document.
@@ -38,6 +41,11 @@ pub struct Job {
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; `None`: always run.
     pub misfire_grace_time: Option<u32>,
+    /// After downtime, without coalesce: of the missed fires still within misfire_grace_time, only the newest this
+    /// many are delivered and the older ones recorded `missed`; `None`: all of them.
+    pub max_catchup_runs: Option<u32>,
+    /// What a fire that comes while `max_instances` runs are going does.
+    pub overlap: Overlap,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.
@@ -73,6 +81,41 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What happens to a fire that comes while `max_instances` runs of its job are still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Recorded `skipped` (event `job_max_instances`), as APScheduler does.
+    #[default]
+    Skip,
+    /// Kept (`buffered`) and delivered as soon as a run ends; a newer such fire replaces it, the older recorded
+    /// `skipped`.
+    BufferOne,
+    /// Every such fire kept (`buffered`) and delivered in order as runs end.
+    BufferAll,
+    /// The oldest running delivery is aborted (recorded `cancelled`) and the new fire starts.
+    CancelOther,
+}
+
+impl Overlap {
+    /// The policy as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::BufferOne => "buffer_one",
+            Overlap::BufferAll => "buffer_all",
+            Overlap::CancelOther => "cancel_other",
+        }
+    }
+
+    /// A policy from its API name.
+    pub fn parse(value: &str) -> Option<Overlap> {
+        [Overlap::Skip, Overlap::BufferOne, Overlap::BufferAll, Overlap::CancelOther]
+            .into_iter()
+            .find(|overlap| overlap.as_str() == value)
+    }
+}
+
 /// Where a fire stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -91,11 +134,15 @@ pub enum RunStatus {
     Skipped,
     /// Folded into a later fire by `coalesce`.
     Coalesced,
+    /// Aborted while pending or running, to make room for a newer fire (`overlap: cancel_other`).
+    Cancelled,
+    /// Waiting for a run of its job to end (`overlap: buffer_one` or `buffer_all`), then delivered.
+    Buffered,
 }
 
 impl RunStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Succeeded,
@@ -103,6 +150,8 @@ impl RunStatus {
         RunStatus::Missed,
         RunStatus::Skipped,
         RunStatus::Coalesced,
+        RunStatus::Cancelled,
+        RunStatus::Buffered,
     ];
 
     /// The status as the API writes it.
@@ -115,6 +164,8 @@ impl RunStatus {
             RunStatus::Missed => "missed",
             RunStatus::Skipped => "skipped",
             RunStatus::Coalesced => "coalesced",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Buffered => "buffered",
         }
     }
 
@@ -127,6 +178,43 @@ impl RunStatus {
     pub fn is_unfinished(self) -> bool {
         matches!(self, RunStatus::Pending | RunStatus::Running)
     }
+
+    /// Nothing more happens to the run: neither unfinished nor buffered (retention prunes only these).
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running | RunStatus::Buffered)
+    }
+}
+
+/// Why a run exists: a fire of the job's schedule, a client's run-now, or a backfill of a past range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// A fire of the job's trigger, claimed by the scheduler.
+    #[default]
+    Scheduled,
+    /// `POST /v1/jobs/{id}/run` (`run_job`): once now, outside the schedule.
+    Manual,
+    /// A past fire time delivered by a backfill.
+    Backfill,
+}
+
+impl RunKind {
+    /// Every kind.
+    pub const ALL: [RunKind; 3] = [RunKind::Scheduled, RunKind::Manual, RunKind::Backfill];
+
+    /// The kind as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Scheduled => "scheduled",
+            RunKind::Manual => "manual",
+            RunKind::Backfill => "backfill",
+        }
+    }
+
+    /// A kind from its API name.
+    pub fn parse(value: &str) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
 }
 
 /// One row of the run ledger.
@@ -138,6 +226,8 @@ pub struct Run {
     pub job_id: String,
     /// The fire time the trigger gave, before jitter.
     pub scheduled_time: DateTime<Utc>,
+    /// Why the run exists: scheduled, manual (run now) or backfill.
+    pub kind: RunKind,
     /// Where the fire stands.
     pub status: RunStatus,
     /// Delivery attempts made so far.
@@ -189,10 +279,11 @@ impl Run {
             idempotency_key: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
             scheduled_time,
+            kind: RunKind::Scheduled,
             status,
             attempts: 0,
             started_at: None,
-            finished_at: if status.is_unfinished() { None } else { Some(now) },
+            finished_at: if status.is_final() { Some(now) } else { None },
             http_status: None,
             duration_ms: None,
             error: None,
@@ -256,10 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip() {
+    fn statuses_and_kinds_round_trip() {
         for status in RunStatus::ALL {
             assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert_eq!(RunStatus::parse("done"), None);
+        for kind in RunKind::ALL {
+            assert_eq!(RunKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(RunKind::parse("cron"), None);
     }
 }

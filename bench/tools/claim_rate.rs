@@ -44,6 +44,8 @@ fn job(index: usize) -> Job {
         coalesce: true,
         max_instances: 1,
         misfire_grace_time: None,
+        max_catchup_runs: None,
+        overlap: apsched::job::Overlap::Skip,
         executor: "default".to_string(),
         jobstore: "default".to_string(),
         next_run_time: Some(now - chrono::TimeDelta::seconds(1)),

@@ -5,6 +5,7 @@
 
 pub mod retry;
 pub mod signing;
+pub mod template;
 
 use std::collections::BTreeMap;
 
@@ -171,6 +172,11 @@ pub struct HttpAction {
     /// `[webhooks] signing_secret`. Shown masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
+    /// Render `url`, header values, `body` and the string values of `json` as minijinja templates before each
+    /// attempt, with `job.id`, `job.name`, `job.labels`, `scheduled_time`, `scheduled_timestamp`, `attempt`,
+    /// `idempotency_key` and `run.kind`. Off: everything is sent as written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template: bool,
 }
 
 impl HttpAction {
@@ -186,16 +192,12 @@ impl HttpAction {
         if self.url.len() > MAX_URL_BYTES {
             return fail("url", format!("is longer than {MAX_URL_BYTES} bytes"));
         }
-        match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty()) => {}
-            Ok(url) => {
-                return fail(
-                    "url",
-                    format!("{:?} must be an absolute http or https URL (scheme {:?})", self.url, url.scheme()),
-                );
-            }
-            Err(err) => return fail("url", format!("{:?} is not an absolute http or https URL: {err}", self.url)),
+        if self.template {
+            template::check(self)?;
         }
+        // A templated URL is checked as it renders for a sample fire: its scheme and host must be there already.
+        let url = if self.template { template::sample_url(self) } else { Ok(self.url.clone()) };
+        url.and_then(|url| check_absolute_http(&url)).map_err(|message| ("url".to_string(), message))?;
         if self.headers.len() > MAX_HEADERS {
             return fail("headers", format!("{} headers; at most {MAX_HEADERS}", self.headers.len()));
         }
@@ -279,6 +281,19 @@ impl HttpAction {
             }
         }
         Ok(())
+    }
+}
+
+/// The rule for a webhook's URL: absolute `http` or `https` with a host. The error is the message.
+pub fn check_absolute_http(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed)
+            if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        Ok(parsed) => Err(format!("{url:?} must be an absolute http or https URL (scheme {:?})", parsed.scheme())),
+        Err(err) => Err(format!("{url:?} is not an absolute http or https URL: {err}")),
     }
 }
 

@@ -14,7 +14,7 @@ use super::audit::ChangeBy;
 use super::{ApiJson, ApiQuery, AppState};
 use crate::action::{Action, HttpAction};
 use crate::error::{ApiError, Problem, Result};
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Overlap, Run, RunKind, RunStatus};
 use crate::labels::{self, Labels, Selector};
 use crate::scheduler::{JobChanges, JobFilter, JobSpec};
 use crate::store::{JobCursor, RunCursor, RunQuery};
@@ -50,6 +50,15 @@ pub struct JobIn {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce: of the missed fires still within misfire_grace_time, deliver at most the
+    /// newest this many and record the older ones `missed`. Absent or null: all of them.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
+    pub max_catchup_runs: Option<u32>,
+    /// What a fire that comes while `max_instances` runs are going does: `skip` (the default: recorded
+    /// `skipped`), `buffer_one` (the newest kept and delivered as soon as a run ends), `buffer_all` (every one kept
+    /// and delivered in order) or `cancel_other` (the oldest run aborted, recorded `cancelled`).
+    pub overlap: Option<Overlap>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in; default `default`.
@@ -91,6 +100,12 @@ pub struct JobPatch {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce, deliver at most the newest this many missed fires; `null`: all of them.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
+    pub max_catchup_runs: Option<Option<u32>>,
+    /// What a fire beyond `max_instances` does: `skip`, `buffer_one`, `buffer_all` or `cancel_other`.
+    pub overlap: Option<Overlap>,
     /// The next fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The delivery pool its fires run in.
@@ -123,6 +138,12 @@ pub struct JobsPatch {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 0, maximum = 4294967295.0)]
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce, deliver at most the newest this many missed fires; `null`: all of them.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 100000)]
+    pub max_catchup_runs: Option<Option<u32>>,
+    /// What a fire beyond `max_instances` does: `skip`, `buffer_one`, `buffer_all` or `cancel_other`.
+    pub overlap: Option<Overlap>,
     /// The delivery pool their fires run in.
     pub executor: Option<String>,
     /// Pause (`true`) or resume (`false`) the jobs: a resumed job's next run time is computed from now, and one
@@ -156,6 +177,10 @@ pub struct JobOut {
     pub max_instances: u32,
     /// Seconds a fire may be late and still run; null: always run.
     pub misfire_grace_time: Option<u32>,
+    /// After downtime, without coalesce, at most this many of the missed fires are delivered; null: all of them.
+    pub max_catchup_runs: Option<u32>,
+    /// What a fire beyond `max_instances` does.
+    pub overlap: Overlap,
     /// The delivery pool its fires run in.
     pub executor: String,
     /// The store it lives in.
@@ -191,6 +216,8 @@ pub struct RunOut {
     pub job_id: String,
     /// The fire time the trigger gave, before jitter; RFC 3339 in the trigger's zone.
     pub scheduled_time: String,
+    /// Why the run exists: `scheduled` (a fire of the trigger), `manual` (run now) or `backfill`.
+    pub kind: RunKind,
     /// When the first attempt started.
     pub started_at: Option<String>,
     /// When delivery ended; for a fire only recorded (missed, skipped, coalesced), when it was recorded.
@@ -302,6 +329,8 @@ impl JobOut {
             coalesce: job.coalesce,
             max_instances: job.max_instances,
             misfire_grace_time: job.misfire_grace_time,
+            max_catchup_runs: job.max_catchup_runs,
+            overlap: job.overlap,
             executor: job.executor.clone(),
             jobstore: job.jobstore.clone(),
             next_run_time: job.next_run_time.map(|t| format_time(t, tz)),
@@ -319,6 +348,7 @@ impl RunOut {
         RunOut {
             job_id: run.job_id.clone(),
             scheduled_time: format_time(run.scheduled_time, tz),
+            kind: run.kind,
             started_at: run.started_at.map(|t| format_time(t, tz)),
             finished_at: run.finished_at.map(|t| format_time(t, tz)),
             status: run.status,
@@ -358,6 +388,8 @@ impl From<JobIn> for JobSpec {
             coalesce: input.coalesce,
             max_instances: input.max_instances,
             misfire_grace_time: input.misfire_grace_time,
+            max_catchup_runs: input.max_catchup_runs,
+            overlap: input.overlap,
             next_run_time: input.next_run_time,
             executor: input.executor,
             jobstore: input.jobstore,
@@ -377,6 +409,8 @@ impl From<JobPatch> for JobChanges {
             coalesce: patch.coalesce,
             max_instances: patch.max_instances,
             misfire_grace_time: patch.misfire_grace_time,
+            max_catchup_runs: patch.max_catchup_runs,
+            overlap: patch.overlap,
             next_run_time: patch.next_run_time,
             executor: patch.executor,
             paused: patch.paused,
@@ -394,6 +428,8 @@ impl From<JobsPatch> for JobChanges {
             coalesce: patch.coalesce,
             max_instances: patch.max_instances,
             misfire_grace_time: patch.misfire_grace_time,
+            max_catchup_runs: patch.max_catchup_runs,
+            overlap: patch.overlap,
             next_run_time: None,
             executor: patch.executor,
             paused: patch.paused,

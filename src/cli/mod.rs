@@ -215,6 +215,10 @@ pub struct JobFields {
     /// Seconds before the webhook call is abandoned.
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Render the URL, header values and body as templates for each attempt ({{ job.id }}, {{ scheduled_time }},
+    /// {{ attempt }}, {{ idempotency_key }}, …): true or false.
+    #[arg(long)]
+    pub template: Option<bool>,
     /// Fold a backlog of missed fires into one run: true or false.
     #[arg(long)]
     pub coalesce: Option<bool>,
@@ -224,6 +228,13 @@ pub struct JobFields {
     /// Seconds a fire may be late and still run, or "none" to always run.
     #[arg(long)]
     pub misfire_grace_time: Option<String>,
+    /// After downtime, without coalesce, deliver at most the newest N missed fires, or "none" for all of them.
+    #[arg(long, value_name = "N")]
+    pub max_catchup_runs: Option<String>,
+    /// What a fire that comes while max_instances runs are going does: skip, buffer_one, buffer_all or
+    /// cancel_other.
+    #[arg(long, value_name = "POLICY")]
+    pub overlap: Option<String>,
     /// The executor (delivery pool) to run it in.
     #[arg(long)]
     pub executor: Option<String>,
@@ -240,6 +251,7 @@ impl JobFields {
             || self.json_body.is_some()
             || self.body.is_some()
             || self.timeout.is_some()
+            || self.template.is_some()
     }
 
     /// Write the flags given into `job` (a job to add or a patch).
@@ -291,6 +303,9 @@ impl JobFields {
             if let Some(timeout) = self.timeout {
                 action.insert("timeout_seconds".into(), json!(timeout));
             }
+            if let Some(template) = self.template {
+                action.insert("template".into(), json!(template));
+            }
         }
         if let Some(coalesce) = self.coalesce {
             job.insert("coalesce".into(), json!(coalesce));
@@ -300,6 +315,12 @@ impl JobFields {
         }
         if let Some(misfire) = &self.misfire_grace_time {
             job.insert("misfire_grace_time".into(), shorthand::misfire(misfire)?);
+        }
+        if let Some(runs) = &self.max_catchup_runs {
+            job.insert("max_catchup_runs".into(), shorthand::max_catchup_runs(runs)?);
+        }
+        if let Some(overlap) = &self.overlap {
+            job.insert("overlap".into(), json!(overlap));
         }
         if let Some(executor) = &self.executor {
             job.insert("executor".into(), json!(executor));
@@ -328,7 +349,8 @@ fn selected_jobs(selector: &str) -> String {
 pub struct RunsArgs {
     /// The job's id (its runs outlive it).
     pub job: String,
-    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced).
+    /// Only runs with this status (pending, running, succeeded, failed, missed, skipped, coalesced, buffered,
+    /// cancelled).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs, newest first.
@@ -871,6 +893,7 @@ async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, 
             let note = [&run["error"], &run["response_excerpt"]].into_iter().find(|v| v.is_string()).map(cell);
             vec![
                 cell(&run["scheduled_time"]),
+                cell(&run["kind"]),
                 cell(&run["status"]),
                 cell(&run["attempts"]),
                 cell(&run["http_status"]),
@@ -879,7 +902,7 @@ async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, 
             ]
         })
         .collect();
-    Ok(table(&["SCHEDULED", "STATUS", "ATTEMPTS", "HTTP", "DURATION", "ERROR / RESPONSE"], &rows))
+    Ok(table(&["SCHEDULED", "KIND", "STATUS", "ATTEMPTS", "HTTP", "DURATION", "ERROR / RESPONSE"], &rows))
 }
 
 async fn scheduler(client: &Client, command: SchedulerCommand, as_json: bool) -> Result<String, CliError> {

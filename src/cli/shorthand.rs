@@ -102,6 +102,16 @@ pub fn misfire(text: &str) -> Result<Value, CliError> {
         .map_err(|_| CliError::usage(format!("--misfire-grace-time {text:?}: a whole number of seconds, or none")))
 }
 
+/// `--max-catchup-runs`: a whole number, or `none` for no bound.
+pub fn max_catchup_runs(text: &str) -> Result<Value, CliError> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Value::Null);
+    }
+    text.parse::<u32>()
+        .map(|runs| json!(runs))
+        .map_err(|_| CliError::usage(format!("--max-catchup-runs {text:?}: a whole number, or none")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

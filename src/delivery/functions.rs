@@ -60,11 +60,23 @@ impl Functions {
         let Some(function) = function else {
             return Err(format!("no function is registered as {name:?} in this process"));
         };
-        match tokio::spawn(function(context)).await {
+        // Its own task, so a panic fails the run instead of the delivery; aborted with the call (a cancelled run).
+        let task = tokio::spawn(function(context));
+        let _abort = AbortOnDrop(task.abort_handle());
+        match task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(format!("{err:#}")),
             Err(join) if join.is_panic() => Err("the function panicked".to_string()),
             Err(_) => Err("the function was cancelled".to_string()),
         }
+    }
+}
+
+/// Aborts the task when dropped: a call abandoned mid-way (its run cancelled) stops its function too.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

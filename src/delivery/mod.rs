@@ -18,7 +18,8 @@ use secrecy::ExposeSecret;
 
 use crate::action::retry::{is_retryable, parse_retry_after};
 use crate::action::signing::SigningKey;
-use crate::action::{Action, FunctionAction, HttpAction};
+use crate::action::template::{self, JobVars, RunVars, Vars};
+use crate::action::{Action, FunctionAction, HttpAction, check_absolute_http};
 use crate::job::{Run, RunStatus};
 use crate::metrics::Metrics;
 use crate::trigger::time::format_time;
@@ -95,10 +96,17 @@ impl Delivery {
         }
     }
 
-    /// Make one attempt of the run's action; `now` stamps the signature.
+    /// Make one attempt of the run's action; `now` stamps the signature. A templated action sees its job as the run
+    /// alone tells it (its id); `attempt_for` takes the job's name and labels too.
     pub async fn attempt(&self, run: &Run, now: DateTime<Utc>) -> Attempt {
+        let job = JobVars { id: run.job_id.clone(), ..JobVars::default() };
+        self.attempt_for(run, &job, now).await
+    }
+
+    /// Make one attempt of the run's action, a templated one rendered with `job`; `now` stamps the signature.
+    pub async fn attempt_for(&self, run: &Run, job: &JobVars, now: DateTime<Utc>) -> Attempt {
         let attempt = match &run.action {
-            Action::Http(action) => self.call_webhook(run, action, now).await,
+            Action::Http(action) => self.call_webhook(run, action, job, now).await,
             Action::Function(function) => self.call_function(run, function).await,
         };
         self.metrics.attempt(&attempt);
@@ -122,13 +130,44 @@ impl Delivery {
         }
     }
 
-    async fn call_webhook(&self, run: &Run, action: &HttpAction, now: DateTime<Utc>) -> Attempt {
+    async fn call_webhook(&self, run: &Run, action: &HttpAction, job: &JobVars, now: DateTime<Utc>) -> Attempt {
+        let scheduled_time = format_time(run.scheduled_time, run.timezone());
+        // Rendered first, so the target policy judges the URL that is called and the signature covers the body that
+        // is sent. A template that fails fails the attempt (not retried: it would fail again).
+        let rendered;
+        let action = if action.template {
+            let vars = Vars {
+                job: job.clone(),
+                scheduled_time: scheduled_time.clone(),
+                scheduled_timestamp: run.scheduled_time.timestamp(),
+                attempt: run.attempts,
+                idempotency_key: run.idempotency_key.clone(),
+                run: RunVars { kind: run.kind.as_str().to_string() },
+            };
+            rendered =
+                match template::render(action, &vars).and_then(|rendered| {
+                    check_absolute_http(&rendered.url).map_err(|message| ("url".to_string(), message))?;
+                    if let Some(name) = rendered.headers.iter().find_map(|(name, value)| {
+                        reqwest::header::HeaderValue::from_str(value).is_err().then_some(name)
+                    }) {
+                        return Err((format!("headers.{name}"), "renders to an invalid header value".to_string()));
+                    }
+                    Ok(rendered)
+                }) {
+                    Ok(rendered) => rendered,
+                    Err((field, message)) => {
+                        return Attempt::refused(format!("template: action.{field}: {message}; no request was made"));
+                    }
+                };
+            &rendered
+        } else {
+            action
+        };
         // A literal address never reaches the policy's resolver; names are checked there, after resolution.
         if let Err(reason) = self.policy.check_url(&action.url) {
             return Attempt::refused(format!("target policy: {reason}; no request was made"));
         }
         let signing_key = self.signing_key_for(run, action);
-        let scheduled_time = format_time(run.scheduled_time, run.timezone());
         let headers = DeliveryHeaders {
             job_id: &run.job_id,
             scheduled_time: &scheduled_time,
@@ -184,6 +223,7 @@ mod tests {
             idempotency_key: "k".into(),
             job_id: "j".into(),
             scheduled_time: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            kind: crate::job::RunKind::Scheduled,
             status: RunStatus::Running,
             attempts: 1,
             started_at: None,

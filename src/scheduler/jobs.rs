@@ -12,7 +12,7 @@ use super::events::{EventKind, Subject};
 use crate::action::Action;
 use crate::audit::{AuditAction, Change};
 use crate::calendar::CalendarSet;
-use crate::job::{self, Job, Run, RunStatus};
+use crate::job::{self, Job, Overlap, Run, RunKind, RunStatus};
 use crate::labels::{self, Labels, Selector};
 use crate::store::{Edit, JobCursor, JobQuery, JobWrite, RunQuery, StoreError, job_order_key};
 use crate::trigger::time::{format_time, parse_time};
@@ -36,6 +36,10 @@ pub struct JobSpec {
     pub max_instances: Option<u32>,
     /// Seconds a fire may be late and still run; `Some(None)`: always run; `None`: the default.
     pub misfire_grace_time: Option<Option<u32>>,
+    /// After downtime, without coalesce, deliver at most the newest this many missed fires; `None`: all of them.
+    pub max_catchup_runs: Option<u32>,
+    /// What a fire beyond `max_instances` does; `skip` when absent.
+    pub overlap: Option<Overlap>,
     /// Overrides the first fire time (RFC 3339, or naive in the trigger's zone).
     pub next_run_time: Option<String>,
     /// The executor (delivery pool) to run on; `default` when absent.
@@ -66,6 +70,8 @@ impl JobSpec {
             coalesce: None,
             max_instances: None,
             misfire_grace_time: None,
+            max_catchup_runs: None,
+            overlap: None,
             next_run_time: None,
             executor: None,
             jobstore: None,
@@ -102,6 +108,18 @@ impl JobSpec {
     /// Set `misfire_grace_time` in seconds; `None`: always run however late.
     pub fn misfire_grace_time(mut self, seconds: Option<u32>) -> JobSpec {
         self.misfire_grace_time = Some(seconds);
+        self
+    }
+
+    /// Set `max_catchup_runs`: after downtime, without coalesce, deliver at most the newest `runs` missed fires.
+    pub fn max_catchup_runs(mut self, runs: u32) -> JobSpec {
+        self.max_catchup_runs = Some(runs);
+        self
+    }
+
+    /// Set `overlap`: what a fire that comes while `max_instances` runs are going does.
+    pub fn overlap(mut self, overlap: Overlap) -> JobSpec {
+        self.overlap = Some(overlap);
         self
     }
 
@@ -157,6 +175,10 @@ pub struct JobChanges {
     pub max_instances: Option<u32>,
     /// New `misfire_grace_time`; `Some(None)`: always run.
     pub misfire_grace_time: Option<Option<u32>>,
+    /// New `max_catchup_runs`; `Some(None)`: no bound.
+    pub max_catchup_runs: Option<Option<u32>>,
+    /// New `overlap`.
+    pub overlap: Option<Overlap>,
     /// A new next run time (RFC 3339, or naive in the trigger's zone); ignored while paused.
     pub next_run_time: Option<String>,
     /// Another executor.
@@ -192,6 +214,12 @@ impl JobChanges {
         }
         if let Some(grace) = self.misfire_grace_time {
             set("misfire_grace_time", serde_json::json!(grace));
+        }
+        if let Some(runs) = self.max_catchup_runs {
+            set("max_catchup_runs", serde_json::json!(runs));
+        }
+        if let Some(overlap) = self.overlap {
+            set("overlap", serde_json::json!(overlap.as_str()));
         }
         if let Some(next_run_time) = &self.next_run_time {
             set("next_run_time", serde_json::json!(next_run_time));
@@ -271,6 +299,17 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
 }
 
+fn check_max_catchup_runs(runs: Option<u32>) -> Result<()> {
+    match runs {
+        Some(0) => Err(Error::invalid("max_catchup_runs", "must be at least 1 (leave it out, or null, for no bound)")),
+        Some(runs) if runs > job::MAX_CATCHUP_RUNS => Err(Error::invalid(
+            "max_catchup_runs",
+            format!("{runs} is more than {}; leave it out, or null, for no bound", job::MAX_CATCHUP_RUNS),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn parse_next_run_time(given: &str, trigger: &Trigger) -> Result<DateTime<Utc>> {
     parse_time("next_run_time", given, trigger.timezone()).map_err(|err| Error::invalid(err.field, err.message))
 }
@@ -296,7 +335,14 @@ impl Scheduler {
         match action {
             Action::Http(action) => {
                 action.validate().map_err(|(field, message)| Error::invalid(format!("action.{field}"), message))?;
-                self.delivery.policy().check_url(&action.url).map_err(|message| Error::invalid("action.url", message))
+                // A templated URL's host is fixed (validate checks it renders to one), so a sample shows it.
+                let url = if action.template {
+                    crate::action::template::sample_url(action)
+                        .map_err(|message| Error::invalid("action.url", message))?
+                } else {
+                    action.url.clone()
+                };
+                self.delivery.policy().check_url(&url).map_err(|message| Error::invalid("action.url", message))
             }
             Action::Function(function) if self.delivery.functions().contains(&function.function) => Ok(()),
             Action::Function(function) => Err(Error::invalid(
@@ -340,6 +386,7 @@ impl Scheduler {
         let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
         check_max_instances(max_instances)?;
         check_labels(&spec.labels)?;
+        check_max_catchup_runs(spec.max_catchup_runs)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec {
                 run_date: format_time(now, self.default_tz),
@@ -362,6 +409,8 @@ impl Scheduler {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
+            max_catchup_runs: spec.max_catchup_runs,
+            overlap: spec.overlap.unwrap_or_default(),
             executor,
             jobstore: jobstore.clone(),
             next_run_time,
@@ -563,6 +612,13 @@ impl Scheduler {
         }
         if let Some(labels) = &changes.labels {
             job.labels.clone_from(labels);
+        }
+        if let Some(runs) = changes.max_catchup_runs {
+            check_max_catchup_runs(runs)?;
+            job.max_catchup_runs = runs;
+        }
+        if let Some(overlap) = changes.overlap {
+            job.overlap = overlap;
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = prepared {
@@ -798,6 +854,10 @@ impl Scheduler {
         let store = self.store(&store_name).cloned().ok_or(StoreError::NotFound)?;
         let now = self.now();
         let mut run = Run::new(&job, now, RunStatus::Pending, now, job.trigger.timezone(self.default_tz));
+        run.kind = RunKind::Manual;
+        if matches!(job.overlap, Overlap::BufferOne | Overlap::BufferAll) {
+            self.buffering_jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone());
+        }
         run.lease_expires_at = Some(now + self.lease());
         let audit = by.map(|change| (change, AuditAction::Run, Some(&job)));
         self.write(store.as_ref(), JobWrite::InsertRun { run: &run, job: &job }, audit).await?;

@@ -15,7 +15,7 @@ pub mod jobs;
 pub mod plan;
 pub mod settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,10 @@ pub struct Tick {
     pub skipped: usize,
     /// Fires recorded `coalesced` into a later one.
     pub coalesced: usize,
+    /// Fires recorded `buffered`, to be delivered when a run of their job ends (`overlap`).
+    pub buffered: usize,
+    /// Runs cancelled to start newer fires (`overlap: cancel_other`).
+    pub cancelled: usize,
     /// Jobs removed because their trigger has no further fire time.
     pub finished_jobs: Vec<String>,
     /// A store had more due than one batch: the loop goes round again at once.
@@ -127,8 +131,14 @@ pub struct Scheduler {
     /// Stops the loop and lease upkeep; deliveries in flight go on.
     stop_firing: CancellationToken,
     deliveries: TaskTracker,
-    /// Runs being delivered, by idempotency key → store name, whose leases this process extends.
-    in_flight: Mutex<HashMap<String, String>>,
+    /// Runs being delivered, by idempotency key → store name, whose leases this process extends, and the token
+    /// that aborts the delivery when the run is cancelled.
+    in_flight: Mutex<HashMap<String, (String, CancellationToken)>>,
+    /// Jobs seen with `overlap: buffer_one` or `buffer_all`: when one of their runs ends, buffered fires may go.
+    buffering_jobs: Mutex<HashSet<String>>,
+    /// What templated actions of claimed fires see of their job, by idempotency key, until delivered (see
+    /// `template_job`).
+    template_jobs: Mutex<HashMap<String, crate::action::template::JobVars>>,
     /// The scheduler's events, as APScheduler's listeners get them.
     pub events: EventBus,
     /// Counters and histograms for `/metrics`.
@@ -179,6 +189,8 @@ impl Scheduler {
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
+            buffering_jobs: Mutex::new(HashSet::new()),
+            template_jobs: Mutex::new(HashMap::new()),
             events: EventBus::new(EVENT_BUFFER),
             metrics,
             calendars: calendars::Calendars::default(),
@@ -421,9 +433,25 @@ impl Scheduler {
             // Published only now, after the claim committed: what the planner decided is then the ledger's.
             let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
                 runs.into_iter().partition(|run| run.status.is_unfinished());
+            // Runs the claim cancelled to start newer fires: abort their calls here; elsewhere, lease upkeep does.
+            self.abort_deliveries(
+                recorded
+                    .iter()
+                    .filter(|run| run.status == RunStatus::Cancelled)
+                    .map(|run| run.idempotency_key.as_str()),
+            );
+            self.buffering_jobs.lock().unwrap_or_else(|p| p.into_inner()).extend(planner.take_buffering());
             for run in recorded {
                 self.metrics.fire(run.status);
                 let kind = match run.status {
+                    RunStatus::Buffered => {
+                        tick.buffered += 1;
+                        continue;
+                    }
+                    RunStatus::Cancelled => {
+                        tick.cancelled += 1;
+                        continue;
+                    }
                     RunStatus::Missed => {
                         tick.missed += 1;
                         EventKind::JobMissed
@@ -444,6 +472,7 @@ impl Scheduler {
             if planner.missed_a_calendar() {
                 self.calendars.mark_stale();
             }
+            self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).extend(planner.take_template_jobs());
             let mut jitter = planner.take_jitter();
             for chain in chains(to_deliver) {
                 chain.iter().for_each(|run| self.metrics.fire(run.status));
@@ -455,6 +484,9 @@ impl Scheduler {
                 self.publish(EventKind::JobRemoved, subject);
                 tick.finished_jobs.push(job_id);
             }
+            // Fires buffered behind runs that have ended meanwhile (here or on another replica), or just now behind
+            // none: one read when there are none.
+            tick.submitted += self.promote_buffered(name, &entry.store).await;
         }
         tick
     }
@@ -500,23 +532,33 @@ impl Scheduler {
                 _ = tokio::time::sleep(period) => {}
                 _ = self.stop_firing.cancelled() => return,
             }
-            let by_store: BTreeMap<String, Vec<String>> = {
-                let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for (key, store) in in_flight.iter() {
-                    by_store.entry(store.clone()).or_default().push(key.clone());
-                }
-                by_store
-            };
-            let lease_until = self.clock.now() + self.lease();
-            for (name, keys) in by_store {
-                if let Some(store) = self.store(&name)
-                    && let Err(err) = store.extend_leases(&keys, lease_until).await
-                {
-                    tracing::warn!(store = %name, error = %err, "cannot extend leases");
-                }
+            self.keep_leases().await;
+        }
+    }
+
+    /// One round of lease upkeep: extend the leases of this process's deliveries (aborting those another replica
+    /// cancelled), take over expired ones, and deliver buffered fires that have room.
+    pub(crate) async fn keep_leases(self: &Arc<Self>) {
+        let by_store: BTreeMap<String, Vec<String>> = {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (key, (store, _)) in in_flight.iter() {
+                by_store.entry(store.clone()).or_default().push(key.clone());
             }
-            self.recover_unfinished(false).await;
+            by_store
+        };
+        let lease_until = self.clock.now() + self.lease();
+        for (name, keys) in by_store {
+            let Some(store) = self.store(&name) else { continue };
+            match store.extend_leases(&keys, lease_until).await {
+                // Cancelled by another replica's claim (`cancel_other`): seen here, within a third of the lease.
+                Ok(cancelled) => self.abort_deliveries(cancelled.iter().map(String::as_str)),
+                Err(err) => tracing::warn!(store = %name, error = %err, "cannot extend leases"),
+            }
+        }
+        self.recover_unfinished(false).await;
+        for (name, entry) in &self.stores {
+            self.promote_buffered(name, &entry.store).await;
         }
     }
 
@@ -582,7 +624,7 @@ impl Scheduler {
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             for run in &chain {
-                in_flight.insert(run.idempotency_key.clone(), store_name.to_string());
+                in_flight.insert(run.idempotency_key.clone(), (store_name.to_string(), CancellationToken::new()));
             }
         }
         let now = self.clock.now();
@@ -596,20 +638,55 @@ impl Scheduler {
         let store_name = store_name.to_string();
         self.deliveries.spawn(async move {
             for (run, delay) in chain.into_iter().zip(delays) {
-                scheduler.deliver(store.as_ref(), &store_name, run, delay).await;
+                scheduler.deliver(&store, &store_name, run, delay).await;
             }
         });
     }
 
     /// Deliver one run: attempt, and while the action's retry policy allows, wait and attempt again. The worker
     /// slot is held only during an attempt; while waiting the run stays `running` in the ledger (so it counts
-    /// against max_instances and keeps its lease), and the scheduler loop goes on firing regardless.
-    async fn deliver(&self, store: &dyn JobStore, store_name: &str, mut run: Run, delay: Option<Duration>) {
+    /// against max_instances and keeps its lease), and the scheduler loop goes on firing regardless. A run cancelled
+    /// meanwhile (`overlap: cancel_other`) stops at once, its call aborted; the ledger already says `cancelled`.
+    async fn deliver(self: &Arc<Self>, store: &Arc<dyn JobStore>, store_name: &str, run: Run, delay: Option<Duration>) {
+        let cancelled = self.cancel_token(&run.idempotency_key);
+        let key = run.idempotency_key.clone();
+        let job_id = run.job_id.clone();
+        let outcome = tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => None,
+            outcome = self.attempts(store.as_ref(), run, delay) => Some(outcome),
+        };
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        // Taken by the first attempt; still here if the run was cancelled before it.
+        self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        match outcome {
+            None => {
+                tracing::info!(job_id = %job_id, "delivery aborted: the run was cancelled for a newer fire");
+                self.metrics.delivered(RunStatus::Cancelled);
+            }
+            Some(Some(run)) => {
+                self.metrics.delivered(run.status);
+                let kind =
+                    if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
+                self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });
+            }
+            // Stopping: left unfinished in the ledger for the next start.
+            Some(None) => return,
+        }
+        // A run of the job ended: a fire buffered behind it may go now.
+        if self.buffering_jobs.lock().unwrap_or_else(|p| p.into_inner()).contains(&job_id) {
+            self.promote_buffered(store_name, store).await;
+        }
+    }
+
+    /// The attempts of one run, to its outcome as recorded; `None` when the scheduler stopped first.
+    async fn attempts(&self, store: &dyn JobStore, mut run: Run, delay: Option<Duration>) -> Option<Run> {
         // Jitter is waited out before taking a worker, so a jittered fire holds none idle.
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
         let pool = self.executors.pool(&run.executor);
+        let job = self.template_job(store, &run).await;
         loop {
             self.delivery.wait_turn(&run).await;
             let slot = pool.slot().await;
@@ -622,7 +699,7 @@ impl Scheduler {
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
             let call = async {
-                let attempt = self.delivery.attempt(&run, started).await;
+                let attempt = self.delivery.attempt_for(&run, &job, started).await;
                 drop(slot);
                 attempt
             };
@@ -667,8 +744,7 @@ impl Scheduler {
                 _ = self.stop_firing.cancelled() => {
                     // Left running in the ledger: the next start delivers it again, with the same key.
                     tracing::info!(job_id = %run.job_id, attempts = run.attempts, "stopping; the retry is left for the next start");
-                    self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
-                    return;
+                    return None;
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -683,10 +759,63 @@ impl Scheduler {
             tracing::warn!(job_id = %run.job_id, http_status = ?run.http_status, error = ?run.error, attempts = run.attempts, "delivery failed");
         }
         self.save_run(store, &run).await;
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
-        self.metrics.delivered(run.status);
-        let kind = if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
-        self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });
+        Some(run)
+    }
+
+    /// The token that aborts the delivery of the run with this key (registered by `submit`).
+    fn cancel_token(&self, key: &str) -> CancellationToken {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.get(key).map(|(_, token)| token.clone()).unwrap_or_default()
+    }
+
+    /// Abort the deliveries of these runs, where this process is making them: their rows say `cancelled`.
+    fn abort_deliveries<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            if let Some((_, token)) = in_flight.get(key) {
+                token.cancel();
+            }
+        }
+    }
+
+    /// Deliver the buffered fires of `store` whose job has room now (see `JobStore::promote_buffered`).
+    async fn promote_buffered(self: &Arc<Self>, store_name: &str, store: &Arc<dyn JobStore>) -> usize {
+        // Stopping: they stay buffered in the ledger, and the next start delivers them.
+        if self.stop_firing.is_cancelled() {
+            return 0;
+        }
+        let lease_until = self.clock.now() + self.lease();
+        match store.promote_buffered(lease_until).await {
+            Ok(runs) => {
+                let promoted = runs.len();
+                for chain in chains(runs) {
+                    chain.iter().for_each(|run| self.metrics.fire(run.status));
+                    let delays = vec![None; chain.len()];
+                    self.submit(store_name, store.clone(), chain, delays);
+                }
+                promoted
+            }
+            Err(err) => {
+                tracing::warn!(store = %store_name, error = %err, "cannot deliver buffered fires; the next round retries");
+                0
+            }
+        }
+    }
+
+    /// What a templated action sees of the run's job: as the claim saw it, else (a fire delivered again after a
+    /// restart) as the store has it now; only for templated actions, the others need nothing of it. A job removed
+    /// meanwhile is known by its id alone.
+    async fn template_job(&self, store: &dyn JobStore, run: &Run) -> crate::action::template::JobVars {
+        let claimed = self.template_jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.idempotency_key);
+        if let Some(job) = claimed {
+            return job;
+        }
+        let templated = run.action.as_http().is_some_and(|action| action.template);
+        let job = if templated { store.get_job(&run.job_id).await.ok().flatten() } else { None };
+        match job {
+            Some(job) => crate::action::template::JobVars::of(&job),
+            None => crate::action::template::JobVars { id: run.job_id.clone(), ..Default::default() },
+        }
     }
 
     /// Record a run's progress, riding out a store outage: the fire stays leased meanwhile, and if the process
@@ -699,6 +828,11 @@ impl Scheduler {
                 Err(StoreError::Unavailable(err)) if !self.stop_firing.is_cancelled() => {
                     tracing::warn!(job_id = %run.job_id, error = %err, "cannot record a run; retrying");
                     tokio::time::sleep(backoff.next_wait()).await;
+                }
+                // Cancelled for a newer fire (`cancel_other`) just as its call ended: the cancel stands.
+                Err(StoreError::NotFound) => {
+                    tracing::info!(job_id = %run.job_id, "run not recorded: it was cancelled (or removed) meanwhile");
+                    return;
                 }
                 Err(err) => {
                     tracing::error!(job_id = %run.job_id, error = %err, "cannot record a run");

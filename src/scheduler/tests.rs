@@ -125,6 +125,37 @@ async fn without_coalesce_fires_later_than_the_grace_time_are_missed() {
 }
 
 #[tokio::test]
+async fn after_downtime_max_catchup_runs_delivers_the_newest_missed_fires_in_order() {
+    let (scheduler, clock) = scheduler_at(t0()).await;
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = delivered.clone();
+    scheduler.register_fn("record", move |context| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(context.scheduled_time);
+            Ok(())
+        }
+    });
+    let spec = JobSpec::new(every_ten_seconds(), Action::function("record"))
+        .id("catchup")
+        .coalesce(false)
+        .misfire_grace_time(Some(300))
+        .max_catchup_runs(2);
+    scheduler.add_job(spec).await.unwrap();
+    let mut events = scheduler.subscribe();
+    // Down from before the first fire until 65 s: fires at 10 … 60 s are due, all within the grace time.
+    clock.set(t0() + TimeDelta::seconds(65));
+    let tick = scheduler.tick(t0() + TimeDelta::seconds(65)).await;
+    assert_eq!((tick.submitted, tick.missed), (2, 4));
+    next_event(&mut events, EventKind::JobExecuted).await;
+    next_event(&mut events, EventKind::JobExecuted).await;
+    let expected = [t0() + TimeDelta::seconds(50), t0() + TimeDelta::seconds(60)];
+    assert_eq!(*delivered.lock().unwrap(), expected);
+    use RunStatus::{Missed, Succeeded};
+    assert_eq!(statuses(&scheduler, "catchup").await, [Missed, Missed, Missed, Missed, Succeeded, Succeeded]);
+}
+
+#[tokio::test]
 async fn a_fire_beyond_max_instances_is_skipped_while_a_run_is_in_flight() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let release = Arc::new(tokio::sync::Notify::new());
@@ -210,4 +241,196 @@ async fn an_unregistered_function_is_refused_naming_the_field() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let err = scheduler.add_job(JobSpec::new(every_ten_seconds(), Action::function("nobody"))).await.unwrap_err();
     assert!(matches!(&err, super::Error::Invalid { field, .. } if field == "action.function"), "{err:?}");
+}
+
+/// A function job whose first call waits until `release` is notified (or, aborted, tells `dropped`); every call
+/// records its scheduled time.
+struct SlowFirstCall {
+    release: Arc<tokio::sync::Notify>,
+    started: Arc<tokio::sync::Notify>,
+    dropped: Arc<tokio::sync::Notify>,
+    delivered: Arc<std::sync::Mutex<Vec<DateTime<Utc>>>>,
+}
+
+async fn slow_first_call(scheduler: &Scheduler, id: &str, overlap: crate::job::Overlap) -> SlowFirstCall {
+    let job = SlowFirstCall {
+        release: Arc::new(tokio::sync::Notify::new()),
+        started: Arc::new(tokio::sync::Notify::new()),
+        dropped: Arc::new(tokio::sync::Notify::new()),
+        delivered: Arc::new(std::sync::Mutex::new(Vec::new())),
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (release, started, dropped, delivered) =
+        (job.release.clone(), job.started.clone(), job.dropped.clone(), job.delivered.clone());
+    scheduler.register_fn(id, move |context| {
+        let (release, started, dropped, delivered, calls) =
+            (release.clone(), started.clone(), dropped.clone(), delivered.clone(), calls.clone());
+        async move {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                /// Tells `dropped` unless defused: the call was abandoned mid-way.
+                struct Abandoned(Option<Arc<tokio::sync::Notify>>);
+                impl Drop for Abandoned {
+                    fn drop(&mut self) {
+                        if let Some(dropped) = self.0.take() {
+                            dropped.notify_one();
+                        }
+                    }
+                }
+                let mut abandoned = Abandoned(Some(dropped));
+                started.notify_one();
+                release.notified().await;
+                abandoned.0 = None;
+            }
+            delivered.lock().unwrap().push(context.scheduled_time);
+            Ok(())
+        }
+    });
+    let spec = JobSpec::new(every_ten_seconds(), Action::function(id)).id(id).overlap(overlap);
+    scheduler.add_job(spec).await.unwrap();
+    job
+}
+
+#[tokio::test]
+async fn buffer_one_delivers_the_newest_buffered_fire_as_soon_as_the_run_ends() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let job = slow_first_call(&scheduler, "buffered", crate::job::Overlap::BufferOne).await;
+    let mut events = scheduler.subscribe();
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(10)).await.submitted, 1);
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    let tick = scheduler.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.buffered, tick.skipped), (0, 1, 0));
+    let tick = scheduler.tick(t0() + TimeDelta::seconds(30)).await;
+    assert_eq!((tick.submitted, tick.buffered, tick.skipped), (0, 1, 1), "the newer fire replaces the buffered one");
+    use RunStatus::{Buffered, Running, Skipped, Succeeded};
+    assert_eq!(statuses(&scheduler, "buffered").await[1..], [Skipped, Buffered]);
+
+    // The run ends: the buffered fire goes at once, with no round of the loop.
+    job.release.notify_one();
+    next_event(&mut events, EventKind::JobExecuted).await;
+    next_event(&mut events, EventKind::JobExecuted).await;
+    assert_eq!(*job.delivered.lock().unwrap(), [t0() + TimeDelta::seconds(10), t0() + TimeDelta::seconds(30)]);
+    let after = statuses(&scheduler, "buffered").await;
+    assert_eq!(after, [Succeeded, Skipped, Succeeded]);
+    assert!(!after.contains(&Running));
+}
+
+#[tokio::test]
+async fn skip_waits_for_the_next_fire_after_the_run_ends() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let job = slow_first_call(&scheduler, "skipping", crate::job::Overlap::Skip).await;
+    let mut events = scheduler.subscribe();
+    scheduler.tick(t0() + TimeDelta::seconds(10)).await;
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(20)).await.skipped, 1);
+    job.release.notify_one();
+    next_event(&mut events, EventKind::JobExecuted).await;
+    use RunStatus::{Skipped, Succeeded};
+    assert_eq!(statuses(&scheduler, "skipping").await, [Succeeded, Skipped], "nothing waits for the run to end");
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(30)).await.submitted, 1, "the next fire runs");
+    next_event(&mut events, EventKind::JobExecuted).await;
+    assert_eq!(*job.delivered.lock().unwrap(), [t0() + TimeDelta::seconds(10), t0() + TimeDelta::seconds(30)]);
+}
+
+#[tokio::test]
+async fn buffer_all_delivers_every_buffered_fire_in_order() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let job = slow_first_call(&scheduler, "queued", crate::job::Overlap::BufferAll).await;
+    let mut events = scheduler.subscribe();
+    scheduler.tick(t0() + TimeDelta::seconds(10)).await;
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(20)).await.buffered, 1);
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(30)).await.buffered, 1);
+    job.release.notify_one();
+    for _ in 0..3 {
+        next_event(&mut events, EventKind::JobExecuted).await;
+    }
+    let seconds: Vec<i64> = job.delivered.lock().unwrap().iter().map(|t| (*t - t0()).num_seconds()).collect();
+    assert_eq!(seconds, [10, 20, 30]);
+    assert_eq!(statuses(&scheduler, "queued").await, [RunStatus::Succeeded; 3]);
+}
+
+#[tokio::test]
+async fn cancel_other_aborts_the_running_delivery_and_starts_the_new_fire() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let job = slow_first_call(&scheduler, "impatient", crate::job::Overlap::CancelOther).await;
+    let mut events = scheduler.subscribe();
+    scheduler.tick(t0() + TimeDelta::seconds(10)).await;
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    let tick = scheduler.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.cancelled), (1, 1));
+    tokio::time::timeout(PATIENCE, job.dropped.notified()).await.expect("the first call is abandoned");
+    next_event(&mut events, EventKind::JobExecuted).await;
+    assert_eq!(*job.delivered.lock().unwrap(), [t0() + TimeDelta::seconds(20)], "the first never finished");
+    let runs = scheduler.list_runs("impatient", &RunQuery { limit: 10, ..RunQuery::default() }).await.unwrap();
+    assert_eq!((runs[1].status, runs[0].status), (RunStatus::Cancelled, RunStatus::Succeeded));
+    assert_eq!(runs[1].error.as_deref(), Some(crate::store::CANCELLED));
+}
+
+#[tokio::test]
+async fn replicas_sharing_postgresql_buffer_behind_each_others_runs() {
+    let schema = crate::store::contract::ScratchSchema::create().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = crate::store::Postgres::connect(&schema.url, 4).await.expect("connect to the scratch schema");
+        let scheduler = Scheduler::builder()
+            .jobstore("default", store)
+            .executor("default", 4)
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap();
+        replicas.push(scheduler);
+    }
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let job = slow_first_call(first, "shared", crate::job::Overlap::BufferOne).await;
+    let on_second = Arc::new(AtomicUsize::new(0));
+    let counter = on_second.clone();
+    second.register_fn("shared", move |_context| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let mut events = first.subscribe();
+    assert_eq!(first.tick(t0() + TimeDelta::seconds(10)).await.submitted, 1);
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    // The second replica sees the first one's run under way: the fire waits in the ledger.
+    let tick = second.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.buffered), (0, 1));
+    // The replica that records the end of the run delivers the buffered fire, with no round of either loop.
+    job.release.notify_one();
+    next_event(&mut events, EventKind::JobExecuted).await;
+    next_event(&mut events, EventKind::JobExecuted).await;
+    assert_eq!(*job.delivered.lock().unwrap(), [t0() + TimeDelta::seconds(10), t0() + TimeDelta::seconds(20)]);
+    assert_eq!(on_second.load(Ordering::SeqCst), 0);
+    assert_eq!(statuses(first, "shared").await, [RunStatus::Succeeded, RunStatus::Succeeded]);
+}
+
+#[tokio::test]
+async fn a_replica_aborts_its_delivery_when_another_cancels_the_run_at_its_next_lease_upkeep() {
+    let schema = crate::store::contract::ScratchSchema::create().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = crate::store::Postgres::connect(&schema.url, 4).await.expect("connect to the scratch schema");
+        let scheduler = Scheduler::builder().jobstore("default", store).clock(clock.clone()).build().await.unwrap();
+        replicas.push(scheduler);
+    }
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let job = slow_first_call(first, "shared", crate::job::Overlap::CancelOther).await;
+    second.register_fn("shared", |_context| async { Ok(()) });
+    let mut events = second.subscribe();
+    first.tick(t0() + TimeDelta::seconds(10)).await;
+    tokio::time::timeout(PATIENCE, job.started.notified()).await.expect("the first run starts");
+    let tick = second.tick(t0() + TimeDelta::seconds(20)).await;
+    assert_eq!((tick.submitted, tick.cancelled), (1, 1));
+    next_event(&mut events, EventKind::JobExecuted).await;
+    // The first replica learns of the cancel when it extends its leases, and abandons the call.
+    first.keep_leases().await;
+    tokio::time::timeout(PATIENCE, job.dropped.notified()).await.expect("the first call is abandoned");
+    use RunStatus::{Cancelled, Succeeded};
+    assert_eq!(statuses(first, "shared").await, [Cancelled, Succeeded]);
+    assert!(job.delivered.lock().unwrap().is_empty(), "the first call never finished");
 }

@@ -22,12 +22,12 @@ use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Planner, Prune, RunCursor, RunQuery, StoreError,
+    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunCursor, RunQuery, StoreError,
     job_order_key,
 };
 use crate::audit::{AuditAction, AuditCursor, AuditEntry, AuditQuery, Change};
 use crate::calendar::Calendar;
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Run, RunKind, RunStatus};
 use crate::labels::{Labels, Selector};
 
 /// A store for one test, with whatever must live as long as it (a temporary directory, a scratch schema).
@@ -136,10 +136,15 @@ macro_rules! store_contract_tests {
             claim_takes_only_due_unpaused_jobs_earliest_first,
             claim_respects_the_limit,
             claim_tells_the_planner_the_jobs_active_runs,
+            a_plan_supersedes_buffered_fires_and_cancels_the_oldest_runs,
+            a_cancelled_run_is_final_and_its_deliverer_is_told,
+            promote_buffered_delivers_the_oldest_fires_where_there_is_room,
+            prune_keeps_buffered_fires,
             claim_removes_a_job_whose_plan_has_no_next_run_time,
             claim_returns_every_inserted_run_and_leases_only_pending_ones,
             claim_never_inserts_a_fire_twice,
             insert_run_conflicts_on_a_taken_fire,
+            a_runs_kind_is_kept,
             update_run_saves_every_progress_field,
             take_expired_runs_releases_only_expired_unfinished_runs,
             extend_leases_moves_only_the_named_unfinished_runs,
@@ -188,6 +193,8 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         coalesce: true,
         max_instances: 1,
         misfire_grace_time: Some(60),
+        max_catchup_runs: None,
+        overlap: crate::job::Overlap::Skip,
         executor: "default".to_string(),
         jobstore: "default".to_string(),
         next_run_time,
@@ -208,10 +215,11 @@ pub(crate) fn run(job_id: &str, scheduled_time: DateTime<Utc>, status: RunStatus
         idempotency_key: format!("{job_id}@{}", scheduled_time.timestamp_micros()),
         job_id: job_id.to_string(),
         scheduled_time,
+        kind: RunKind::Scheduled,
         status,
         attempts: 0,
         started_at: None,
-        finished_at: if status.is_unfinished() { None } else { Some(scheduled_time + Duration::seconds(1)) },
+        finished_at: if status.is_final() { Some(scheduled_time + Duration::seconds(1)) } else { None },
         http_status: None,
         duration_ms: None,
         error: None,
@@ -235,11 +243,12 @@ pub(crate) struct Advance {
 }
 
 impl Planner for Advance {
-    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+    fn plan(&self, job: &Job, _load: Load, now: DateTime<Utc>) -> FirePlan {
         let scheduled = job.next_run_time.expect("a due job has a next run time");
         FirePlan {
             runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
             next_run_time: Some(scheduled + self.step),
+            ..FirePlan::default()
         }
     }
 }
@@ -252,9 +261,13 @@ fn every_minute() -> Advance {
 struct LastFire;
 
 impl Planner for LastFire {
-    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+    fn plan(&self, job: &Job, _load: Load, now: DateTime<Utc>) -> FirePlan {
         let scheduled = job.next_run_time.expect("a due job has a next run time");
-        FirePlan { runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)], next_run_time: None }
+        FirePlan {
+            runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
+            next_run_time: None,
+            ..FirePlan::default()
+        }
     }
 }
 
@@ -263,11 +276,12 @@ impl Planner for LastFire {
 struct SameFireAgain;
 
 impl Planner for SameFireAgain {
-    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+    fn plan(&self, job: &Job, _load: Load, now: DateTime<Utc>) -> FirePlan {
         let scheduled = job.next_run_time.expect("a due job has a next run time");
         FirePlan {
             runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
             next_run_time: Some(scheduled),
+            ..FirePlan::default()
         }
     }
 }
@@ -276,7 +290,7 @@ impl Planner for SameFireAgain {
 struct Backlog;
 
 impl Planner for Backlog {
-    fn plan(&self, job: &Job, _active_runs: u32, now: DateTime<Utc>) -> FirePlan {
+    fn plan(&self, job: &Job, _load: Load, now: DateTime<Utc>) -> FirePlan {
         let scheduled = job.next_run_time.expect("a due job has a next run time");
         FirePlan {
             runs: vec![
@@ -285,20 +299,21 @@ impl Planner for Backlog {
                 Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC),
             ],
             next_run_time: Some(scheduled + Duration::seconds(60)),
+            ..FirePlan::default()
         }
     }
 }
 
-/// Remembers the `active_runs` it was told for each job.
+/// Remembers the load it was told for each job.
 #[derive(Default)]
 struct RecordActiveRuns {
-    seen: Mutex<Vec<(String, u32)>>,
+    seen: Mutex<Vec<(String, Load)>>,
 }
 
 impl Planner for RecordActiveRuns {
-    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
-        self.seen.lock().unwrap().push((job.id.clone(), active_runs));
-        every_minute().plan(job, active_runs, now)
+    fn plan(&self, job: &Job, load: Load, now: DateTime<Utc>) -> FirePlan {
+        self.seen.lock().unwrap().push((job.id.clone(), load));
+        every_minute().plan(job, load, now)
     }
 }
 
@@ -344,6 +359,7 @@ pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
     full.coalesce = false;
     full.max_instances = 7;
     full.misfire_grace_time = Some(3600);
+    full.max_catchup_runs = Some(3);
     full.executor = "slow".to_string();
     full.jobstore = "archive".to_string();
     full.created_at = Utc.with_ymd_and_hms(1969, 7, 20, 20, 17, 40).unwrap() + Duration::microseconds(1);
@@ -762,8 +778,11 @@ pub(crate) async fn claim_tells_the_planner_the_jobs_active_runs(store: &dyn Job
         (-5, RunStatus::Missed),
         (-4, RunStatus::Skipped),
         (-3, RunStatus::Coalesced),
+        (-2, RunStatus::Cancelled),
+        (-1, RunStatus::Buffered),
+        (-0, RunStatus::Buffered),
     ] {
-        store.insert_run(&run("busy", at(offset), status)).await.unwrap();
+        store.insert_run(&run("busy", at(offset) - Duration::microseconds(1), status)).await.unwrap();
     }
     store.insert_run(&run("idle", at(-50), RunStatus::Succeeded)).await.unwrap();
     // Another job's live runs are not this job's instances.
@@ -773,7 +792,132 @@ pub(crate) async fn claim_tells_the_planner_the_jobs_active_runs(store: &dyn Job
     store.claim_due(at(0), 10, at(30), &planner).await.unwrap();
     let mut seen = planner.seen.lock().unwrap().clone();
     seen.sort();
-    assert_eq!(seen, [("busy".to_string(), 3), ("idle".to_string(), 0)]);
+    assert_eq!(seen, [("busy".to_string(), Load { active: 3, buffered: 2 }), ("idle".to_string(), Load::default())]);
+}
+
+/// Plans one fire with a fixed status and overlap instructions.
+struct Overlapping {
+    status: RunStatus,
+    supersede_buffered: bool,
+    cancel_oldest: u32,
+}
+
+impl Planner for Overlapping {
+    fn plan(&self, job: &Job, _load: Load, now: DateTime<Utc>) -> FirePlan {
+        let scheduled = job.next_run_time.expect("a due job has a next run time");
+        FirePlan {
+            runs: vec![Run::new(job, scheduled, self.status, now, Tz::UTC)],
+            next_run_time: Some(scheduled + Duration::seconds(60)),
+            supersede_buffered: self.supersede_buffered,
+            cancel_oldest: self.cancel_oldest,
+        }
+    }
+}
+
+fn statuses_of(runs: &[Run]) -> Vec<(DateTime<Utc>, RunStatus)> {
+    let mut statuses: Vec<_> = runs.iter().map(|run| (run.scheduled_time, run.status)).collect();
+    statuses.sort_by_key(|(time, _)| *time);
+    statuses
+}
+
+pub(crate) async fn a_plan_supersedes_buffered_fires_and_cancels_the_oldest_runs(store: &dyn JobStore) {
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    store.insert_run(&run("j", at(-30), RunStatus::Buffered)).await.unwrap();
+    store.insert_run(&run("other", at(-30), RunStatus::Buffered)).await.unwrap();
+    let buffer_one = Overlapping { status: RunStatus::Buffered, supersede_buffered: true, cancel_oldest: 0 };
+    let claimed = store.claim_due(at(0), 10, at(30), &buffer_one).await.unwrap();
+    assert_eq!(statuses_of(&claimed), [(at(-30), RunStatus::Skipped), (at(0), RunStatus::Buffered)]);
+    let superseded = the_run(store, "j", &run("j", at(-30), RunStatus::Buffered).idempotency_key).await;
+    assert_eq!((superseded.finished_at, superseded.error.as_deref()), (Some(at(0)), Some(super::SUPERSEDED)));
+    assert_eq!(store.list_runs("other", &all_runs()).await.unwrap()[0].status, RunStatus::Buffered, "its own only");
+
+    store.add_job(&job("k", Some(at(60))), false).await.unwrap();
+    for (offset, status) in [(-20, RunStatus::Running), (-10, RunStatus::Pending), (-5, RunStatus::Running)] {
+        store.insert_run(&leased(run("k", at(offset), status), at(90))).await.unwrap();
+    }
+    let cancel_other = Overlapping { status: RunStatus::Pending, supersede_buffered: false, cancel_oldest: 2 };
+    let claimed = store.claim_due(at(60), 10, at(90), &cancel_other).await.unwrap();
+    let k: Vec<&Run> = claimed.iter().filter(|run| run.job_id == "k").collect();
+    assert_eq!(k.len(), 3, "{claimed:?}");
+    assert_eq!((k[0].scheduled_time, k[0].status), (at(-20), RunStatus::Cancelled), "the oldest first");
+    assert_eq!((k[1].scheduled_time, k[1].status), (at(-10), RunStatus::Cancelled));
+    assert_eq!((k[0].lease_expires_at, k[0].error.as_deref()), (None, Some(super::CANCELLED)));
+    assert_eq!((k[2].scheduled_time, k[2].status), (at(60), RunStatus::Pending), "then the new fire");
+    let ledger = store.list_runs("k", &all_runs()).await.unwrap();
+    assert_eq!(
+        statuses_of(&ledger),
+        [
+            (at(-20), RunStatus::Cancelled),
+            (at(-10), RunStatus::Cancelled),
+            (at(-5), RunStatus::Running),
+            (at(60), RunStatus::Pending)
+        ]
+    );
+}
+
+pub(crate) async fn a_cancelled_run_is_final_and_its_deliverer_is_told(store: &dyn JobStore) {
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    let doomed = leased(run("j", at(-10), RunStatus::Running), at(30));
+    let kept = leased(run("j", at(-5), RunStatus::Running), at(30));
+    store.insert_run(&doomed).await.unwrap();
+    store.insert_run(&kept).await.unwrap();
+    let cancel_other = Overlapping { status: RunStatus::Pending, supersede_buffered: false, cancel_oldest: 1 };
+    store.claim_due(at(0), 10, at(30), &cancel_other).await.unwrap();
+
+    let keys = [doomed.idempotency_key.clone(), kept.idempotency_key.clone()];
+    assert_eq!(store.extend_leases(&keys, at(60)).await.unwrap(), [doomed.idempotency_key.as_str()]);
+    assert_eq!(the_run(store, "j", &kept.idempotency_key).await.lease_expires_at, Some(at(60)));
+    // The deliverer's outcome, recorded after the cancel, leaves it cancelled.
+    let late = Run { status: RunStatus::Succeeded, attempts: 1, finished_at: Some(at(1)), ..doomed.clone() };
+    assert!(matches!(store.update_run(&late).await, Err(StoreError::NotFound)));
+    let stored = the_run(store, "j", &doomed.idempotency_key).await;
+    assert_eq!((stored.status, stored.finished_at, stored.lease_expires_at), (RunStatus::Cancelled, Some(at(0)), None));
+    assert_eq!(store.take_expired_runs(at(1000), at(1030)).await.unwrap().len(), 2, "not redelivered: the rest are");
+}
+
+pub(crate) async fn promote_buffered_delivers_the_oldest_fires_where_there_is_room(store: &dyn JobStore) {
+    assert!(store.promote_buffered(at(30)).await.unwrap().is_empty(), "nothing buffered");
+    let two = Job { max_instances: 2, ..job("two", Some(at(100))) };
+    add_all(store, &[job("busy", Some(at(100))), two]).await;
+    store.insert_run(&run("busy", at(-30), RunStatus::Running)).await.unwrap();
+    for offset in [-20, -10] {
+        store.insert_run(&run("busy", at(offset), RunStatus::Buffered)).await.unwrap();
+        store.insert_run(&run("two", at(offset), RunStatus::Buffered)).await.unwrap();
+        store.insert_run(&run("gone", at(offset), RunStatus::Buffered)).await.unwrap();
+    }
+    store.insert_run(&run("two", at(-5), RunStatus::Buffered)).await.unwrap();
+    let promoted = store.promote_buffered(at(30)).await.unwrap();
+    type Promoted<'a> = (&'a str, DateTime<Utc>, RunStatus, Option<DateTime<Utc>>);
+    let promoted: Vec<Promoted> = promoted
+        .iter()
+        .map(|run| (run.job_id.as_str(), run.scheduled_time, run.status, run.lease_expires_at))
+        .collect();
+    assert_eq!(
+        promoted,
+        [
+            ("gone", at(-20), RunStatus::Pending, Some(at(30))),
+            ("two", at(-20), RunStatus::Pending, Some(at(30))),
+            ("two", at(-10), RunStatus::Pending, Some(at(30))),
+        ],
+        "busy has no room; two has room for two; a removed job's fires go one at a time"
+    );
+    assert!(store.promote_buffered(at(30)).await.unwrap().is_empty(), "no room left");
+    let mut done = the_run(store, "busy", &run("busy", at(-30), RunStatus::Running).idempotency_key).await;
+    done.status = RunStatus::Succeeded;
+    store.update_run(&done).await.unwrap();
+    let promoted = store.promote_buffered(at(40)).await.unwrap();
+    assert_eq!(
+        promoted.iter().map(|run| (run.job_id.as_str(), run.scheduled_time)).collect::<Vec<_>>(),
+        [("busy", at(-20))]
+    );
+}
+
+pub(crate) async fn prune_keeps_buffered_fires(store: &dyn JobStore) {
+    store.insert_run(&run("j", at(-100), RunStatus::Buffered)).await.unwrap();
+    store.insert_run(&run("j", at(-90), RunStatus::Succeeded)).await.unwrap();
+    let prune = Prune { finished_before: Some(at(0)), keep_per_job: Some(0), limit: 100 };
+    assert_eq!(store.prune_runs(&prune).await.unwrap(), 1);
+    assert_eq!(statuses_of(&store.list_runs("j", &all_runs()).await.unwrap()), [(at(-100), RunStatus::Buffered)]);
 }
 
 pub(crate) async fn claim_removes_a_job_whose_plan_has_no_next_run_time(store: &dyn JobStore) {
@@ -836,6 +980,18 @@ pub(crate) async fn insert_run_conflicts_on_a_taken_fire(store: &dyn JobStore) {
     store.insert_run(&run("k", at(0), RunStatus::Pending)).await.unwrap();
     store.insert_run(&run("j", at(0) + Duration::microseconds(1), RunStatus::Pending)).await.unwrap();
     assert_eq!(store.list_runs("j", &all_runs()).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn a_runs_kind_is_kept(store: &dyn JobStore) {
+    let manual = Run { kind: RunKind::Manual, ..run("j", at(-2), RunStatus::Pending) };
+    let backfill = Run { kind: RunKind::Backfill, ..run("j", at(-1), RunStatus::Succeeded) };
+    store.insert_run(&manual).await.unwrap();
+    store.insert_run(&backfill).await.unwrap();
+    store.add_job(&job("j", Some(at(0))), false).await.unwrap();
+    let claimed = store.claim_due(at(0), 10, at(30), &every_minute()).await.unwrap();
+    let kinds: Vec<RunKind> = store.list_runs("j", &all_runs()).await.unwrap().iter().map(|run| run.kind).collect();
+    assert_eq!(kinds, [RunKind::Scheduled, RunKind::Backfill, RunKind::Manual]);
+    assert_eq!(claimed[0].kind, RunKind::Scheduled);
 }
 
 pub(crate) async fn update_run_saves_every_progress_field(store: &dyn JobStore) {
@@ -1488,12 +1644,13 @@ pub(crate) async fn concurrent_replicas_never_share_a_fire(database: &dyn Shared
 struct CountActive(Mutex<Vec<u32>>);
 
 impl Planner for CountActive {
-    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan {
-        self.0.lock().unwrap().push(active_runs);
+    fn plan(&self, job: &Job, load: Load, now: DateTime<Utc>) -> FirePlan {
+        self.0.lock().unwrap().push(load.active);
         let scheduled = job.next_run_time.unwrap();
         FirePlan {
             runs: vec![Run::new(job, scheduled, RunStatus::Pending, now, Tz::UTC)],
             next_run_time: Some(scheduled + Duration::seconds(1)),
+            ..FirePlan::default()
         }
     }
 }

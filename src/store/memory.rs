@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use super::{
-    AuditEntryOf, Edit, Edited, Editor, FirePlan, JobQuery, JobStore, JobWrite, Planner, Prune, RunQuery, StoreError,
-    StoreResult, job_order_key,
+    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunQuery, SUPERSEDED,
+    StoreError, StoreResult, job_order_key,
 };
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::calendar::Calendar;
-use crate::job::{Job, Run};
+use crate::job::{Job, Run, RunStatus};
 use crate::labels::Selector;
 
 #[derive(Default)]
@@ -28,6 +28,9 @@ struct State {
     calendars: BTreeMap<String, Calendar>,
     /// Counts every change to `calendars`.
     calendar_version: u64,
+    /// Jobs that may have buffered runs, as the SQL stores' `runs_buffered` index: what `promote_buffered` walks,
+    /// so its cost does not grow with the ledger.
+    buffering: BTreeSet<String>,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -74,6 +77,9 @@ impl State {
         if self.runs.contains_key(&key) {
             return Err(StoreError::Conflict(format!("a run of {:?} at {} exists", run.job_id, run.scheduled_time)));
         }
+        if run.status == RunStatus::Buffered {
+            self.buffering.insert(run.job_id.clone());
+        }
         self.runs.insert(key, run.clone());
         Ok(())
     }
@@ -96,10 +102,48 @@ impl MemoryStore {
     }
 }
 
-fn active_runs(runs: &BTreeMap<(String, DateTime<Utc>), Run>, job_id: &str) -> u32 {
+/// A job's runs, oldest fire first.
+fn runs_of<'a>(
+    runs: &'a mut BTreeMap<(String, DateTime<Utc>), Run>,
+    job_id: &'a str,
+) -> impl Iterator<Item = &'a mut Run> + 'a {
     let from = (job_id.to_string(), DateTime::<Utc>::MIN_UTC);
-    runs.range(from..).take_while(|((id, _), _)| id == job_id).filter(|(_, run)| run.status.is_unfinished()).count()
-        as u32
+    runs.range_mut(from..).take_while(move |((id, _), _)| id == job_id).map(|(_, run)| run)
+}
+
+fn load_of(runs: &mut BTreeMap<(String, DateTime<Utc>), Run>, job_id: &str) -> Load {
+    let mut load = Load::default();
+    for run in runs_of(runs, job_id) {
+        if run.status.is_unfinished() {
+            load.active += 1;
+        } else if run.status == RunStatus::Buffered {
+            load.buffered += 1;
+        }
+    }
+    load
+}
+
+/// Record a job's buffered fires skipped, or cancel its oldest `cancel` unfinished runs, as a plan says; the runs
+/// changed.
+fn apply_overlap(state: &mut State, job_id: &str, plan: &FirePlan, now: DateTime<Utc>) -> Vec<Run> {
+    let mut changed = Vec::new();
+    let mut cancel = plan.cancel_oldest;
+    for run in runs_of(&mut state.runs, job_id) {
+        let (status, error) = match run.status {
+            RunStatus::Buffered if plan.supersede_buffered => (RunStatus::Skipped, SUPERSEDED),
+            RunStatus::Pending | RunStatus::Running if cancel > 0 => {
+                cancel -= 1;
+                run.lease_expires_at = None;
+                (RunStatus::Cancelled, CANCELLED)
+            }
+            _ => continue,
+        };
+        run.status = status;
+        run.error = Some(error.to_string());
+        run.finished_at = Some(now);
+        changed.push(run.clone());
+    }
+    changed
 }
 
 #[async_trait]
@@ -207,7 +251,9 @@ impl JobStore for MemoryStore {
         let mut inserted = Vec::new();
         for id in due {
             let Some(mut job) = state.take(&id) else { continue };
-            let FirePlan { runs, next_run_time } = planner.plan(&job, active_runs(&state.runs, &job.id), now);
+            let plan = planner.plan(&job, load_of(&mut state.runs, &job.id), now);
+            inserted.extend(apply_overlap(&mut state, &job.id, &plan, now));
+            let FirePlan { runs, next_run_time, .. } = plan;
             for mut run in runs {
                 let key = (run.job_id.clone(), run.scheduled_time);
                 if state.runs.contains_key(&key) {
@@ -215,6 +261,9 @@ impl JobStore for MemoryStore {
                 }
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
+                }
+                if run.status == RunStatus::Buffered {
+                    state.buffering.insert(run.job_id.clone());
                 }
                 inserted.push(run.clone());
                 state.runs.insert(key, run);
@@ -235,7 +284,7 @@ impl JobStore for MemoryStore {
     async fn update_run(&self, run: &Run) -> StoreResult<()> {
         let mut state = self.state.lock().await;
         match state.runs.get_mut(&(run.job_id.clone(), run.scheduled_time)) {
-            Some(stored) if stored.idempotency_key == run.idempotency_key => {
+            Some(stored) if stored.idempotency_key == run.idempotency_key && stored.status != RunStatus::Cancelled => {
                 stored.take_progress(run);
                 Ok(())
             }
@@ -255,14 +304,46 @@ impl JobStore for MemoryStore {
         Ok(taken)
     }
 
-    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()> {
+    async fn promote_buffered(&self, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
         let mut state = self.state.lock().await;
-        for run in state.runs.values_mut() {
-            if run.status.is_unfinished() && idempotency_keys.contains(&run.idempotency_key) {
-                run.lease_expires_at = Some(lease_until);
+        let waiting: Vec<String> = state.buffering.iter().cloned().collect();
+        let mut promoted = Vec::new();
+        for job_id in waiting {
+            if load_of(&mut state.runs, &job_id).buffered == 0 {
+                state.buffering.remove(&job_id);
+                continue;
+            }
+            let max_instances = state.jobs.get(&job_id).map_or(1, |job| job.max_instances);
+            let mut room = max_instances.saturating_sub(load_of(&mut state.runs, &job_id).active);
+            for run in runs_of(&mut state.runs, &job_id) {
+                if room == 0 {
+                    break;
+                }
+                if run.status == RunStatus::Buffered {
+                    run.status = RunStatus::Pending;
+                    run.lease_expires_at = Some(lease_until);
+                    promoted.push(run.clone());
+                    room -= 1;
+                }
             }
         }
-        Ok(())
+        promoted.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
+        Ok(promoted)
+    }
+
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let mut state = self.state.lock().await;
+        let mut cancelled = Vec::new();
+        for run in state.runs.values_mut() {
+            if idempotency_keys.contains(&run.idempotency_key) {
+                if run.status.is_unfinished() {
+                    run.lease_expires_at = Some(lease_until);
+                } else if run.status == RunStatus::Cancelled {
+                    cancelled.push(run.idempotency_key.clone());
+                }
+            }
+        }
+        Ok(cancelled)
     }
 
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {
@@ -294,7 +375,7 @@ impl JobStore for MemoryStore {
         let mut kept_of_job: (Option<&str>, u64) = (None, 0);
         // The map is ordered by (job id, scheduled time): walking it backwards meets each job's newest runs first.
         for (key, run) in state.runs.iter().rev() {
-            if run.status.is_unfinished() {
+            if !run.status.is_final() {
                 continue;
             }
             if kept_of_job.0 != Some(run.job_id.as_str()) {

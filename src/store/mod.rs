@@ -180,20 +180,39 @@ impl JobWrite<'_> {
 pub type AuditEntryOf<'a> = &'a (dyn Fn(&Job) -> AuditEntry + Send + Sync);
 
 /// What to do with one due job, decided by the scheduler inside the store's claim transaction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct FirePlan {
-    /// Ledger rows to insert: `pending` ones are delivered, the others (missed, skipped, coalesced) only recorded.
+    /// Ledger rows to insert: `pending` ones are delivered, `buffered` ones wait for a run of the job to end, the
+    /// others (missed, skipped, coalesced) are only recorded.
     pub runs: Vec<Run>,
     /// The job's new next run time; `None`: the trigger has finished and the job is removed.
     pub next_run_time: Option<DateTime<Utc>>,
+    /// Record the job's fires buffered before this claim `skipped`: a newer one replaces them (`buffer_one`).
+    pub supersede_buffered: bool,
+    /// Cancel this many of the job's pending or running runs, oldest fire first, to make room (`cancel_other`).
+    pub cancel_oldest: u32,
 }
 
-/// The scheduler's rules for a due job. `active_runs` is how many of the job's fires are pending or running
-/// (for max_instances).
+/// What a job has under way when it is claimed: its pending or running runs (its instances, for max_instances)
+/// and its buffered fires (waiting for one of them to end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Load {
+    /// Pending or running runs.
+    pub active: u32,
+    /// Buffered fires.
+    pub buffered: u32,
+}
+
+/// The scheduler's rules for a due job, given what it has under way.
 pub trait Planner: Send + Sync {
     /// What to record for `job`, due at `now`, and its next run time.
-    fn plan(&self, job: &Job, active_runs: u32, now: DateTime<Utc>) -> FirePlan;
+    fn plan(&self, job: &Job, load: Load, now: DateTime<Utc>) -> FirePlan;
 }
+
+/// Why the claim records a buffered fire `skipped` (`FirePlan::supersede_buffered`).
+pub const SUPERSEDED: &str = "a newer fire was buffered instead (overlap: buffer_one)";
+/// Why the claim records a run `cancelled` (`FirePlan::cancel_oldest`).
+pub const CANCELLED: &str = "cancelled to start a newer fire (overlap: cancel_other)";
 
 /// Where jobs and the run ledger live. Every store passes the same contract tests.
 #[async_trait]
@@ -231,9 +250,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// In one transaction: take up to `limit` unpaused jobs whose next_run_time <= now, earliest first; for each,
     /// ask `planner`, insert its runs (a run whose (job id, scheduled time) is already in the ledger is left out:
     /// that fire was claimed before), give the `pending` ones a lease until `lease_until`, and set the job's
-    /// next_run_time, or remove the job when the plan's is `None`. Returns every run it inserted, in plan order
-    /// per job: the `pending` ones (with their lease) to deliver, and the missed, skipped and coalesced ones it only
-    /// recorded (for events and metrics). A run left out because its fire was taken is not returned.
+    /// next_run_time, or remove the job when the plan's is `None`. Before inserting, it records the job's buffered
+    /// fires `skipped` (error `SUPERSEDED`) when the plan supersedes them, and its `cancel_oldest` oldest pending or
+    /// running runs `cancelled` (error `CANCELLED`, finished now, lease cleared). Returns every run it inserted, in
+    /// plan order per job — the `pending` ones (with their lease) to deliver, the `buffered` ones, and the missed,
+    /// skipped and coalesced ones it only recorded (for events and metrics) — after the runs it superseded or
+    /// cancelled, as they now are. A run left out because its fire was taken is not returned.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -245,14 +267,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// Insert one run (run-now): `Conflict` if its (job id, scheduled time) is taken.
     async fn insert_run(&self, run: &Run) -> StoreResult<()>;
     /// Save a run's progress (`Run::take_progress`: status, attempts, times, outcome, lease), found by idempotency
-    /// key and fire; the rest of the row stays as inserted.
+    /// key and fire; the rest of the row stays as inserted. A cancelled run is final: it stays as it is, and the
+    /// update is `NotFound`.
     async fn update_run(&self, run: &Run) -> StoreResult<()>;
+    /// In one transaction: deliver buffered fires where their job has room. For each job with buffered runs, the
+    /// oldest ones — as many as its `max_instances` (1 if the job is gone) exceeds its pending or running runs —
+    /// become `pending` with a lease until `lease_until`. Returns them, oldest fire first.
+    async fn promote_buffered(&self, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>>;
     /// Unfinished runs (pending or running) whose lease has expired before `now` (or that have none), re-leased
     /// until `lease_until` in the same transaction so only one taker gets each. At start-up every unfinished run
     /// of a single-process store has an expired lease.
     async fn take_expired_runs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>>;
-    /// Extend the leases of runs being delivered.
-    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()>;
+    /// Extend the leases of runs being delivered; the keys among them whose run was cancelled meanwhile (by another
+    /// process's claim), so their delivery can be aborted.
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<Vec<String>>;
     /// A job's runs, newest scheduled time first; also after the job was removed.
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>>;
     /// Delete finished runs as `prune` says (see `Prune`), at most `prune.limit` of them; the number deleted. With

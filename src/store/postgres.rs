@@ -43,14 +43,14 @@ const LISTEN_RETRY_MAX: Duration = Duration::from_secs(10);
 /// The first due job, locked or not: after a claim took none, another replica's claim holds it.
 const FIRST_DUE_SQL: &str = "SELECT id FROM jobs WHERE NOT paused AND next_run_time IS NOT NULL \
     AND next_run_time <= $1 ORDER BY next_run_time, id LIMIT 1";
-/// Every planned row in one statement (arrays, so any number of rows is 16 parameters); a fire already in the
+/// Every planned row in one statement (arrays, so any number of rows is 17 parameters); a fire already in the
 /// ledger is left out, and RETURNING names the rows that went in.
 const INSERT_RUNS_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
     ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[], $6::timestamptz[], \
      $7::timestamptz[], $8::int4[], $9::int8[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::text[], \
-     $15::timestamptz[], $16::timestamptz[]) \
+     $15::timestamptz[], $16::timestamptz[], $17::text[]) \
      ON CONFLICT (job_id, scheduled_time) DO NOTHING RETURNING idempotency_key"
 );
 const ADVANCE_JOBS_SQL: &str = "UPDATE jobs SET next_run_time = advanced.next_run_time \
@@ -66,7 +66,7 @@ const UPDATE_RUNS_SQL: &str = "UPDATE runs SET status = u.status, attempts = u.a
     AS u (idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
     duration_ms, error, response_excerpt, lease_expires_at) \
     WHERE runs.idempotency_key = u.idempotency_key AND runs.job_id = u.job_id \
-    AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key";
+    AND runs.scheduled_time = u.scheduled_time AND runs.status <> 'cancelled' RETURNING runs.idempotency_key";
 
 /// The PostgreSQL store.
 pub type PostgresStore = SqlStore<PostgresDialect>;
@@ -152,8 +152,16 @@ impl Dialect for PostgresDialect {
     /// Rows another replica is claiming are skipped, not waited for.
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE NOT paused AND next_run_time IS NOT NULL \
         AND next_run_time <= $1 ORDER BY next_run_time, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-    const ACTIVE_RUNS_SQL: &'static str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id = ANY($1) \
-        AND status IN ('pending', 'running') GROUP BY job_id";
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id = ANY($1) \
+        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const CANCELLED_AMONG_SQL: &'static str =
+        "SELECT idempotency_key FROM runs WHERE idempotency_key = ANY($1) AND status = 'cancelled'";
+    /// In id order, as every replica takes them, so two promoting replicas queue instead of deadlocking; a claim
+    /// holding one of them is waited for (it takes milliseconds).
+    const LOCK_BUFFERED_JOBS_SQL: Option<&'static str> = Some(
+        "SELECT id FROM jobs WHERE id IN (SELECT job_id FROM runs WHERE status = 'buffered') ORDER BY id FOR UPDATE",
+    );
     const DELETE_JOBS_SQL: &'static str = "DELETE FROM jobs WHERE id = ANY($1)";
     /// Taking over is atomic across replicas: each expired run is locked by exactly one taker.
     const TAKE_EXPIRED_RUNS_SQL: &'static str = "UPDATE runs SET lease_expires_at = $1 WHERE idempotency_key IN (\
@@ -163,8 +171,8 @@ impl Dialect for PostgresDialect {
         WHERE status IN ('pending', 'running') AND idempotency_key = ANY($2)";
     /// A batch at a time; SKIP LOCKED leaves rows another replica's pruner holds to it.
     const PRUNE_BY_AGE_SQL: &'static str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key \
-        FROM runs WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_at, created_at) < $1 LIMIT $2 \
-        FOR UPDATE SKIP LOCKED)";
+        FROM runs WHERE status NOT IN ('pending', 'running') AND status <> 'buffered' \
+        AND COALESCE(finished_at, created_at) < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
 
@@ -257,6 +265,7 @@ impl Dialect for PostgresDialect {
             .bind(runs.iter().map(|run| run.timezone.clone()).collect::<Vec<_>>())
             .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
             .bind(runs.iter().map(|run| pg_time(run.created_at)).collect::<Vec<_>>())
+            .bind(runs.iter().map(|run| run.kind.as_str()).collect::<Vec<_>>())
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;

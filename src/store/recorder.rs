@@ -87,6 +87,7 @@ mod tests {
             idempotency_key: key.to_string(),
             job_id: "job".to_string(),
             scheduled_time: time,
+            kind: crate::job::RunKind::Scheduled,
             status: RunStatus::Running,
             attempts,
             started_at: Some(time),

@@ -104,8 +104,13 @@ impl Dialect for SqliteDialect {
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
         AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
     /// A claim's statements take its jobs and runs as JSON arrays, so their number does not grow with the claim.
-    const ACTIVE_RUNS_SQL: &'static str = "SELECT job_id, COUNT(*) FROM runs WHERE job_id IN \
-        (SELECT value FROM json_each(?)) AND status IN ('pending', 'running') GROUP BY job_id";
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
+        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const CANCELLED_AMONG_SQL: &'static str = "SELECT idempotency_key FROM runs \
+        WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND status = 'cancelled'";
+    /// The write transaction (`BEGIN IMMEDIATE`) holds the only write lock.
+    const LOCK_BUFFERED_JOBS_SQL: Option<&'static str> = None;
     const DELETE_JOBS_SQL: &'static str = "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))";
     const TAKE_EXPIRED_RUNS_SQL: &'static str = "UPDATE runs SET lease_expires_at = ? \
         WHERE status IN ('pending', 'running') AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING *";
@@ -114,7 +119,8 @@ impl Dialect for SqliteDialect {
         WHERE status IN ('pending', 'running') AND idempotency_key IN (SELECT value FROM json_each(?))";
     /// The expression is the `runs_finished_age` index's, verbatim.
     const PRUNE_BY_AGE_SQL: &'static str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key \
-        FROM runs WHERE status NOT IN ('pending', 'running') AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
+        FROM runs WHERE status NOT IN ('pending', 'running') AND status <> 'buffered' \
+        AND IFNULL(finished_at, created_at) < ? LIMIT ?)";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     /// `BEGIN IMMEDIATE` holds the whole file.
     const LOCK_ROWS: &'static str = "";
@@ -191,7 +197,8 @@ impl Dialect for SqliteDialect {
             let sql = format!(
                 "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) \
                  UPDATE runs SET {set} FROM u WHERE runs.idempotency_key = u.idempotency_key \
-                 AND runs.job_id = u.job_id AND runs.scheduled_time = u.scheduled_time RETURNING runs.idempotency_key",
+                 AND runs.job_id = u.job_id AND runs.scheduled_time = u.scheduled_time \
+                 AND runs.status <> 'cancelled' RETURNING runs.idempotency_key",
                 columns = RUN_PROGRESS_COLUMNS.join(", "),
                 values = placeholders(chunk.len(), 3 + RUN_PROGRESS_COLUMNS.len()),
                 set = RUN_PROGRESS_COLUMNS.map(|column| format!("{column} = u.{column}")).join(", "),
@@ -223,7 +230,7 @@ impl Dialect for SqliteDialect {
                 "INSERT INTO runs ({}) VALUES {} ON CONFLICT (job_id, scheduled_time) DO NOTHING \
                  RETURNING job_id, scheduled_time",
                 run_columns!(),
-                placeholders(chunk.len(), 16)
+                placeholders(chunk.len(), RUN_COLUMN_COUNT)
             );
             let mut arguments = SqliteArguments::default();
             for run in chunk {
@@ -265,6 +272,9 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 }
+
+/// The columns of `runs`, as `run_columns!` names them and `run_params` binds them.
+const RUN_COLUMN_COUNT: usize = 17;
 
 /// Rows per statement in the batched ledger writes, largest first: any batch is made of chunks of these sizes, so
 /// a handful of statements (each prepared once per connection) serve every size, and the largest stays well under
@@ -312,6 +322,42 @@ mod tests {
 
     fn all_runs() -> RunQuery {
         RunQuery { status: None, after: None, limit: 1000 }
+    }
+
+    #[tokio::test]
+    async fn upgrading_gives_existing_runs_a_kind_and_jobs_the_default_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        // The file as the release before run kinds left it.
+        let options = file_url(&dir).parse::<SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before.migrations.iter().filter(|m| m.version < 7).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        let insert = "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, action, executor, \
+            timezone, created_at) VALUES (?, 'j', ?, 'succeeded', 1, '{\"url\": \"http://127.0.0.1:9/\"}', 'default', \
+            'UTC', ?)";
+        // A run-now is created at its scheduled time; a claimed fire after it.
+        for (key, scheduled, created) in [("manual", 1_000_000, 1_000_000), ("scheduled", 2_000_000, 2_000_150)] {
+            sqlx::query(insert).bind(key).bind(scheduled).bind(created).execute(&pool).await.unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO jobs (id, trigger, action, coalesce, max_instances, executor, jobstore, paused, created_at, \
+             updated_at) VALUES ('j', '{\"type\": \"date\", \"run_date\": \"2026-12-01T10:00:00Z\"}', \
+             '{\"url\": \"http://127.0.0.1:9/\"}', 1, 1, 'default', 'default', 1, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+        let kinds: Vec<(String, crate::job::RunKind)> = (store.list_runs("j", &all_runs()).await.unwrap().into_iter())
+            .map(|run| (run.idempotency_key, run.kind))
+            .collect();
+        use crate::job::RunKind::{Manual, Scheduled};
+        assert_eq!(kinds, [("scheduled".to_string(), Scheduled), ("manual".to_string(), Manual)]);
+        let job = store.get_job("j").await.unwrap().unwrap();
+        assert_eq!((job.overlap, job.max_catchup_runs), (crate::job::Overlap::Skip, None));
     }
 
     #[tokio::test]
@@ -386,7 +432,7 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         assert_seeks(&plan_of(&store, explain(Sql::CLAIM_DUE_SQL).bind(0_i64).bind(10_i64)).await, "jobs", "jobs_due");
         assert_seeks(&plan_of(&store, explain(Sql::EARLIEST_NEXT_RUN_TIME_SQL)).await, "jobs", "jobs_due");
-        assert_seeks(&plan_of(&store, explain(Sql::ACTIVE_RUNS_SQL).bind("j")).await, "runs", "runs_job_status");
+        assert_seeks(&plan_of(&store, explain(Sql::LOAD_SQL).bind("j")).await, "runs", "runs_job_status");
         // A scan, but of a partial index that holds only the unfinished runs.
         let expired = plan_of(&store, explain(Sql::TAKE_EXPIRED_RUNS_SQL).bind(0_i64).bind(0_i64)).await;
         assert!(expired.contains("INDEX runs_unfinished_lease"), "{expired}");

@@ -211,8 +211,11 @@ async fn every_jobs_verb_works_and_json_output_parses() {
     };
     assert_eq!(runs[0]["idempotency_key"], run["idempotency_key"]);
     assert_eq!(runs[0]["http_status"], 200);
+    assert_eq!(runs[0]["kind"], "manual");
     let history = apsched(base, &["runs", "short"], &[], None).await;
-    assert!(history.ok().lines().next().unwrap().starts_with("SCHEDULED"), "{history:#?}");
+    let header = history.ok().lines().next().unwrap();
+    assert!(header.starts_with("SCHEDULED") && header.contains(" KIND "), "{history:#?}");
+    assert!(history.stdout.lines().nth(1).unwrap().contains(" manual "), "{history:#?}");
     assert!(history.stdout.contains("succeeded") && history.stdout.contains("200 for ok/cli2"), "{history:#?}");
     let failed_only = apsched(base, &["runs", "short", "--status", "failed", "--json"], &[], None).await.json();
     assert_eq!(failed_only, json!([]));

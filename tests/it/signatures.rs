@@ -17,7 +17,7 @@ const JOB_SECRET: &str = "whsec_c2VjcmV0LWtleS1vZi10aGUtam9iLXNpZ25pbmctMzI=";
 const TOLERANCE_SECONDS: i64 = 300;
 
 /// What a receiver does: recompute the signature over the raw body and compare in constant time.
-fn verify(secret: &str, hit: &Received) -> Result<(), String> {
+pub(crate) fn verify(secret: &str, hit: &Received) -> Result<(), String> {
     let id = hit.header("webhook-id").ok_or("no webhook-id")?;
     let timestamp = hit.header("webhook-timestamp").ok_or("no webhook-timestamp")?;
     let signatures = hit.header("webhook-signature").ok_or("no webhook-signature")?;

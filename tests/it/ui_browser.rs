@@ -362,6 +362,9 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
             &format!("document.querySelectorAll('#runs tbody tr[data-status]').length >= {}", runs.len()),
         )
         .await;
+    browser
+        .wait_until("the run-now fire shown as manual", "document.querySelector('#runs tr[data-kind=manual]')")
+        .await;
     browser.screenshot(&screenshot_dir().join("job.png")).await;
 
     // Edit: a webhook with a secret header cannot be changed without giving the secret again (the page only has

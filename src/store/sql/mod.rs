@@ -25,8 +25,8 @@ pub use rows::{
 
 use super::recorder::RunRecorder;
 use super::{
-    AuditEntryOf, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Planner, Prune, RunQuery,
-    StoreError, StoreResult,
+    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunQuery,
+    SUPERSEDED, StoreError, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::calendar::Calendar;
@@ -43,7 +43,7 @@ pub type QueryResult<D> = <<D as Dialect>::Db as Database>::QueryResult;
 macro_rules! run_columns {
     () => {
         "idempotency_key, job_id, scheduled_time, status, attempts, started_at, finished_at, http_status, \
-         duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, created_at"
+         duration_ms, error, response_excerpt, action, executor, timezone, lease_expires_at, created_at, kind"
     };
 }
 pub(crate) use run_columns;
@@ -52,7 +52,7 @@ pub(crate) use run_columns;
 macro_rules! job_columns {
     () => {
         "id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, next_run_time, \
-         paused, created_at, updated_at, labels"
+         paused, created_at, updated_at, labels, max_catchup_runs, overlap"
     };
 }
 pub(crate) use job_columns;
@@ -63,7 +63,7 @@ macro_rules! insert_job_sql {
         concat!(
             "INSERT INTO jobs (",
             job_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             $tail
         )
     };
@@ -76,15 +76,15 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
      coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
      misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, jobstore = excluded.jobstore, \
      next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at, \
-     labels = excluded.labels"
+     labels = excluded.labels, max_catchup_runs = excluded.max_catchup_runs, overlap = excluded.overlap"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
-    created_at = $12, updated_at = $13, labels = $14 WHERE id = $1";
+    created_at = $12, updated_at = $13, labels = $14, max_catchup_runs = $15, overlap = $16 WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
 const INSERT_AUDIT_SQL: &str = "INSERT INTO audit (id, recorded_at, actor, action, job_id, reason, job_before, \
     job_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -94,7 +94,25 @@ const PRUNE_AUDIT_SQL: &str =
 /// Each job's finished runs beyond its newest `$1` by scheduled time, at most `$2` of them.
 const PRUNE_BY_COUNT_SQL: &str = "DELETE FROM runs WHERE idempotency_key IN (SELECT idempotency_key FROM \
     (SELECT idempotency_key, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_time DESC) AS newer \
-    FROM runs WHERE status NOT IN ('pending', 'running')) AS ranked WHERE newer > $1 LIMIT $2)";
+    FROM runs WHERE status NOT IN ('pending', 'running') AND status <> 'buffered') AS ranked WHERE newer > $1 LIMIT $2)";
+/// Is any fire buffered? (The `runs_buffered` index answers.) Most stores have none, and then promoting is one read.
+const ANY_BUFFERED_SQL: &str = "SELECT idempotency_key FROM runs WHERE status = 'buffered' LIMIT 1";
+/// A job's buffered fires (`$1`) recorded skipped at `$2` with the error `$3` (`FirePlan::supersede_buffered`).
+const SUPERSEDE_BUFFERED_SQL: &str = "UPDATE runs SET status = 'skipped', finished_at = $2, error = $3 \
+    WHERE job_id = $1 AND status = 'buffered' RETURNING *";
+/// A job's (`$1`) oldest `$2` pending or running runs cancelled at `$3` with the error `$4`, lease cleared.
+const CANCEL_OLDEST_SQL: &str = "UPDATE runs SET status = 'cancelled', finished_at = $3, error = $4, \
+    lease_expires_at = NULL WHERE idempotency_key IN (SELECT idempotency_key FROM runs WHERE job_id = $1 \
+    AND status IN ('pending', 'running') ORDER BY scheduled_time LIMIT $2) RETURNING *";
+/// Each job's oldest buffered fires, as many as its max_instances (1 if the job is gone) exceeds its pending and
+/// running runs, made pending with a lease until `$1`.
+const PROMOTE_BUFFERED_SQL: &str = "UPDATE runs SET status = 'pending', lease_expires_at = $1 \
+    WHERE idempotency_key IN (SELECT idempotency_key FROM (SELECT b.idempotency_key, \
+    ROW_NUMBER() OVER (PARTITION BY b.job_id ORDER BY b.scheduled_time) AS place, \
+    COALESCE(j.max_instances, 1) - (SELECT COUNT(*) FROM runs a WHERE a.job_id = b.job_id \
+    AND a.status IN ('pending', 'running')) AS room \
+    FROM runs b LEFT JOIN jobs j ON j.id = b.job_id WHERE b.status = 'buffered') AS queue WHERE place <= room) \
+    RETURNING *";
 
 /// Create or replace a calendar.
 const PUT_CALENDAR_SQL: &str =
@@ -127,8 +145,14 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     const EARLIEST_NEXT_RUN_TIME_SQL: &'static str;
     /// The claim's jobs: unpaused, due at now (`$1`), earliest first, at most `$2`.
     const CLAIM_DUE_SQL: &'static str;
-    /// (job id, how many of its runs are pending or running) of the jobs whose ids are `$1` (`Param::Keys`).
-    const ACTIVE_RUNS_SQL: &'static str;
+    /// (job id, how many of its runs are pending or running, how many are buffered) of the jobs whose ids are `$1`
+    /// (`Param::Keys`), for those that have any.
+    const LOAD_SQL: &'static str;
+    /// The keys among `$1` (`Param::Keys`) whose run was cancelled.
+    const CANCELLED_AMONG_SQL: &'static str;
+    /// Lock the jobs that have buffered fires, so that promoting them and claiming them take turns; `None` where a
+    /// write transaction excludes the others already.
+    const LOCK_BUFFERED_JOBS_SQL: Option<&'static str>;
     /// Delete the jobs whose ids are `$1` (`Param::Keys`).
     const DELETE_JOBS_SQL: &'static str;
     /// Lease until `$1` every unfinished run whose lease expired before `$2` (or that has none), returning them;
@@ -346,6 +370,7 @@ where
     (i64,): for<'r> FromRow<'r, DbRow<D>>,
     (D::Time,): for<'r> FromRow<'r, DbRow<D>>,
     (String, i64): for<'r> FromRow<'r, DbRow<D>>,
+    (String, i64, i64): for<'r> FromRow<'r, DbRow<D>>,
     (String,): for<'r> FromRow<'r, DbRow<D>>,
     (D::Json,): for<'r> FromRow<'r, DbRow<D>>,
 {
@@ -543,23 +568,51 @@ where
                 }
             }
         }
-        let active: HashMap<String, i64> = if jobs.is_empty() {
+        let loads: HashMap<String, Load> = if jobs.is_empty() {
             HashMap::new()
         } else {
             let ids = Param::Keys(jobs.iter().map(|job| job.id.as_str()).collect());
-            sqlx::query_as_with(D::ACTIVE_RUNS_SQL, arguments::<D>([ids])?)
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as_with(D::LOAD_SQL, arguments::<D>([ids])?)
                 .fetch_all(&mut *claim.transaction)
                 .await
-                .map_err(store_error)?
-                .into_iter()
+                .map_err(store_error)?;
+            let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+            rows.into_iter()
+                .map(|(id, active, buffered)| (id, Load { active: count(active), buffered: count(buffered) }))
                 .collect()
         };
         let mut planned = Vec::new();
         let mut finished = Vec::new();
+        let mut changed: Vec<Run> = Vec::new();
         for job in &jobs {
-            let active_runs = active.get(&job.id).copied().unwrap_or(0);
-            let FirePlan { runs, next_run_time } =
-                planner.plan(job, u32::try_from(active_runs).unwrap_or(u32::MAX), now);
+            let plan = planner.plan(job, loads.get(&job.id).copied().unwrap_or_default(), now);
+            // Before the new rows go in, so a cancel takes only runs that were there before.
+            if plan.supersede_buffered {
+                let arguments = arguments::<D>([
+                    Param::Text(Some(&job.id)),
+                    Param::Time(Some(now)),
+                    Param::Text(Some(SUPERSEDED)),
+                ])?;
+                let rows: Vec<D::RunRow> = sqlx::query_as_with(SUPERSEDE_BUFFERED_SQL, arguments)
+                    .fetch_all(&mut *claim.transaction)
+                    .await
+                    .map_err(store_error)?;
+                changed.extend(models(rows)?);
+            }
+            if plan.cancel_oldest > 0 {
+                let arguments = arguments::<D>([
+                    Param::Text(Some(&job.id)),
+                    Param::Int(Some(i64::from(plan.cancel_oldest))),
+                    Param::Time(Some(now)),
+                    Param::Text(Some(CANCELLED)),
+                ])?;
+                let rows: Vec<D::RunRow> = sqlx::query_as_with(CANCEL_OLDEST_SQL, arguments)
+                    .fetch_all(&mut *claim.transaction)
+                    .await
+                    .map_err(store_error)?;
+                changed.extend(models(rows)?);
+            }
+            let FirePlan { runs, next_run_time, .. } = plan;
             for mut run in runs {
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
@@ -588,7 +641,32 @@ where
                 .map_err(store_error)?;
         }
         claim.transaction.commit().await.map_err(store_error)?;
-        Ok(inserted)
+        changed.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
+        changed.extend(inserted);
+        Ok(changed)
+    }
+
+    async fn promote_buffered(&self, lease_until: DateTime<Utc>) -> StoreResult<Vec<Run>> {
+        let any: Option<(String,)> =
+            sqlx::query_as(ANY_BUFFERED_SQL).fetch_optional(&self.pool).await.map_err(store_error)?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let lease_until = D::Time::stored(lease_until);
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        if let Some(lock) = D::LOCK_BUFFERED_JOBS_SQL {
+            sqlx::query(lock).execute(&mut *transaction).await.map_err(store_error)?;
+        }
+        let rows: Vec<D::RunRow> =
+            sqlx::query_as_with(PROMOTE_BUFFERED_SQL, arguments::<D>([Param::Time(Some(lease_until))])?)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)?;
+        let mut runs = models(rows)?;
+        runs.sort_by(|a, b| (a.scheduled_time, &a.job_id).cmp(&(b.scheduled_time, &b.job_id)));
+        Ok(runs)
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
@@ -618,15 +696,21 @@ where
         Ok(runs)
     }
 
-    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<()> {
+    async fn extend_leases(&self, idempotency_keys: &[String], lease_until: DateTime<Utc>) -> StoreResult<Vec<String>> {
         if idempotency_keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let keys = Param::Keys(idempotency_keys.iter().map(String::as_str).collect());
-        let arguments = arguments::<D>([Param::Time(Some(lease_until)), keys])?;
-        let _turn = self.turn().await;
-        sqlx::query_with(D::EXTEND_LEASES_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
-        Ok(())
+        let keys = || Param::Keys(idempotency_keys.iter().map(String::as_str).collect());
+        {
+            let extend = arguments::<D>([Param::Time(Some(lease_until)), keys()])?;
+            let _turn = self.turn().await;
+            sqlx::query_with(D::EXTEND_LEASES_SQL, extend).execute(&self.pool).await.map_err(store_error)?;
+        }
+        let cancelled: Vec<(String,)> = sqlx::query_as_with(D::CANCELLED_AMONG_SQL, arguments::<D>([keys()])?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(cancelled.into_iter().map(|(key,)| key).collect())
     }
 
     async fn list_runs(&self, job_id: &str, query: &RunQuery) -> StoreResult<Vec<Run>> {

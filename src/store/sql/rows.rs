@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::FromRow;
 
 use crate::audit::{AuditAction, AuditEntry};
-use crate::job::{Job, Run, RunStatus};
+use crate::job::{Job, Overlap, Run, RunKind, RunStatus};
 use crate::store::{StoreError, StoreResult};
 
 /// A row that does not decode is `Corrupt`; anything else means the store could not do the work now and the
@@ -120,6 +120,8 @@ pub struct JobRow<Time, Json> {
     coalesce: bool,
     max_instances: i64,
     misfire_grace_time: Option<i64>,
+    max_catchup_runs: Option<i64>,
+    overlap: String,
     executor: String,
     jobstore: String,
     next_run_time: Option<Time>,
@@ -146,6 +148,9 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
                 .misfire_grace_time
                 .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
                 .transpose()?,
+            max_catchup_runs: self.max_catchup_runs.map(|runs| narrow(runs, &what("max_catchup_runs"))).transpose()?,
+            overlap: Overlap::parse(&self.overlap)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("overlap"), self.overlap)))?,
             next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
             created_at: self.created_at.into_time(&what("created_at"))?,
             updated_at: self.updated_at.into_time(&what("updated_at"))?,
@@ -179,6 +184,7 @@ pub struct RunRow<Time, Json, Status> {
     timezone: String,
     lease_expires_at: Option<Time>,
     created_at: Time,
+    kind: String,
 }
 
 impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Time, Json, Status> {
@@ -196,6 +202,8 @@ impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Ti
             scheduled_time: self.scheduled_time.into_time(&what("scheduled_time"))?,
             status: RunStatus::parse(&self.status)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("status"), self.status)))?,
+            kind: RunKind::parse(&self.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("kind"), self.kind)))?,
             attempts: narrow(self.attempts, &what("attempts"))?,
             started_at: optional_time(self.started_at, "started_at")?,
             finished_at: optional_time(self.finished_at, "finished_at")?,
@@ -269,7 +277,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs`, in the order of `job_columns!`.
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 14]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 16]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -285,6 +293,8 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Time(Some(job.created_at)),
         Param::Time(Some(job.updated_at)),
         Param::Json(Json::encode(&job.labels, "labels")?),
+        Param::Int(job.max_catchup_runs.map(i64::from)),
+        Param::Text(Some(job.overlap.as_str())),
     ])
 }
 
@@ -331,6 +341,7 @@ pub fn run_params<Json: JsonColumn>(run: &Run) -> StoreResult<impl Iterator<Item
         Param::Text(Some(&run.timezone)),
         Param::Time(run.lease_expires_at),
         Param::Time(Some(run.created_at)),
+        Param::Text(Some(run.kind.as_str())),
     ];
     Ok(run_progress_params(run).into_iter().chain(rest))
 }

@@ -489,17 +489,21 @@
           ? h('span', { class: 'mono' }, Object.entries(a.headers).map(([k, v]) => [k + ': ' + v, h('br')])) : '—'],
         ['Body', a.json !== undefined ? h('code', {}, JSON.stringify(a.json)) : a.body !== undefined ? h('code', {}, a.body) : '—'],
         ['Timeout', (a.timeout_seconds || 30) + ' s'],
+        ['Template', a.template ? 'yes: rendered for each attempt' : 'no'],
         ['Next run', timeCell(job.next_run_time, zone)],
         ['State', stateBadge(job.paused ? 'paused' : 'active')],
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
+        ['Overlap', job.overlap || 'skip'],
+        ['Max catch-up runs', job.max_catchup_runs === null || job.max_catchup_runs === undefined ? 'no bound' : String(job.max_catchup_runs)],
         ['Executor', job.executor], ['Job store', job.jobstore],
         ['Labels', labelChips(job.labels) || '—'],
         ['Created', timeCell(job.created_at, zone)], ['Updated', timeCell(job.updated_at, zone)],
       ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'This job was removed; its run history and its history of changes remain.');
 
-    const runRows = runs.runs.map((run) => h('tr', { 'data-status': run.status },
+    const runRows = runs.runs.map((run) => h('tr', { 'data-status': run.status, 'data-kind': run.kind },
       h('td', {}, timeCell(run.scheduled_time, run.scheduled_time && zone)),
+      h('td', { class: 'run-kind' }, run.kind),
       h('td', {}, stateBadge(run.status)),
       h('td', {}, String(run.attempts)),
       h('td', {}, run.http_status ? String(run.http_status) : '—'),
@@ -518,9 +522,9 @@
         ? h('p', { class: 'form-error' }, preview.error)
         : h('ol', { id: 'fire-times', class: 'preview' }, preview.fire_times.map((t) => h('li', {}, timeCell(t, zone))))] : null,
       jobTabs([
-        ['runs', 'Runs', h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
+        ['runs', 'Runs', h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Kind', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
           .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
-          : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No runs yet.'))))],
+          : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No runs yet.'))))],
         ['history', 'History', historyTable(history.entries)],
       ]),
       job ? h('details', {}, h('summary', {}, 'As JSON'), h('pre', {}, JSON.stringify(job, null, 2))) : null);
@@ -671,7 +675,9 @@
       field('URL', input('action-url', 'action.url', { value: val(a.url), class: 'mono', placeholder: 'absolute http or https URL of the webhook', required: true })),
       field('Headers', headersArea, job ? 'Secret values show as ' + MASK + ': re-enter them when you change the webhook' : null),
       field('Body', bodyKind), jsonWrap, textWrap,
-      field('Timeout (s)', input('action-timeout', 'action.timeout_seconds', { value: val(a.timeout_seconds), placeholder: '30', inputmode: 'decimal' })));
+      field('Timeout (s)', input('action-timeout', 'action.timeout_seconds', { value: val(a.timeout_seconds), placeholder: '30', inputmode: 'decimal' })),
+      field('Template', input('action-template', 'action.template', { type: 'checkbox', checked: Boolean(a.template) }),
+        'render URL, header values and body with {{ job.id }}, {{ scheduled_time }}, {{ attempt }}, {{ idempotency_key }}…'));
 
     const optionSet = h('fieldset', {}, h('legend', {}, 'Job'),
       field('ID', input('job-id', 'id', { value: job ? job.id : '', readonly: Boolean(job), class: 'mono', placeholder: 'a UUID when empty' }),
@@ -684,6 +690,15 @@
       field('Misfire grace (s)', input('misfire', 'misfire_grace_time', {
         value: job ? (job.misfire_grace_time === null ? 'none' : val(job.misfire_grace_time)) : '', placeholder: 'default',
       }), '"none": always run, however late'),
+      field('Overlap', h('select', { id: 'overlap', 'data-field': 'overlap' },
+        [['skip', 'skip: record the fire skipped'], ['buffer_one', 'buffer one: run the newest when a run ends'],
+          ['buffer_all', 'buffer all: run each in order as runs end'], ['cancel_other', 'cancel other: abort the oldest run']]
+          .map(([value, label]) => h('option', { value, selected: (job ? job.overlap || 'skip' : 'skip') === value }, label))),
+        'what a fire does while max instances runs are going'),
+      field('Max catch-up runs', input('max-catchup', 'max_catchup_runs', {
+        value: job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined ? val(job.max_catchup_runs) : '',
+        placeholder: 'no bound', inputmode: 'numeric',
+      }), 'after downtime, without coalesce: deliver only the newest this many missed fires'),
       field('Executor', input('executor', 'executor', { value: job ? job.executor : '', placeholder: 'default' })),
       job ? null : field('Job store', input('jobstore', 'jobstore', { placeholder: 'default' })),
       field('Paused', input('paused', 'paused', { type: 'checkbox', checked: Boolean(job && job.paused) })),
@@ -777,6 +792,7 @@
       if (bodyKind.value === 'text') action.body = textArea.value;
       const timeout = number('action-timeout', 'action.timeout_seconds');
       if (timeout !== undefined) action.timeout_seconds = timeout;
+      if (document.getElementById('action-template').checked) action.template = true;
       return action;
     }
 
@@ -871,6 +887,10 @@
       const misfire = value('misfire');
       if (misfire.toLowerCase() === 'none') body.misfire_grace_time = null;
       else if (misfire !== '') body.misfire_grace_time = number('misfire', 'misfire_grace_time', true);
+      body.overlap = document.getElementById('overlap').value;
+      const catchup = number('max-catchup', 'max_catchup_runs', true);
+      if (catchup !== undefined) body.max_catchup_runs = catchup;
+      else if (job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined) body.max_catchup_runs = null;
       if (value('executor')) body.executor = value('executor');
       body.paused = document.getElementById('paused').checked;
       if (!job) {
@@ -892,7 +912,8 @@
         return x;
       });
       const before = { name: job.name, trigger: job.trigger, action: Object.assign({}, job.action), coalesce: job.coalesce,
-        max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused };
+        max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused,
+        max_catchup_runs: job.max_catchup_runs, overlap: job.overlap };
       delete before.action.type;
       const patch = {};
       if (!body.name && job.name) patch.name = null;

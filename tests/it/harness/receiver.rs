@@ -24,6 +24,19 @@ pub struct Received {
     pub arrived: Instant,
     /// When the receiver finished answering (after any requested delay).
     pub answered: Arc<Mutex<Option<Instant>>>,
+    /// When the caller hung up before the answer (a cancelled delivery).
+    pub dropped: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Notes when the caller hung up: the server drops the handler of a request whose connection closed.
+struct HangUp(Arc<Mutex<Option<Instant>>>, Arc<Mutex<Option<Instant>>>);
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if self.0.lock().unwrap().is_none() {
+            *self.1.lock().unwrap() = Some(Instant::now());
+        }
+    }
 }
 
 impl Received {
@@ -93,6 +106,8 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let answered = Arc::new(Mutex::new(None));
+    let dropped = Arc::new(Mutex::new(None));
+    let _hang_up = HangUp(answered.clone(), dropped.clone());
     let nth = inbox.record(Received {
         path: path.clone(),
         method: method.to_string(),
@@ -100,6 +115,7 @@ async fn answer(
         body,
         arrived: Instant::now(),
         answered: answered.clone(),
+        dropped,
     });
     let parts: Vec<&str> = path.split('/').collect();
     let status = |code: &str| StatusCode::from_u16(number(&path, code)).expect("a valid HTTP status code");
@@ -191,6 +207,7 @@ impl Closer {
                     body: Bytes::from(head),
                     arrived: Instant::now(),
                     answered: answered.clone(),
+                    dropped: Arc::new(Mutex::new(None)),
                 });
                 if nth > k {
                     let _ =
