@@ -22,8 +22,8 @@ use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunCursor, RunQuery, StoreError,
-    job_order_key,
+    Edit, Edited, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunCursor, RunQuery,
+    StoreError, job_order_key,
 };
 use crate::audit::{AuditAction, AuditCursor, AuditEntry, AuditQuery, Change};
 use crate::calendar::Calendar;

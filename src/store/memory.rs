@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use super::{
-    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunQuery, SUPERSEDED,
-    StoreError, StoreResult, job_order_key,
+    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobQuery, JobStore, JobWrite, Load, Planner, Prune,
+    RunQuery, SUPERSEDED, StoreError, StoreResult, job_order_key,
 };
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::calendar::Calendar;

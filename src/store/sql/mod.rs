@@ -25,8 +25,8 @@ pub use rows::{
 
 use super::recorder::RunRecorder;
 use super::{
-    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner, Prune, RunQuery,
-    SUPERSEDED, StoreError, StoreResult,
+    AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner,
+    Prune, RunQuery, SUPERSEDED, StoreError, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::calendar::Calendar;
