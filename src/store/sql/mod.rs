@@ -806,6 +806,10 @@ where
                 }
             }
         };
+        // The label index follows every job written (removed jobs' rows go with them, by the foreign key).
+        if let JobWrite::Add { job, .. } | JobWrite::Update(job) = write {
+            labels::write_labels::<D>(&mut transaction, &[job]).await?;
+        }
         let affected = match write {
             JobWrite::InsertRun { job, .. } => vec![job.clone()],
             _ => models(rows)?,
