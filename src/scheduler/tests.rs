@@ -434,3 +434,44 @@ async fn a_replica_aborts_its_delivery_when_another_cancels_the_run_at_its_next_
     assert_eq!(statuses(first, "shared").await, [Cancelled, Succeeded]);
     assert!(job.delivered.lock().unwrap().is_empty(), "the first call never finished");
 }
+
+/// A bulk change and a bulk removal each report once per store, with the selector and the count; a paused job that
+/// a bulk resume wakes fires on the next tick, as one resumed alone does.
+#[tokio::test]
+async fn bulk_changes_by_selector_report_their_count_and_resume_from_now() {
+    let (scheduler, clock) = scheduler_at(t0()).await;
+    let calls = counting_job(&scheduler, "fn").await;
+    let labelled = super::JobChanges {
+        labels: Some(crate::labels::Labels::from([("team".to_string(), "payments".to_string())])),
+        ..Default::default()
+    };
+    scheduler.modify_job("fn", labelled).await.unwrap();
+    let selector = crate::labels::Selector::parse("team=payments").unwrap();
+    let mut events = scheduler.subscribe();
+
+    let pause = super::JobChanges { paused: Some(true), ..Default::default() };
+    assert_eq!(scheduler.modify_jobs(&selector, pause).await.unwrap(), 1);
+    let event = next_event(&mut events, EventKind::JobsModified).await;
+    assert!(matches!(&event.subject, super::events::Subject::SelectedJobs { selector, jobstore, count: 1 }
+        if selector == "team=payments" && jobstore == "default"));
+    clock.advance(TimeDelta::seconds(65));
+    assert_eq!(scheduler.tick(t0() + TimeDelta::seconds(65)).await.submitted, 0, "a paused job fired");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    let resume = super::JobChanges { paused: Some(false), ..Default::default() };
+    assert_eq!(scheduler.modify_jobs(&selector, resume).await.unwrap(), 1);
+    // From now (t0 + 65 s) on its grid: the next fire is t0 + 70 s, not the missed ones.
+    let job = scheduler.get_job("fn").await.unwrap().unwrap();
+    assert_eq!(job.next_run_time, Some(t0() + TimeDelta::seconds(70)));
+
+    let nothing = crate::labels::Selector::parse("team=billing").unwrap();
+    assert_eq!(scheduler.remove_jobs(&nothing, None).await.unwrap(), 0);
+    assert_eq!(scheduler.remove_jobs(&selector, None).await.unwrap(), 1);
+    let event = next_event(&mut events, EventKind::JobsRemoved).await;
+    assert!(matches!(event.subject, super::events::Subject::SelectedJobs { count: 1, .. }));
+    assert!(scheduler.get_jobs().await.unwrap().is_empty());
+    // An empty selector is refused: every job is said explicitly.
+    let everything = crate::labels::Selector::default();
+    let refused = scheduler.remove_jobs(&everything, None).await.unwrap_err();
+    assert!(matches!(refused, super::Error::Invalid { ref field, .. } if field == "selector"), "{refused:?}");
+}
