@@ -53,6 +53,16 @@ fn ranges_are_half_open_and_consecutive_exclusions_join_into_one_stretch() {
 }
 
 #[test]
+fn consecutive_dates_merge_into_one_period_so_a_year_is_one_step() {
+    let days: Vec<String> = (0..365)
+        .map(|day| (chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + chrono::Days::new(day)).to_string())
+        .collect();
+    let year = compiled(json!({"id": "x", "timezone": "Europe/Berlin", "exclude": {"dates": days}}));
+    assert_eq!(year.period_count(), 1);
+    assert_eq!(until(&year, "2027-06-01T12:00:00Z").as_deref(), Some("2027-12-31T23:00:00+00:00"));
+}
+
+#[test]
 fn weekdays_are_read_in_the_calendars_zone_and_join_into_a_weekend() {
     let weekend = compiled(json!({"id": "w", "timezone": "Asia/Tokyo", "exclude": {"weekdays": ["sat", "SUN"]}}));
     // 2026-01-03 is a Saturday; it starts at 2026-01-02T15:00Z in Tokyo.
