@@ -241,3 +241,18 @@ proptest::proptest! {
         let _ = raw.compile_own(Tz::UTC);
     }
 }
+
+#[test]
+fn holiday_feeds_common_rules_work() {
+    // Thanksgiving: the fourth Thursday of November; a date-only UNTIL, as feeds write it for all-day events.
+    let text = ics("BEGIN:VEVENT\r\nUID:thanksgiving@test\r\nDTSTART;VALUE=DATE:20201126\r\n\
+                    RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;UNTIL=20301231\r\nEND:VEVENT\r\n\
+                    BEGIN:VEVENT\r\nUID:memorial@test\r\nDTSTART;VALUE=DATE:20200525\r\n\
+                    RRULE:FREQ=YEARLY;BYMONTH=5;BYDAY=-1MO;UNTIL=20301231T000000Z\r\nEND:VEVENT\r\n");
+    let cal = compiled(json!({"id": "x", "timezone": "America/New_York", "ics": text}));
+    assert!(excluded(&cal, "2026-11-26T12:00:00-05:00"), "Thanksgiving 2026");
+    assert!(!excluded(&cal, "2026-11-19T12:00:00-05:00"));
+    assert!(excluded(&cal, "2029-11-22T12:00:00-05:00"), "Thanksgiving 2029");
+    assert!(!excluded(&cal, "2031-11-27T12:00:00-05:00"), "after UNTIL");
+    assert!(excluded(&cal, "2026-05-25T12:00:00-04:00"), "Memorial Day 2026");
+}
