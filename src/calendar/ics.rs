@@ -149,6 +149,7 @@ fn event_periods(
     let mut set = rrule::RRuleSet::new(dt_start);
     match rrule {
         Some(rule) => {
+            let rule = &until_in_utc(rule, start.tz);
             let rule = rrule::RRule::<rrule::Unvalidated>::from_str(rule)
                 .map_err(|err| format!("RRULE {rule:?}: {err}"))?
                 .validate(dt_start)
@@ -179,6 +180,31 @@ fn event_periods(
         periods.push(period_at(occurrence.naive_local(), start.tz)?);
     }
     Ok(())
+}
+
+/// The rule with a date or floating `UNTIL` written as the UTC instant it means in the event's zone. RFC 5545 has
+/// an all-day event's UNTIL be a date and a floating event's a floating time, as feeds write them; `rrule` takes
+/// only UTC next to a zoned start. A date-only UNTIL includes its whole day (it is inclusive).
+fn until_in_utc(rule: &str, tz: Tz) -> String {
+    let parts: Vec<String> = rule
+        .split(';')
+        .map(|part| {
+            let Some((key, value)) = part.split_once('=') else { return part.to_string() };
+            if !key.trim().eq_ignore_ascii_case("UNTIL") || value.trim().ends_with(['Z', 'z']) {
+                return part.to_string();
+            }
+            let value = value.trim();
+            let local = NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S").ok().or_else(|| {
+                NaiveDate::parse_from_str(value, "%Y%m%d").ok().and_then(|date| date.and_hms_opt(23, 59, 59))
+            });
+            match local {
+                Some(local) => format!("{key}={}", wall::resolve_earliest(tz, local).format("%Y%m%dT%H%M%SZ")),
+                // Left as written: rrule names what is wrong with it.
+                None => part.to_string(),
+            }
+        })
+        .collect();
+    parts.join(";")
 }
 
 /// How long the event lasts, from DTEND or DURATION (RFC 5545 3.6.1).

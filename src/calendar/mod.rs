@@ -34,9 +34,10 @@ pub const MAX_BASE_DEPTH: usize = 32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Calendar {
-    /// 1–200 characters of `[A-Za-z0-9._:-]`. In a `PUT` body it may be left out (the path names it).
+    /// 1–200 characters of `[A-Za-z0-9._:-]`. In a `PUT` body it may be left out or empty (the path names it);
+    /// one that differs from the path's is refused.
     #[serde(default)]
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,200}$", example = "us-holidays")]
+    #[schema(example = "us-holidays")]
     pub id: String,
     /// IANA zone the dates, ranges and weekdays are read in; the scheduler's zone when absent (and then filled in).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -53,6 +53,16 @@ fn ranges_are_half_open_and_consecutive_exclusions_join_into_one_stretch() {
 }
 
 #[test]
+fn consecutive_dates_merge_into_one_period_so_a_year_is_one_step() {
+    let days: Vec<String> = (0..365)
+        .map(|day| (chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + chrono::Days::new(day)).to_string())
+        .collect();
+    let year = compiled(json!({"id": "x", "timezone": "Europe/Berlin", "exclude": {"dates": days}}));
+    assert_eq!(year.period_count(), 1);
+    assert_eq!(until(&year, "2027-06-01T12:00:00Z").as_deref(), Some("2027-12-31T23:00:00+00:00"));
+}
+
+#[test]
 fn weekdays_are_read_in_the_calendars_zone_and_join_into_a_weekend() {
     let weekend = compiled(json!({"id": "w", "timezone": "Asia/Tokyo", "exclude": {"weekdays": ["sat", "SUN"]}}));
     // 2026-01-03 is a Saturday; it starts at 2026-01-02T15:00Z in Tokyo.
@@ -230,4 +240,19 @@ proptest::proptest! {
         let raw = Calendar { ics: Some(noise), ..calendar };
         let _ = raw.compile_own(Tz::UTC);
     }
+}
+
+#[test]
+fn holiday_feeds_common_rules_work() {
+    // Thanksgiving: the fourth Thursday of November; a date-only UNTIL, as feeds write it for all-day events.
+    let text = ics("BEGIN:VEVENT\r\nUID:thanksgiving@test\r\nDTSTART;VALUE=DATE:20201126\r\n\
+                    RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;UNTIL=20301231\r\nEND:VEVENT\r\n\
+                    BEGIN:VEVENT\r\nUID:memorial@test\r\nDTSTART;VALUE=DATE:20200525\r\n\
+                    RRULE:FREQ=YEARLY;BYMONTH=5;BYDAY=-1MO;UNTIL=20301231T000000Z\r\nEND:VEVENT\r\n");
+    let cal = compiled(json!({"id": "x", "timezone": "America/New_York", "ics": text}));
+    assert!(excluded(&cal, "2026-11-26T12:00:00-05:00"), "Thanksgiving 2026");
+    assert!(!excluded(&cal, "2026-11-19T12:00:00-05:00"));
+    assert!(excluded(&cal, "2029-11-22T12:00:00-05:00"), "Thanksgiving 2029");
+    assert!(!excluded(&cal, "2031-11-27T12:00:00-05:00"), "after UNTIL");
+    assert!(excluded(&cal, "2026-05-25T12:00:00-04:00"), "Memorial Day 2026");
 }

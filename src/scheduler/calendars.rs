@@ -144,8 +144,12 @@ impl Scheduler {
             let calendars = store.list_calendars().await?;
             let set = Arc::new(CalendarSet::build(version, calendars, self.default_tz));
             tracing::debug!(version, calendars = set.len(), "calendars read");
-            *self.calendars.current.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
-            Ok::<_, Error>(set)
+            // Versions only grow: a read that finished after a newer one must not put older calendars back.
+            let mut current = self.calendars.current.write().unwrap_or_else(|p| p.into_inner());
+            if set.version >= current.version {
+                *current = set;
+            }
+            Ok::<_, Error>(current.clone())
         };
         match read.await {
             Ok(set) => {
