@@ -168,6 +168,12 @@ impl AuditEntry {
         }
     }
 
+    /// The same entry under another id (tests give entries ids they can name).
+    pub fn with_id(mut self, id: &str) -> AuditEntry {
+        self.id = id.to_string();
+        self
+    }
+
     /// The position just after this entry in the audit's order.
     pub fn cursor(&self) -> AuditCursor {
         AuditCursor { time: self.time, id: self.id.clone() }

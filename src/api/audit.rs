@@ -18,7 +18,8 @@ use crate::trigger::time::{format_time, parse_time};
 pub const REASON_HEADER: &str = "apsched-reason";
 
 /// Who makes the change a request asks for, and why: the authenticated token's name (`anonymous` without tokens)
-/// and the `apsched-reason` header. A reason that is not UTF-8 or is too long is 422 naming the header.
+/// and the `apsched-reason` header. A reason is read as UTF-8, or byte for byte as ISO-8859-1 when it is not UTF-8
+/// (what HTTP historically allowed in a header value); one that is too long is 422 naming the header.
 pub struct ChangeBy(pub Change);
 
 impl<S: Send + Sync> FromRequestParts<S> for ChangeBy {
@@ -29,9 +30,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ChangeBy {
         let reason = match parts.headers.get(REASON_HEADER) {
             None => None,
             Some(value) => {
-                let text = std::str::from_utf8(value.as_bytes())
-                    .map_err(|_| ApiError::invalid(REASON_HEADER, "is not UTF-8 text"))?
-                    .trim();
+                let bytes = value.as_bytes();
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_string(),
+                    Err(_) => bytes.iter().map(|&byte| char::from(byte)).collect(),
+                };
+                let text = text.trim();
                 validate_reason(text).map_err(|message| ApiError::invalid(REASON_HEADER, message))?;
                 (!text.is_empty()).then(|| text.to_string())
             }
@@ -78,11 +82,13 @@ pub struct AuditList {
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only changes at or after this time (RFC 3339, or naive in the scheduler's zone).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Only changes by this token name (or `anonymous`).
     #[param(min_length = 1)]
     pub actor: Option<String>,
     /// Only changes of this action (`add`, `modify`, `pause`, …).
+    #[param(value_type = Option<AuditAction>)]
     pub action: Option<String>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -176,8 +182,7 @@ pub async fn job_history(
     Ok(Json(page(entries, limit, tz)))
 }
 
-/// Every operation that changes something takes the `apsched-reason` header, and answers 422 when it is not UTF-8
-/// or too long.
+/// Every operation that changes something takes the `apsched-reason` header, and answers 422 when it is too long.
 pub fn document(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::{Parameter, ParameterIn};
     use utoipa::openapi::{ObjectBuilder, Required, Type};

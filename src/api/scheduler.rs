@@ -69,7 +69,7 @@ pub async fn get_scheduler(State(state): State<AppState>) -> Json<SchedulerOut> 
 
 /// Pause firing for all jobs; the API keeps serving
 #[utoipa::path(post, path = "/v1/scheduler/pause", tag = "scheduler",
-    responses((status = 200, description = "The scheduler, paused", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is not UTF-8 or too long", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scheduler, paused", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is too long", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_scheduler(State(state): State<AppState>, ChangeBy(change): ChangeBy) -> Result<Json<SchedulerOut>> {
     state.scheduler.by(change).pause().await?;
     Ok(Json(describe(&state)))
@@ -77,7 +77,7 @@ pub async fn pause_scheduler(State(state): State<AppState>, ChangeBy(change): Ch
 
 /// Resume firing
 #[utoipa::path(post, path = "/v1/scheduler/resume", tag = "scheduler",
-    responses((status = 200, description = "The scheduler, running", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is not UTF-8 or too long", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scheduler, running", body = SchedulerOut), (status = 422, description = "The `apsched-reason` header is too long", body = Problem, content_type = "application/problem+json")))]
 pub async fn resume_scheduler(State(state): State<AppState>, ChangeBy(change): ChangeBy) -> Result<Json<SchedulerOut>> {
     state.scheduler.by(change).resume().await?;
     Ok(Json(describe(&state)))

@@ -51,6 +51,20 @@ impl Scheduler {
         Ok(store.record_audit(&[entry]).await?)
     }
 
+    /// `record` for a change to a job (a bulk change records one per job): its id, and the job before and after
+    /// as the API shows it.
+    pub async fn record_job(
+        &self,
+        change: &Change,
+        action: AuditAction,
+        before: Option<&Job>,
+        after: Option<&Job>,
+    ) -> Result<()> {
+        let job_id = after.or(before).map(|job| job.id.as_str());
+        let (before, after) = (before.map(|job| self.job_view(job)), after.map(|job| self.job_view(job)));
+        self.record(change, action, job_id, before, after).await
+    }
+
     /// Audit entries, newest first, across stores: at most `query.limit`.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let mut entries = Vec::new();

@@ -1588,6 +1588,7 @@ macro_rules! sql_store_contract_tests {
             times_finer_than_a_microsecond_are_truncated,
             an_unreadable_due_job_is_parked_and_the_others_still_claimed,
             a_calendar_change_is_seen_by_every_replica,
+            an_entry_that_cannot_be_written_undoes_its_change,
         ]);
     };
     (@cases $module:ident, $database:expr, [$($case:ident),* $(,)?]) => {
@@ -1698,6 +1699,36 @@ pub(crate) async fn a_calendar_change_is_seen_by_every_replica(database: &dyn Sh
     first.remove_calendar("shared").await.unwrap();
     assert!(second.calendar_version().await.unwrap() > before);
     assert_eq!(second.get_calendar("shared").await.unwrap(), None);
+}
+
+/// The change and its entry are one transaction: when the entry cannot be written (here its id is taken), the
+/// change is not made either. (The memory store makes both under one lock, where nothing can fail between them.)
+pub(crate) async fn an_entry_that_cannot_be_written_undoes_its_change(database: &dyn SharedDatabase) {
+    let store = database.open().await;
+    let taken = AuditEntry::new(at(0), &Change::by("ci"), AuditAction::Modify, Some("x"), None, None);
+    store.record_audit(std::slice::from_ref(&taken)).await.unwrap();
+    let clashing = |job: &Job| {
+        AuditEntry {
+            job_id: Some(job.id.clone()),
+            ..AuditEntry::new(at(1), &Change::by("ci"), AuditAction::Add, None, None, None)
+        }
+        .with_id(&taken.id)
+    };
+    let original = job("a", Some(at(10)));
+    let added = store.write_audited(JobWrite::Add { job: &original, replace_existing: false }, Some(&clashing)).await;
+    assert!(added.is_err(), "{added:?}");
+    assert_eq!(store.get_job("a").await.unwrap(), None, "the add was kept without its entry");
+
+    store.add_job(&original, false).await.unwrap();
+    let renamed = Job { name: Some("renamed".into()), ..original.clone() };
+    assert!(store.write_audited(JobWrite::Update(&renamed), Some(&clashing)).await.is_err());
+    assert!(store.write_audited(JobWrite::Remove("a"), Some(&clashing)).await.is_err());
+    assert!(store.write_audited(JobWrite::RemoveAll, Some(&clashing)).await.is_err());
+    let now = run("a", at(3), RunStatus::Pending);
+    assert!(store.write_audited(JobWrite::InsertRun { run: &now, job: &original }, Some(&clashing)).await.is_err());
+    assert_eq!(store.get_job("a").await.unwrap(), Some(original), "a change was kept without its entry");
+    assert!(store.list_runs("a", &all_runs()).await.unwrap().is_empty(), "the run was kept without its entry");
+    assert_eq!(store.list_audit(&every_entry()).await.unwrap(), vec![taken]);
 }
 
 sql_store_contract_tests!(sqlite_shared, sqlite_database());

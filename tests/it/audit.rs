@@ -280,6 +280,21 @@ async fn the_audit_pages_filters_and_refuses_bad_filters_by_name() {
     assert_eq!((status, &body["field"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("apsched-reason")), "{body}");
     assert_eq!(server.get("/v1/jobs/j0").await.1["paused"], true);
     assert_eq!(entries(&server, None, "/v1/jobs/j0/history").await.0.len(), 1);
+
+    // A reason in UTF-8 is kept as it is; bytes that are not UTF-8 are read as ISO-8859-1, as HTTP once defined them.
+    for (sent, recorded) in [("zurück nach Plan ✓".as_bytes(), "zurück nach Plan ✓"), (&b"caf\xe9"[..], "café")]
+    {
+        let response = server
+            .client
+            .post(format!("{}/v1/jobs/j1/resume", server.base))
+            .header("apsched-reason", reqwest::header::HeaderValue::from_bytes(sent).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let (history, _) = entries(&server, None, "/v1/jobs/j1/history?limit=1").await;
+        assert_eq!(history[0]["reason"], recorded);
+    }
     server.stop().await;
 }
 

@@ -80,5 +80,13 @@ async fn changes_made_by_someone_are_audited_and_read_back() -> anyhow::Result<(
     assert_eq!(history[0].before.as_ref().unwrap()["id"], "report");
     let everything = scheduler.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).await?;
     assert_eq!(everything.len(), 3, "the direct add of `quiet` is not audited: {everything:?}");
+
+    // A change the scheduler did not make itself is recorded with one call.
+    let quiet = scheduler.get_job("quiet").await?.expect("quiet exists");
+    scheduler.record_job(&Change::by("bulk-tool"), AuditAction::BulkModify, Some(&quiet), Some(&quiet)).await?;
+    let quiet_history = scheduler.job_history("quiet", &AuditQuery { limit: 10, ..AuditQuery::default() }).await?;
+    assert_eq!(quiet_history.len(), 1);
+    assert_eq!((quiet_history[0].action, quiet_history[0].actor.as_str()), (AuditAction::BulkModify, "bulk-tool"));
+    assert_eq!(quiet_history[0].after, Some(scheduler.job_view(&quiet)));
     Ok(())
 }
