@@ -187,12 +187,11 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::{Parameter, ParameterIn};
     use utoipa::openapi::{ObjectBuilder, Required, Type};
 
-    for (path, item) in spec.paths.paths.iter_mut() {
-        // The preview computes and changes nothing.
-        if path == "/v1/triggers/preview" {
-            continue;
-        }
-        for operation in [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten() {
+    // A preview and a calendar check are POSTs that compute and change nothing, so no reason is read or checked.
+    const READS: [&str; 2] = ["preview", "check_calendar"];
+    for item in spec.paths.paths.values_mut() {
+        let changes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten();
+        for operation in changes.filter(|operation| !READS.contains(&operation.operation_id.as_deref().unwrap_or(""))) {
             let schema =
                 ObjectBuilder::new().schema_type(Type::String).max_length(Some(crate::audit::MAX_REASON_LENGTH));
             let mut reason = Parameter::new(REASON_HEADER);
