@@ -12,6 +12,7 @@ mod limits;
 mod links;
 mod metrics;
 mod scheduler;
+mod schema_rules;
 pub mod settings;
 mod trigger_schema;
 mod triggers;
@@ -119,6 +120,7 @@ fn routes_and_spec() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Op
     links::document(&mut spec);
     examples::document(&mut spec);
     trigger_schema::document(&mut spec);
+    schema_rules::document(&mut spec);
     jobs::document_selectors(&mut spec);
     (timed, untimed, spec)
 }
@@ -192,7 +194,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             | serde_json::error::Category::Eof
             | serde_json::error::Category::Io => ApiError::BadRequest(format!("malformed JSON: {inner}")),
             serde_json::error::Category::Data => {
-                ApiError::invalid(field_of(&path, &inner.to_string()), inner.to_string())
+                let message = inner.to_string();
+                let detail = crate::trigger::split_nested_path(&message).1;
+                ApiError::invalid(field_of(&path, &message), detail)
             }
         }
     })?;
@@ -201,6 +205,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// The field a data error is about: serde's path, plus the field a "missing/unknown field `x`" message names.
 fn field_of(path: &str, message: &str) -> String {
+    // A trigger's error carries the path inside the trigger in its message (see `trigger::split_nested_path`).
+    let (nested, message) = crate::trigger::split_nested_path(message);
+    let path = match nested {
+        Some(nested) if path == "." => nested.to_string(),
+        Some(nested) => format!("{path}.{nested}"),
+        None => path.to_string(),
+    };
+    let path = path.as_str();
     let named = ["missing field `", "unknown field `"]
         .iter()
         .find_map(|prefix| message.strip_prefix(prefix))

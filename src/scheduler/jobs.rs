@@ -571,6 +571,19 @@ impl Scheduler {
         if let Some(labels) = &changes.labels {
             check_labels(labels)?;
         }
+        if let Some(runs) = changes.max_catchup_runs {
+            check_max_catchup_runs(runs)?;
+        }
+        if let Some(action) = &changes.action {
+            // Everything but the masks, which only a stored job can fill in (`changed` checks the rest per job).
+            let mut unmasked = action.clone();
+            if let Action::Http(http) = &mut unmasked
+                && http.signing_secret.as_deref() == Some(crate::action::MASK)
+            {
+                http.signing_secret = None;
+            }
+            self.check_action(&unmasked)?;
+        }
         Ok(())
     }
 
@@ -614,7 +627,6 @@ impl Scheduler {
             job.labels.clone_from(labels);
         }
         if let Some(runs) = changes.max_catchup_runs {
-            check_max_catchup_runs(runs)?;
             job.max_catchup_runs = runs;
         }
         if let Some(overlap) = changes.overlap {

@@ -36,6 +36,7 @@ pub enum Mode {
 pub struct CombineSpec {
     /// At least one child; children without their own `timezone` take this trigger's.
     #[schema(no_recursion)]
+    #[serde(deserialize_with = "children")]
     pub triggers: Vec<TriggerSpec>,
     /// IANA zone of the children that name none, and of the fire times; the scheduler's zone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +47,21 @@ pub struct CombineSpec {
     /// Calendars whose periods are not fire times: ids of calendars (`PUT /v1/calendars/{id}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_calendars: Vec<String>,
+}
+
+/// The children, each error naming its child (`triggers[1].type`): serde buffers a tagged trigger's content, and
+/// the path inside it would be lost.
+fn children<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<TriggerSpec>, D::Error> {
+    use serde::de::Error;
+    let values = Vec::<serde_json::Value>::deserialize(deserializer)?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            <TriggerSpec as Deserialize>::deserialize(value)
+                .map_err(|err| D::Error::custom(super::nested_error(&format!("triggers[{index}]"), &err.to_string())))
+        })
+        .collect()
 }
 
 /// A compiled `and` or `or` trigger.

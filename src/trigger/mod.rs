@@ -32,7 +32,9 @@ pub use interval::{IntervalSpec, IntervalTrigger};
 
 /// When a job fires: one of APScheduler's triggers, chosen by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
+// `remote = "Self"`: the derives become inherent functions that the trait impls below wrap, to refuse a tag
+// serde alone would read.
+#[serde(remote = "Self", tag = "type", rename_all = "lowercase")]
 // A spec lives only while a request or a stored row is handled; boxing the larger ones would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum TriggerSpec {
@@ -49,6 +51,63 @@ pub enum TriggerSpec {
     And(CombineSpec),
     /// Fires at every fire time of any child trigger.
     Or(CombineSpec),
+}
+
+impl Serialize for TriggerSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TriggerSpec::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TriggerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        // serde takes a variant's index for its tag (`"type": 0` would be `date`); only the names are the API.
+        if let Some(tag) = value.get("type")
+            && !tag.is_string()
+        {
+            return Err(D::Error::custom(format!(
+                "{NESTED_PATH_PREFIX}type`: {tag} is not a trigger's name (date, interval, cron, calendarinterval, and, or)"
+            )));
+        }
+        // The buffered value hides the path inside the trigger from the caller's tracker: it travels in the message.
+        struct Derived(TriggerSpec);
+        impl<'de> Deserialize<'de> for Derived {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                TriggerSpec::deserialize(deserializer).map(Derived)
+            }
+        }
+        serde_path_to_error::deserialize::<_, Derived>(value).map(|derived| derived.0).map_err(|err| {
+            let path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            D::Error::custom(nested_error(&path, &message))
+        })
+    }
+}
+
+/// How a data error inside a trigger names where it is: `at `triggers[0].type`: …` (the API reads it back into the
+/// field it reports).
+pub const NESTED_PATH_PREFIX: &str = "at `";
+
+/// `message`, an error at `path` inside a trigger, with its path joined to any a nested trigger's message carries.
+pub(crate) fn nested_error(path: &str, message: &str) -> String {
+    let (inner, rest) = split_nested_path(message);
+    let joined = match (path, inner) {
+        (".", None) => return message.to_string(),
+        (".", Some(inner)) => inner.to_string(),
+        (path, None) => path.to_string(),
+        (path, Some(inner)) => format!("{path}.{inner}"),
+    };
+    format!("{NESTED_PATH_PREFIX}{joined}`: {rest}")
+}
+
+/// The path a trigger's data error carries, and the rest of its message.
+pub fn split_nested_path(message: &str) -> (Option<&str>, &str) {
+    message
+        .strip_prefix(NESTED_PATH_PREFIX)
+        .and_then(|rest| rest.split_once("`: "))
+        .map_or((None, message), |(path, rest)| (Some(path), rest))
 }
 
 /// What is wrong with a trigger: `field` is the path inside the trigger (`minute`, `triggers[1].hour`),

@@ -161,6 +161,16 @@ async fn bad_queries_previews_and_control_bodies() {
         (json!({"trigger": date, "now": "yesterday"}), "now"),
         (json!({"trigger": {"type": "date", "run_date": "x"}}), "trigger.run_date"),
         (json!({"count": 3}), "trigger"),
+        // serde alone would read a tag's variant index: `0` as `date`.
+        (json!({"trigger": {"type": 0, "run_date": "2099-01-01"}}), "trigger.type"),
+        (
+            json!({"trigger": {"type": "or", "triggers": [{"type": 0, "run_date": "2099-01-01"}]}}),
+            "trigger.triggers[0].type",
+        ),
+        (
+            json!({"trigger": {"type": "or", "triggers": [{"type": "date", "run_dat": 1}]}}),
+            "trigger.triggers[0].run_dat",
+        ),
     ];
     for (body, field) in previews {
         assert_problem(
@@ -182,6 +192,10 @@ async fn bad_queries_previews_and_control_bodies() {
         Some("wait"),
     )
     .await;
+    // A bad bulk change is refused before any job is selected, even when none would be.
+    let catchup = br#"{"max_catchup_runs": 0}"#.to_vec();
+    assert_problem(&server, "PATCH", "/v1/jobs?selector=team%3Dnone", catchup, unprocessable, Some("max_catchup_runs"))
+        .await;
     let (_, scheduler) = server.get("/v1/scheduler").await;
     assert_eq!(scheduler["state"], "running", "a refused shutdown stopped the scheduler");
     server.stop().await;
