@@ -1,6 +1,7 @@
 //! `/v1/jobs…`: add, list, get, modify, remove, pause, resume, run now, run history. Each handler extracts,
 //! calls the scheduler's job operation, and converts.
 
+use crate::health::HealthOut;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -76,6 +77,16 @@ pub struct JobIn {
     #[serde(default)]
     #[schema(schema_with = labels::labels_schema)]
     pub labels: Labels,
+    /// Pause the job after this many consecutive failed runs (`paused_reason` "auto: N consecutive failures").
+    /// Absent or null: never.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<u32>,
+    /// The job becomes `stale` when it has had no successful run for this many seconds (from its last success,
+    /// or from when it was added). Absent or null: never.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<u32>,
 }
 
 /// Fields to change; absent fields keep their value. A new `trigger` reschedules.
@@ -115,6 +126,14 @@ pub struct JobPatch {
     /// New labels, replacing all of the job's (`{}` removes them).
     #[schema(schema_with = labels::optional_labels_schema)]
     pub labels: Option<Labels>,
+    /// Pause the job after this many consecutive failed runs; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// Stale after this many seconds without a successful run; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 /// Fields to change on every selected job; absent fields keep each job's value. The schedule (`trigger`,
@@ -152,6 +171,14 @@ pub struct JobsPatch {
     /// New labels, replacing all of each job's (`{}` removes them).
     #[schema(schema_with = labels::optional_labels_schema)]
     pub labels: Option<Labels>,
+    /// Pause the job after this many consecutive failed runs; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// Stale after this many seconds without a successful run; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 /// Tells "absent" (outer None, via `default`) from "null" (Some(None)).
@@ -197,6 +224,16 @@ pub struct JobOut {
     pub created_at: String,
     /// When it was last changed, by a client or by firing; RFC 3339 in the trigger's zone.
     pub updated_at: String,
+    /// Paused after this many consecutive failed runs; null: never.
+    pub auto_pause_after_failures: Option<u32>,
+    /// Stale after this many seconds without a successful run; null: never.
+    pub stale_after_seconds: Option<u32>,
+    /// Why the job is paused (given with the pause, or "auto: N consecutive failures"); null when not paused.
+    pub paused_reason: Option<String>,
+    /// When the paused job resumes by itself; RFC 3339 in the trigger's zone, null when it does not.
+    pub paused_until: Option<String>,
+    /// How its runs went (read-only).
+    pub health: HealthOut,
 }
 
 /// A page of jobs.
@@ -338,6 +375,16 @@ impl JobOut {
             labels: job.labels.clone(),
             created_at: format_time(job.created_at, tz),
             updated_at: format_time(job.updated_at, tz),
+            auto_pause_after_failures: job.auto_pause_after_failures,
+            stale_after_seconds: job.stale_after_seconds,
+            paused_reason: job.paused_reason.clone(),
+            paused_until: job.paused_until.map(|t| format_time(t, tz)),
+            health: HealthOut {
+                state: job.health.state(),
+                consecutive_failures: job.health.consecutive_failures,
+                last_success_at: job.health.last_success_at.map(|t| format_time(t, tz)),
+                last_failure_at: job.health.last_failure_at.map(|t| format_time(t, tz)),
+            },
         }
     }
 }
@@ -396,6 +443,8 @@ impl From<JobIn> for JobSpec {
             replace_existing: input.replace_existing,
             paused: input.paused,
             labels: input.labels,
+            auto_pause_after_failures: input.auto_pause_after_failures,
+            stale_after_seconds: input.stale_after_seconds,
         }
     }
 }
@@ -415,6 +464,8 @@ impl From<JobPatch> for JobChanges {
             executor: patch.executor,
             paused: patch.paused,
             labels: patch.labels,
+            auto_pause_after_failures: patch.auto_pause_after_failures,
+            stale_after_seconds: patch.stale_after_seconds,
         }
     }
 }
@@ -434,6 +485,8 @@ impl From<JobsPatch> for JobChanges {
             executor: patch.executor,
             paused: patch.paused,
             labels: patch.labels,
+            auto_pause_after_failures: patch.auto_pause_after_failures,
+            stale_after_seconds: patch.stale_after_seconds,
         }
     }
 }

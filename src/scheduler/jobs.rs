@@ -52,6 +52,10 @@ pub struct JobSpec {
     pub paused: bool,
     /// Labels to select it by: at most 32, keys of 1–63 characters of `[A-Za-z0-9._/-]`, values of at most 63.
     pub labels: Labels,
+    /// Pause the job after this many consecutive failed runs (at least 1); `None`: never.
+    pub auto_pause_after_failures: Option<u32>,
+    /// Stale after this many seconds without a success (at least 1); `None`: never.
+    pub stale_after_seconds: Option<u32>,
 }
 
 impl JobSpec {
@@ -78,6 +82,8 @@ impl JobSpec {
             replace_existing: false,
             paused: false,
             labels: Labels::new(),
+            auto_pause_after_failures: None,
+            stale_after_seconds: None,
         }
     }
 
@@ -187,6 +193,10 @@ pub struct JobChanges {
     pub paused: Option<bool>,
     /// New labels, replacing all of the job's.
     pub labels: Option<Labels>,
+    /// New `auto_pause_after_failures`; `Some(None)`: never.
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// New `stale_after_seconds`; `Some(None)`: never.
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 impl JobChanges {
@@ -232,6 +242,12 @@ impl JobChanges {
         }
         if let Some(labels) = &self.labels {
             set("labels", serde_json::json!(labels));
+        }
+        if let Some(after) = self.auto_pause_after_failures {
+            set("auto_pause_after_failures", serde_json::json!(after));
+        }
+        if let Some(seconds) = self.stale_after_seconds {
+            set("stale_after_seconds", serde_json::json!(seconds));
         }
         serde_json::Value::Object(summary)
     }
@@ -297,6 +313,14 @@ fn check_bulk_selector(selector: &Selector) -> Result<()> {
 
 fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
+}
+
+/// An optional count that, when given, is at least 1.
+fn check_at_least_one(field: &str, value: Option<u32>) -> Result<()> {
+    match value {
+        Some(0) => Err(Error::invalid(field, "must be at least 1 (leave it out, or null, for never)")),
+        _ => Ok(()),
+    }
 }
 
 fn check_max_catchup_runs(runs: Option<u32>) -> Result<()> {
@@ -387,6 +411,8 @@ impl Scheduler {
         check_max_instances(max_instances)?;
         check_labels(&spec.labels)?;
         check_max_catchup_runs(spec.max_catchup_runs)?;
+        check_at_least_one("auto_pause_after_failures", spec.auto_pause_after_failures)?;
+        check_at_least_one("stale_after_seconds", spec.stale_after_seconds)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec {
                 run_date: format_time(now, self.default_tz),
@@ -418,6 +444,11 @@ impl Scheduler {
             labels: spec.labels,
             created_at: now,
             updated_at: now,
+            auto_pause_after_failures: spec.auto_pause_after_failures,
+            stale_after_seconds: spec.stale_after_seconds,
+            paused_reason: None,
+            paused_until: None,
+            health: Default::default(),
         };
         self.capacity.check(&jobstore, store.as_ref(), &job.id).await?;
         // Ids are unique across stores, as in APScheduler. The job replaced, if any, is the audit's "before".
@@ -620,12 +651,24 @@ impl Scheduler {
         if let Some(overlap) = changes.overlap {
             job.overlap = overlap;
         }
+        if let Some(after) = changes.auto_pause_after_failures {
+            check_at_least_one("auto_pause_after_failures", after)?;
+            job.auto_pause_after_failures = after;
+        }
+        if let Some(seconds) = changes.stale_after_seconds {
+            check_at_least_one("stale_after_seconds", seconds)?;
+            job.stale_after_seconds = seconds;
+        }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = prepared {
             job.trigger = spec;
         }
         if let Some(paused) = changes.paused {
             job.paused = paused;
+            if !paused {
+                job.paused_reason = None;
+                job.paused_until = None;
+            }
         }
         // Compiled only when a time is computed from it: a bulk change of options over many jobs does not pay for it.
         if rescheduled || changes.next_run_time.is_some() {
@@ -775,6 +818,8 @@ impl Scheduler {
             let trigger = self.compile(&job).await?;
             let now = self.now();
             job.paused = false;
+            job.paused_reason = None;
+            job.paused_until = None;
             job.updated_at = now;
             job.next_run_time = trigger.next_fire_time(None, now);
             if job.next_run_time.is_none() {

@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod clock;
 pub mod error;
 pub mod events;
+mod health;
 pub mod jobs;
 pub mod plan;
 pub mod settings;
@@ -666,6 +667,7 @@ impl Scheduler {
             }
             Some(Some(run)) => {
                 self.metrics.delivered(run.status);
+                self.after_outcome(store.as_ref(), &run).await;
                 let kind =
                     if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
                 self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });

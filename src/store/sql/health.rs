@@ -1,0 +1,76 @@
+//! The recorder's batch with health: a run's first outcome (succeeded or failed) updates its job's health, and a
+//! job with `auto_pause_after_failures` is paused, in the same transaction as the outcome, so neither is lost.
+
+use std::collections::HashSet;
+
+use sqlx::{Executor, FromRow, IntoArguments, Pool};
+
+use super::{Args, Conn, DbRow, Dialect, Param, arguments, store_error};
+use crate::health;
+use crate::job::{Run, RunStatus};
+use crate::store::StoreResult;
+
+const RUN_STATUS_SQL: &str = "SELECT status FROM runs WHERE idempotency_key = $1";
+const SUCCEEDED_SQL: &str = "UPDATE jobs SET consecutive_failures = 0, last_success_at = $2, stale = $3 WHERE id = $1";
+const FAILED_SQL: &str =
+    "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, last_failure_at = $2 WHERE id = $1";
+/// `$2` true, `$3` false: pause an unpaused job whose failures reached its `auto_pause_after_failures`.
+const AUTO_PAUSE_SQL: &str = "UPDATE jobs SET paused = $2, next_run_time = NULL, paused_until = NULL, \
+    paused_reason = 'auto: ' || consecutive_failures || ' consecutive failures' \
+    WHERE id = $1 AND paused = $3 AND auto_pause_after_failures IS NOT NULL \
+    AND consecutive_failures >= auto_pause_after_failures";
+
+/// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
+pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+    (String,): for<'r> FromRow<'r, DbRow<D>>,
+{
+    let _writer = match dialect.writer() {
+        Some(writer) => Some(writer.lock().await),
+        None => None,
+    };
+    if !runs.iter().any(|run| health::counts(run.status)) {
+        let mut connection = pool.acquire().await.map_err(store_error)?;
+        return dialect.save_runs(&mut connection, runs).await;
+    }
+    let mut transaction = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    // A run recorded with its outcome again (a retried record) counts once: only those not yet ended count.
+    let mut outcomes = Vec::new();
+    for run in runs.iter().filter(|run| health::counts(run.status)) {
+        let status: Option<(String,)> =
+            sqlx::query_as_with(RUN_STATUS_SQL, arguments::<D>([Param::Text(Some(&run.idempotency_key))])?)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        if status.is_some_and(|(status,)| RunStatus::parse(&status).is_none_or(|status| !health::counts(status))) {
+            outcomes.push(run);
+        }
+    }
+    let found = dialect.save_runs(&mut transaction, runs).await?;
+    outcomes.retain(|run| found.contains(&run.idempotency_key));
+    outcomes.sort_by_key(|run| run.finished_at);
+    for run in outcomes {
+        let at = Param::Time(Some(run.finished_at.unwrap_or(run.created_at)));
+        let id = Param::Text(Some(&run.job_id));
+        if run.status == RunStatus::Succeeded {
+            sqlx::query_with(SUCCEEDED_SQL, arguments::<D>([id, at, Param::Bool(false)])?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        } else {
+            sqlx::query_with(FAILED_SQL, arguments::<D>([id, at])?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            let pause = [Param::Text(Some(&run.job_id)), Param::Bool(true), Param::Bool(false)];
+            sqlx::query_with(AUTO_PAUSE_SQL, arguments::<D>(pause)?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(found)
+}

@@ -1,0 +1,144 @@
+//! Health and auto-pause end to end: a real receiver that fails on command, the real server on each store. A job's
+//! health follows its outcomes, `auto_pause_after_failures` pauses it (event, audit entry by `apsched`), a success
+//! makes it healthy again, and bad options are 422 naming the field.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Receiver, Server, count_status, memory_config, sqlite_config};
+
+fn failing_job(id: &str, url: &str, extra: Value) -> Value {
+    let mut job = json!({
+        "id": id,
+        "trigger": {"type": "interval", "seconds": 1},
+        "action": {"url": url, "retry": {"max_attempts": 1}},
+    });
+    job.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    job
+}
+
+async fn job(server: &Server, id: &str) -> Value {
+    let (status, job) = server.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    job
+}
+
+async fn auto_pause_after_three_failures(server: &Server, receiver: &Receiver) {
+    let (status, added) = server
+        .post(
+            "/v1/jobs",
+            failing_job(
+                "fragile",
+                &receiver.url("status/500/fragile"),
+                json!({
+            "auto_pause_after_failures": 3, "stale_after_seconds": 3600}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(
+        added["health"],
+        json!({"state": "unknown", "consecutive_failures": 0, "last_success_at": null,
+        "last_failure_at": null})
+    );
+    assert_eq!(
+        (added["auto_pause_after_failures"].clone(), added["stale_after_seconds"].clone()),
+        (json!(3), json!(3600))
+    );
+
+    server.wait_runs("fragile", |runs| count_status(runs, "failed") >= 3).await;
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let paused = loop {
+        let job = job(server, "fragile").await;
+        if job["paused"] == true {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paused: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(paused["paused_reason"], "auto: 3 consecutive failures");
+    assert_eq!(paused["next_run_time"], Value::Null);
+    assert_eq!(paused["health"]["state"], "failing");
+    assert_eq!(paused["health"]["consecutive_failures"], 3);
+    assert!(paused["health"]["last_failure_at"].is_string(), "{paused}");
+    // Paused by the third failure: no fourth call.
+    assert_eq!(count_status(&server.runs("fragile").await, "failed"), 3);
+
+    let (status, history) = server.get("/v1/jobs/fragile/history").await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let pause = &history["entries"][0];
+    assert_eq!((pause["action"].clone(), pause["actor"].clone()), (json!("pause"), json!("apsched")), "{history}");
+    assert_eq!(pause["reason"], "auto: 3 consecutive failures");
+    assert_eq!(pause["after"]["paused"], true);
+
+    // A change of the job's options keeps its health; resuming clears the pause reason.
+    let (status, patched) = server.send("PATCH", "/v1/jobs/fragile", Some(json!({"name": "renamed"}))).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["health"]["consecutive_failures"], 3);
+    let (status, resumed) = server.post("/v1/jobs/fragile/resume", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!((resumed["paused"].clone(), resumed["paused_reason"].clone()), (json!(false), Value::Null));
+    assert_eq!(resumed["health"]["consecutive_failures"], 3);
+}
+
+async fn recovers_on_the_first_success(server: &Server, receiver: &Receiver) {
+    let (status, added) =
+        server.post("/v1/jobs", failing_job("wobbly", &receiver.url("flaky/2/503/wobbly"), json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    server.wait_runs("wobbly", |runs| count_status(runs, "succeeded") >= 1).await;
+    let healthy = job(server, "wobbly").await;
+    assert_eq!(healthy["health"]["state"], "healthy", "{healthy}");
+    assert_eq!(healthy["health"]["consecutive_failures"], 0);
+    assert!(healthy["health"]["last_success_at"].is_string() && healthy["health"]["last_failure_at"].is_string());
+    server.send("DELETE", "/v1/jobs/wobbly", None).await;
+}
+
+#[tokio::test]
+async fn health_auto_pause_and_recovery_on_the_memory_store() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    auto_pause_after_three_failures(&server, &receiver).await;
+    recovers_on_the_first_success(&server, &receiver).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_auto_pause_and_recovery_on_sqlite_and_kept_over_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apsched.db");
+    let receiver = Receiver::start().await;
+    let server = Server::start(sqlite_config(&path)).await;
+    auto_pause_after_three_failures(&server, &receiver).await;
+    recovers_on_the_first_success(&server, &receiver).await;
+    server.stop().await;
+    let server = Server::start(sqlite_config(&path)).await;
+    let kept = job(&server, "fragile").await;
+    // Resumed, the job failed on (and was paused again): the count goes on from where it was.
+    assert!(kept["health"]["consecutive_failures"].as_u64().unwrap() >= 3, "{kept}");
+    assert_eq!(kept["auto_pause_after_failures"], 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_options_out_of_range_are_422_naming_the_field() {
+    let server = Server::start(memory_config()).await;
+    for (field, value) in [
+        ("auto_pause_after_failures", json!(0)),
+        ("auto_pause_after_failures", json!(-1)),
+        ("auto_pause_after_failures", json!("3")),
+        ("stale_after_seconds", json!(0)),
+        ("stale_after_seconds", json!(1.5)),
+    ] {
+        let body = failing_job("bad", "http://127.0.0.1:9/", json!({ field: value }));
+        let (status, problem) = server.post("/v1/jobs", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}: {problem}");
+        assert_eq!(problem["field"], field, "{field}={value}: {problem}");
+    }
+    server.post("/v1/jobs", failing_job("good", "http://127.0.0.1:9/", json!({"paused": true}))).await;
+    for (field, value) in [("auto_pause_after_failures", json!(0)), ("stale_after_seconds", json!(0))] {
+        let (status, problem) = server.send("PATCH", "/v1/jobs/good", Some(json!({ field: value }))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}: {problem}");
+        assert_eq!(problem["field"], field, "{field}={value}: {problem}");
+    }
+    server.stop().await;
+}
