@@ -626,14 +626,40 @@ pub async fn modify_jobs(
 
 /// Pause a job: its next run time becomes null
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
-    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
+    request_body(content = Option<PauseIn>, description = "Optional: why, and until when"),
+    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`until` is not an RFC 3339 time in the future, or `reason` is too long; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ChangeBy(change): ChangeBy,
+    super::OptionalJson(pause): super::OptionalJson<PauseIn>,
 ) -> Result<Json<JobOut>> {
-    let job = state.scheduler.by(change).pause_job(&id).await?;
+    if let Some(reason) = &pause.reason {
+        crate::audit::validate_reason(reason).map_err(|message| ApiError::invalid("reason", message))?;
+    }
+    let until = pause
+        .until
+        .as_deref()
+        .map(|until| {
+            chrono::DateTime::parse_from_rfc3339(until)
+                .map(|until| until.with_timezone(&chrono::Utc))
+                .map_err(|err| ApiError::invalid("until", format!("is not an RFC 3339 time: {err}")))
+        })
+        .transpose()?;
+    let job = state.scheduler.by(change).pause_job_until(&id, pause.reason, until).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
+}
+
+/// Why and until when a job is paused (`POST /v1/jobs/{id}/pause`); both optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseIn {
+    /// Why: shown as the job's `paused_reason` and recorded in the audit trail.
+    #[schema(max_length = 1000)]
+    pub reason: Option<String>,
+    /// RFC 3339, in the future: the job resumes by itself then (event `job_resumed`).
+    pub until: Option<String>,
 }
 
 /// Resume a job: its next run time is recomputed from now

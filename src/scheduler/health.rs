@@ -43,3 +43,28 @@ impl Scheduler {
         self.publish(EventKind::JobAutoPaused, Subject::Job(Arc::new(job)));
     }
 }
+
+impl Scheduler {
+    /// Resume the jobs of `store` paused until `now` or before: each is taken by one replica only
+    /// (`JobStore::take_due_resumes`), resumed as a client's resume would be (recorded by `apsched`), event
+    /// `job_resumed`.
+    pub(super) async fn resume_due(&self, store: &dyn JobStore, now: chrono::DateTime<chrono::Utc>) {
+        let due = match store.take_due_resumes(now).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look for paused jobs to resume; next round retries");
+                return;
+            }
+        };
+        for job in due {
+            let change = Change::by(SYSTEM_ACTOR).because("paused until reached");
+            match self.resume_job_as(&job.id, Some(&change)).await {
+                Ok(resumed) => {
+                    tracing::info!(job_id = %job.id, "resumed: paused until reached");
+                    self.publish(EventKind::JobResumed, Subject::Job(Arc::new(resumed)));
+                }
+                Err(err) => tracing::warn!(job_id = %job.id, error = %err, "cannot resume a job paused until now"),
+            }
+        }
+    }
+}

@@ -791,13 +791,34 @@ impl Scheduler {
 
     /// `pause_job`, recorded in the audit when made `by` someone (also when the job was paused already).
     pub(crate) async fn pause_job_as(&self, id: &str, by: Option<&Change>) -> Result<Job> {
+        self.pause_job_noted(id, None, None, by).await
+    }
+
+    /// `pause_job_as` with why (`paused_reason`) and until when (`paused_until`, in the future: the job resumes by
+    /// itself then). Pausing a paused job again with a reason or a time replaces them.
+    pub(crate) async fn pause_job_noted(
+        &self,
+        id: &str,
+        reason: Option<String>,
+        until: Option<DateTime<Utc>>,
+        by: Option<&Change>,
+    ) -> Result<Job> {
         let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
-        if !job.paused {
+        if until.is_some_and(|until| until <= self.now()) {
+            return Err(Error::invalid("until", "must be in the future"));
+        }
+        let noted = reason.is_some() || until.is_some();
+        if !job.paused || noted {
             let before = job.clone();
             job.paused = true;
             job.next_run_time = None;
+            job.paused_reason = reason;
+            job.paused_until = until;
             job.updated_at = self.now();
             self.save(&job, by.map(|change| (change, AuditAction::Pause, &before))).await?;
+            if until.is_some() {
+                self.wake();
+            }
         } else if let Some(change) = by {
             self.record_unchanged(&store_name, change, AuditAction::Pause, &job).await?;
         }

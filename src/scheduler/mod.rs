@@ -420,6 +420,7 @@ impl Scheduler {
             }
         };
         for (name, entry) in &self.stores {
+            self.resume_due(entry.store.as_ref(), now).await;
             let planner = RulesPlanner::with_calendars(self.default_tz, calendars.clone());
             let claiming = std::time::Instant::now();
             let runs = match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
@@ -496,6 +497,9 @@ impl Scheduler {
         let mut earliest: Option<DateTime<Utc>> = None;
         for entry in self.stores.values() {
             if let Some(t) = entry.store.earliest_next_run_time().await? {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+            if let Some(t) = entry.store.earliest_paused_until().await? {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }

@@ -163,6 +163,7 @@ macro_rules! store_contract_tests {
             jobs_with_calendars_are_those_whose_trigger_names_one,
             health_follows_each_runs_first_outcome_and_survives_job_writes,
             auto_pause_after_failures_pauses_with_the_outcome,
+            due_resumes_are_taken_once_and_the_earliest_is_known,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1583,6 +1584,21 @@ pub(crate) async fn auto_pause_after_failures_pauses_with_the_outcome(store: &dy
     // The job without the option runs on; the paused one is no longer due.
     assert!(!store.get_job("other").await.unwrap().unwrap().paused);
     assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(700)));
+}
+
+pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: &dyn JobStore) {
+    let until = |id: &str, seconds: i64| Job { paused_until: Some(at(seconds)), ..paused_job(id) };
+    add_all(store, &[until("soon", 10), until("later", 20), paused_job("forever"), job("active", Some(at(30)))]).await;
+    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(10)));
+    assert!(store.take_due_resumes(at(9)).await.unwrap().is_empty());
+    assert_eq!(ids(&store.take_due_resumes(at(10)).await.unwrap()), ["soon"]);
+    // Taken: no other taker gets it again.
+    assert!(store.take_due_resumes(at(10)).await.unwrap().is_empty());
+    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(20)));
+    let taken = store.take_due_resumes(at(100)).await.unwrap();
+    assert_eq!(ids(&taken), ["later"]);
+    assert_eq!(taken[0].paused_until, None);
+    assert_eq!(store.earliest_paused_until().await.unwrap(), None);
 }
 
 store_contract_tests!(memory, memory_fixture());

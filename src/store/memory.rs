@@ -509,4 +509,21 @@ impl JobStore for MemoryStore {
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)
     }
+
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>> {
+        let mut state = self.state.lock().await;
+        let mut taken = Vec::new();
+        for job in state.jobs.values_mut() {
+            if job.paused && job.paused_until.is_some_and(|until| until <= now) {
+                job.paused_until = None;
+                taken.push(job.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let state = self.state.lock().await;
+        Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())
+    }
 }

@@ -317,6 +317,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
         let _ = (stop, wake);
     }
+
+    /// Take the paused jobs whose `paused_until` is at or before `now`, clearing it in one conditional write, so
+    /// that of replicas sharing the store exactly one takes each (and resumes it).
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>>;
+    /// The earliest `paused_until` of a paused job: when the loop must look again.
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

@@ -142,3 +142,77 @@ async fn health_options_out_of_range_are_422_naming_the_field() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn health_pause_with_a_reason_until_a_time_resumes_by_itself() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(sqlite_config(&dir.path().join("apsched.db"))).await;
+    let body = json!({"id": "napping", "trigger": {"type": "interval", "hours": 1}, "action": {"url": receiver.url("ok/napping")}});
+    assert_eq!(server.post("/v1/jobs", body).await.0, StatusCode::CREATED);
+    let until = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+    let (status, paused) = server
+        .post("/v1/jobs/napping/pause", json!({"reason": "maintenance window", "until": until.to_rfc3339()}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!((paused["paused"].clone(), paused["paused_reason"].clone()), (json!(true), json!("maintenance window")));
+    assert!(paused["paused_until"].is_string(), "{paused}");
+    let (_, history) = server.get("/v1/jobs/napping/history").await;
+    assert_eq!(history["entries"][0]["action"], "pause");
+    assert_eq!(history["entries"][0]["reason"], "maintenance window");
+
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let resumed = loop {
+        let job = job(&server, "napping").await;
+        if job["paused"] == false {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "never resumed: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(chrono::Utc::now() >= until, "resumed before its time");
+    assert_eq!((resumed["paused_reason"].clone(), resumed["paused_until"].clone()), (Value::Null, Value::Null));
+    assert!(resumed["next_run_time"].is_string(), "{resumed}");
+    let (_, history) = server.get("/v1/jobs/napping/history").await;
+    assert_eq!(
+        (history["entries"][0]["action"].clone(), history["entries"][0]["actor"].clone()),
+        (json!("resume"), json!("apsched")),
+        "{history}"
+    );
+    // A plain pause (no body) still works, and a resume clears what a pause noted.
+    assert_eq!(server.post("/v1/jobs/napping/pause", json!({"reason": "later"})).await.0, StatusCode::OK);
+    let (status, plain) = server.send("POST", "/v1/jobs/napping/resume", None).await;
+    assert_eq!((status, plain["paused_reason"].clone()), (StatusCode::OK, Value::Null));
+    let (status, plain) = server.send("POST", "/v1/jobs/napping/pause", None).await;
+    assert_eq!(
+        (status, plain["paused"].clone(), plain["paused_reason"].clone()),
+        (StatusCode::OK, json!(true), Value::Null)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_pause_until_in_the_past_or_malformed_is_422_naming_the_field() {
+    let server = Server::start(memory_config()).await;
+    server
+        .post(
+            "/v1/jobs",
+            json!({"id": "p", "trigger": {"type": "interval", "hours": 1},
+        "action": {"url": "http://127.0.0.1:9/"}}),
+        )
+        .await;
+    let past = (chrono::Utc::now() - chrono::TimeDelta::seconds(5)).to_rfc3339();
+    for (body, field) in [
+        (json!({"until": past}), "until"),
+        (json!({"until": "tomorrow"}), "until"),
+        (json!({"until": 5}), "until"),
+        (json!({"reason": "x".repeat(1001)}), "reason"),
+        (json!({"why": "x"}), "why"),
+    ] {
+        let (status, problem) = server.post("/v1/jobs/p/pause", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {problem}");
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+    assert_eq!(job(&server, "p").await["paused"], false);
+    server.stop().await;
+}

@@ -20,6 +20,13 @@ const AUTO_PAUSE_SQL: &str = "UPDATE jobs SET paused = $2, next_run_time = NULL,
     WHERE id = $1 AND paused = $3 AND auto_pause_after_failures IS NOT NULL \
     AND consecutive_failures >= auto_pause_after_failures";
 
+/// Paused jobs (`$2` true) whose `paused_until` is at or before `$1`, taken by clearing it.
+pub const TAKE_DUE_RESUMES_SQL: &str = "UPDATE jobs SET paused_until = NULL \
+    WHERE paused = $2 AND paused_until IS NOT NULL AND paused_until <= $1 RETURNING *";
+/// The earliest `paused_until` of a paused job (`$1` true), from the `jobs_paused_until` index.
+pub const EARLIEST_PAUSED_UNTIL_SQL: &str = "SELECT paused_until FROM jobs \
+    WHERE paused_until IS NOT NULL AND paused = $1 ORDER BY paused_until LIMIT 1";
+
 /// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
 pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
 where

@@ -932,4 +932,23 @@ where
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
         self.dialect.watch_changes(stop, wake).await;
     }
+
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>> {
+        let arguments = arguments::<D>([Param::Time(Some(now)), Param::Bool(true)])?;
+        let _turn = self.turn().await;
+        let rows: Vec<D::JobRow> = sqlx::query_as_with(health::TAKE_DUE_RESUMES_SQL, arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let arguments = arguments::<D>([Param::Bool(true)])?;
+        let row: Option<(D::Time,)> = sqlx::query_as_with(health::EARLIEST_PAUSED_UNTIL_SQL, arguments)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(|(time,)| time.into_time("paused_until")).transpose()
+    }
 }
