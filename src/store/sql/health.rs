@@ -81,3 +81,52 @@ where
     transaction.commit().await.map_err(store_error)?;
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    use crate::health::{Health, HealthState};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{JobStore, RunQuery};
+
+    #[tokio::test]
+    async fn upgrading_a_sqlite_file_from_0007_keeps_every_job_and_run_and_starts_their_health_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("apsched.db").display());
+        let options = url.parse::<SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before.migrations.iter().filter(|m| m.version <= 7).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO jobs (id, trigger, action, coalesce, max_instances, executor, jobstore, paused, created_at, \
+             updated_at, max_catchup_runs, overlap) VALUES ('j', '{\"type\": \"date\", \"run_date\": \
+             \"2026-12-01T10:00:00Z\"}', '{\"url\": \"http://127.0.0.1:9/\"}', 1, 1, 'default', 'default', 1, 0, 0, 2, \
+             'buffer_one')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, action, executor, timezone, \
+             created_at, kind) VALUES ('r', 'j', 1000000, 'failed', 3, '{\"url\": \"http://127.0.0.1:9/\"}', \
+             'default', 'UTC', 1000150, 'scheduled')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let job = store.get_job("j").await.unwrap().expect("the job is kept");
+        assert_eq!((job.max_catchup_runs, job.overlap), (Some(2), crate::job::Overlap::BufferOne));
+        assert_eq!((job.auto_pause_after_failures, job.stale_after_seconds), (None, None));
+        assert_eq!((job.paused_reason, job.paused_until), (None, None));
+        assert_eq!(job.health, Health::default());
+        assert_eq!(job.health.state(), HealthState::Unknown);
+        let runs = store.list_runs("j", &RunQuery { status: None, after: None, limit: 10 }).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].idempotency_key.as_str(), runs[0].attempts), ("r", 3));
+    }
+}
