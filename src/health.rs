@@ -101,6 +101,18 @@ pub fn counts(status: crate::job::RunStatus) -> bool {
     matches!(status, crate::job::RunStatus::Succeeded | crate::job::RunStatus::Failed)
 }
 
+/// Is `job` due to be marked stale at `now`: active, with `stale_after_seconds`, not stale yet, and no success for
+/// that long (from its last success, or from when it was added)?
+pub fn is_stale(job: &crate::job::Job, now: DateTime<Utc>) -> bool {
+    stale_at(job).is_some_and(|at| at <= now)
+}
+
+/// When `job` becomes stale if no success comes first; `None` when it does not watch, is paused or is stale.
+pub fn stale_at(job: &crate::job::Job) -> Option<DateTime<Utc>> {
+    let seconds = job.stale_after_seconds.filter(|_| !job.paused && !job.health.stale)?;
+    Some(job.health.last_success_at.unwrap_or(job.created_at) + chrono::TimeDelta::seconds(i64::from(seconds)))
+}
+
 /// `paused_reason` of a job paused by `auto_pause_after_failures`.
 pub fn auto_pause_reason(failures: u32) -> String {
     format!("auto: {failures} consecutive failures")

@@ -13,3 +13,5 @@ ALTER TABLE jobs ADD COLUMN last_failure_at INTEGER;
 ALTER TABLE jobs ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
 
 CREATE INDEX jobs_paused_until ON jobs (paused_until) WHERE paused_until IS NOT NULL;
+-- The stale sweep reads only the jobs that watch for staleness.
+CREATE INDEX jobs_stale_watch ON jobs (id) WHERE stale_after_seconds IS NOT NULL;

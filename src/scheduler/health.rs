@@ -68,3 +68,28 @@ impl Scheduler {
         }
     }
 }
+
+impl Scheduler {
+    /// Mark the jobs of `store` that had no success for their `stale_after_seconds` stale (once per stale period,
+    /// one replica each: `JobStore::mark_stale`), event `job_stale`.
+    /// Answers when to look again: the earliest time another of its jobs may become stale.
+    pub(super) async fn sweep_stale(
+        &self,
+        store: &dyn JobStore,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match store.mark_stale(now).await {
+            Ok((marked, next)) => {
+                for job in marked {
+                    tracing::warn!(job_id = %job.id, "job is stale: no successful run for stale_after_seconds");
+                    self.publish(EventKind::JobStale, Subject::Job(Arc::new(job)));
+                }
+                next
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look for stale jobs; next round retries");
+                None
+            }
+        }
+    }
+}

@@ -164,6 +164,7 @@ macro_rules! store_contract_tests {
             health_follows_each_runs_first_outcome_and_survives_job_writes,
             auto_pause_after_failures_pauses_with_the_outcome,
             due_resumes_are_taken_once_and_the_earliest_is_known,
+            a_job_without_success_for_stale_after_seconds_is_marked_stale_once,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1599,6 +1600,24 @@ pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: 
     assert_eq!(ids(&taken), ["later"]);
     assert_eq!(taken[0].paused_until, None);
     assert_eq!(store.earliest_paused_until().await.unwrap(), None);
+}
+
+pub(crate) async fn a_job_without_success_for_stale_after_seconds_is_marked_stale_once(store: &dyn JobStore) {
+    use crate::health::HealthState;
+    // Added at at(-3600) (`job`), watching for a day.
+    let mut watched = job("watched", Some(at(600)));
+    watched.stale_after_seconds = Some(7200);
+    let paused = Job { stale_after_seconds: Some(60), ..paused_job("paused") };
+    add_all(store, &[watched, paused, Job { stale_after_seconds: None, ..job("unwatched", Some(at(600))) }]).await;
+    assert_eq!(store.mark_stale(at(3599)).await.unwrap(), (vec![], Some(at(3600))));
+    assert_eq!(ids(&store.mark_stale(at(3600)).await.unwrap().0), ["watched"]);
+    assert_eq!(store.mark_stale(at(9000)).await.unwrap(), (vec![], None), "once per stale period");
+    assert_eq!(store.get_job("watched").await.unwrap().unwrap().health.state(), HealthState::Stale);
+    // A success ends the period; the next starts from it.
+    record_outcome(store, "watched", 9000, RunStatus::Succeeded).await;
+    assert_eq!(store.get_job("watched").await.unwrap().unwrap().health.state(), HealthState::Healthy);
+    assert_eq!(store.mark_stale(at(9001 + 7199)).await.unwrap(), (vec![], Some(at(9001 + 7200))));
+    assert_eq!(ids(&store.mark_stale(at(9001 + 7200)).await.unwrap().0), ["watched"]);
 }
 
 store_contract_tests!(memory, memory_fixture());

@@ -522,6 +522,22 @@ impl JobStore for MemoryStore {
         Ok(taken)
     }
 
+    async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)> {
+        let mut state = self.state.lock().await;
+        let (mut marked, mut next) = (Vec::new(), None);
+        for job in state.jobs.values_mut() {
+            match crate::health::stale_at(job) {
+                Some(at) if at <= now => {
+                    job.health.stale = true;
+                    marked.push(job.clone());
+                }
+                Some(at) => next = Some(next.map_or(at, |next: DateTime<Utc>| next.min(at))),
+                None => {}
+            }
+        }
+        Ok((marked, next))
+    }
+
     async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let state = self.state.lock().await;
         Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())

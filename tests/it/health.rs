@@ -216,3 +216,23 @@ async fn health_pause_until_in_the_past_or_malformed_is_422_naming_the_field() {
     assert_eq!(job(&server, "p").await["paused"], false);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn health_a_job_without_success_for_stale_after_seconds_becomes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(sqlite_config(&dir.path().join("apsched.db"))).await;
+    let body = json!({"id": "quiet", "trigger": {"type": "interval", "hours": 1}, "stale_after_seconds": 1,
+        "action": {"url": "http://127.0.0.1:9/"}});
+    let (status, added) = server.post("/v1/jobs", body).await;
+    assert_eq!((status, added["health"]["state"].clone()), (StatusCode::CREATED, json!("unknown")), "{added}");
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    loop {
+        let job = job(&server, "quiet").await;
+        if job["health"]["state"] == "stale" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never stale: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}

@@ -27,6 +27,13 @@ pub const TAKE_DUE_RESUMES_SQL: &str = "UPDATE jobs SET paused_until = NULL \
 pub const EARLIEST_PAUSED_UNTIL_SQL: &str = "SELECT paused_until FROM jobs \
     WHERE paused_until IS NOT NULL AND paused = $1 ORDER BY paused_until LIMIT 1";
 
+/// Active jobs (`$1` false) with `stale_after_seconds` that are not stale yet (the `jobs_stale_watch` index).
+pub const STALE_CANDIDATES_SQL: &str =
+    "SELECT * FROM jobs WHERE stale_after_seconds IS NOT NULL AND stale = $1 AND paused = $1";
+/// Mark job `$1` stale (`$2` true, `$3` false) unless it is already, or was paused, or succeeded after `$4`.
+pub const MARK_STALE_SQL: &str = "UPDATE jobs SET stale = $2 WHERE id = $1 AND stale = $3 AND paused = $3 \
+    AND COALESCE(last_success_at, created_at) = $4 RETURNING *";
+
 /// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
 pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
 where

@@ -943,6 +943,29 @@ where
         models(rows)
     }
 
+    async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)> {
+        let candidates: Vec<D::JobRow> =
+            sqlx::query_as_with(health::STALE_CANDIDATES_SQL, arguments::<D>([Param::Bool(false)])?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let jobs = models(candidates)?;
+        let next = jobs.iter().filter_map(crate::health::stale_at).filter(|at| *at > now).min();
+        let mut marked = Vec::new();
+        for job in jobs.into_iter().filter(|job| crate::health::is_stale(job, now)) {
+            // Only if no success came meanwhile and no other replica marked it first.
+            let since = job.health.last_success_at.unwrap_or(job.created_at);
+            let mark = [Param::Text(Some(&job.id)), Param::Bool(true), Param::Bool(false), Param::Time(Some(since))];
+            let _turn = self.turn().await;
+            let row: Option<D::JobRow> = sqlx::query_as_with(health::MARK_STALE_SQL, arguments::<D>(mark)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            marked.extend(row.map(Record::into_model).transpose()?);
+        }
+        Ok((marked, next))
+    }
+
     async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let arguments = arguments::<D>([Param::Bool(true)])?;
         let row: Option<(D::Time,)> = sqlx::query_as_with(health::EARLIEST_PAUSED_UNTIL_SQL, arguments)
