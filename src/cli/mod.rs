@@ -830,7 +830,7 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             if let Some(until) = until {
                 note.insert("until".into(), json!(until));
             }
-            let body = (!note.is_empty()).then(|| Value::Object(note));
+            let body = (!note.is_empty()).then_some(Value::Object(note));
             let job = client.post(&format!("{}/pause", job_path(&id)), body.as_ref()).await?;
             let mut human = format!("paused job {}", cell(&job["id"]));
             if !job["paused_until"].is_null() {
