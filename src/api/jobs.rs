@@ -633,8 +633,10 @@ pub async fn pause_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ChangeBy(change): ChangeBy,
-    super::OptionalJson(pause): super::OptionalJson<PauseIn>,
+    super::OptionalJson(pause): super::OptionalJson<Option<PauseIn>>,
 ) -> Result<Json<JobOut>> {
+    // No body, or `null`: a plain pause.
+    let pause = pause.unwrap_or_default();
     if let Some(reason) = &pause.reason {
         crate::audit::validate_reason(reason).map_err(|message| ApiError::invalid("reason", message))?;
     }
