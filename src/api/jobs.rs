@@ -317,6 +317,9 @@ pub struct ListJobsQuery {
     /// The `next_cursor` of the previous page.
     #[param(min_length = 1)]
     pub cursor: Option<String>,
+    /// Only jobs in this health state: `healthy`, `failing`, `stale` or `unknown`.
+    #[param(value_type = Option<crate::health::HealthState>)]
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -545,7 +548,15 @@ pub async fn list_jobs(
     let limit = page_size(query.limit)?;
     let after = query.cursor.as_deref().map(decode_job_cursor).transpose()?;
     let selector = parse_selector(query.selector.as_deref())?;
-    let filter = JobFilter { jobstore: query.jobstore, paused: query.paused, selector, after, limit: limit + 1 };
+    let health = (query.health.as_deref())
+        .map(|state| {
+            crate::health::HealthState::parse(state).ok_or_else(|| {
+                ApiError::invalid("health", format!("{state:?} is not one of healthy, failing, stale, unknown"))
+            })
+        })
+        .transpose()?;
+    let filter =
+        JobFilter { jobstore: query.jobstore, paused: query.paused, selector, after, limit: limit + 1, health };
     let mut jobs = state.scheduler.list_jobs(&filter).await?;
     let next_cursor = (jobs.len() > limit).then(|| encode_job_cursor(&JobCursor::of(&jobs[limit - 1])));
     jobs.truncate(limit);

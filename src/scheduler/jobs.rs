@@ -266,6 +266,8 @@ pub struct JobFilter {
     pub after: Option<JobCursor>,
     /// At most this many.
     pub limit: usize,
+    /// Only jobs in this health state.
+    pub health: Option<crate::health::HealthState>,
 }
 
 /// Resolve and compile a trigger against the scheduler's calendars; errors name `trigger.<field>`.
@@ -528,7 +530,7 @@ impl Scheduler {
         for (_, store) in self.stores() {
             let mut after = None;
             loop {
-                let query = JobQuery { paused: None, selector: Selector::default(), after, limit: GET_JOBS_PAGE };
+                let query = JobQuery { after, limit: GET_JOBS_PAGE, ..JobQuery::default() };
                 let page = store.list_jobs(&query).await?;
                 let full = page.len() == GET_JOBS_PAGE;
                 after = page.last().map(JobCursor::of);
@@ -554,6 +556,7 @@ impl Scheduler {
             selector: filter.selector.clone(),
             after: filter.after.clone(),
             limit: filter.limit,
+            health: filter.health,
         };
         let mut jobs = Vec::new();
         for (name, store) in self.stores() {

@@ -1558,6 +1558,16 @@ pub(crate) async fn health_follows_each_runs_first_outcome_and_survives_job_writ
     assert_eq!(edited.await.unwrap().saved, 1);
     assert_eq!(health(store.get_job("h").await.unwrap()), failing);
     assert_eq!(health(store.list_jobs(&all_jobs()).await.unwrap().pop()), failing);
+    store.add_job(&job("fresh", Some(at(600))), false).await.unwrap();
+    for (state, expected) in [
+        (HealthState::Failing, vec!["h"]),
+        (HealthState::Unknown, vec!["fresh"]),
+        (HealthState::Healthy, vec![]),
+        (HealthState::Stale, vec![]),
+    ] {
+        let query = JobQuery { health: Some(state), ..all_jobs() };
+        assert_eq!(ids(&store.list_jobs(&query).await.unwrap()), expected, "{state:?}");
+    }
 
     record_outcome(store, "h", 30, RunStatus::Succeeded).await;
     let healthy = Health { consecutive_failures: 0, last_success_at: Some(at(31)), ..failing };

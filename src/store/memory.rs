@@ -227,6 +227,7 @@ impl JobStore for MemoryStore {
             .jobs
             .values()
             .filter(|job| query.paused.is_none_or(|paused| job.paused == paused))
+            .filter(|job| query.health.is_none_or(|state| job.health.state() == state))
             .filter(|job| query.selector.matches(&job.labels))
             .filter(|job| query.after.as_ref().is_none_or(|cursor| cursor.precedes(job)))
             .collect();

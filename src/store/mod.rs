@@ -86,6 +86,8 @@ pub struct JobQuery {
     pub after: Option<JobCursor>,
     /// At most this many.
     pub limit: usize,
+    /// Only jobs in this health state.
+    pub health: Option<crate::health::HealthState>,
 }
 
 /// What `JobStore::modify_jobs` does with one selected job.

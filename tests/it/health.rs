@@ -63,6 +63,14 @@ async fn auto_pause_after_three_failures(server: &Server, receiver: &Receiver) {
     assert!(paused["health"]["last_failure_at"].is_string(), "{paused}");
     // Paused by the third failure: no fourth call.
     assert_eq!(count_status(&server.runs("fragile").await, "failed"), 3);
+    let (status, failing) = server.get("/v1/jobs?health=failing").await;
+    assert_eq!(status, StatusCode::OK, "{failing}");
+    assert_eq!(failing["jobs"].as_array().unwrap().len(), 1, "{failing}");
+    assert_eq!(failing["jobs"][0]["id"], "fragile");
+    let (_, healthy) = server.get("/v1/jobs?health=healthy").await;
+    assert_eq!(healthy["jobs"], json!([]));
+    let (status, problem) = server.get("/v1/jobs?health=sickly").await;
+    assert_eq!((status, problem["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("health")), "{problem}");
 
     let (status, history) = server.get("/v1/jobs/fragile/history").await;
     assert_eq!(status, StatusCode::OK, "{history}");

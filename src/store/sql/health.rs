@@ -34,6 +34,29 @@ pub const STALE_CANDIDATES_SQL: &str =
 pub const MARK_STALE_SQL: &str = "UPDATE jobs SET stale = $2 WHERE id = $1 AND stale = $3 AND paused = $3 \
     AND COALESCE(last_success_at, created_at) = $4 RETURNING *";
 
+/// Narrow a job list to one health state, as `Health::state` decides it.
+pub fn push_health_filter<D: Dialect>(sql: &mut super::Statement<D>, state: health::HealthState) -> StoreResult<()> {
+    use health::HealthState::*;
+    let (failing, stale) = (" AND consecutive_failures > 0", " AND consecutive_failures = 0 AND stale = ");
+    match state {
+        Failing => {
+            sql.push(failing);
+        }
+        Stale => {
+            sql.push(stale).param(Param::Bool(true))?;
+        }
+        Healthy => {
+            sql.push(stale).param(Param::Bool(false))?;
+            sql.push(" AND (last_success_at IS NOT NULL OR last_failure_at IS NOT NULL)");
+        }
+        Unknown => {
+            sql.push(stale).param(Param::Bool(false))?;
+            sql.push(" AND last_success_at IS NULL AND last_failure_at IS NULL");
+        }
+    }
+    Ok(())
+}
+
 /// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
 pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
 where

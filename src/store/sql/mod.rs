@@ -256,6 +256,9 @@ pub fn list_jobs_statement<D: Dialect>(prefix: &str, query: &JobQuery) -> StoreR
         sql.push(" AND paused = ").param(Param::Bool(paused))?;
     }
     labels::push_selector(&mut sql, &query.selector)?;
+    if let Some(state) = query.health {
+        health::push_health_filter(&mut sql, state)?;
+    }
     if let Some(cursor) = &query.after {
         D::push_after(&mut sql, cursor)?;
     }
