@@ -244,3 +244,48 @@ async fn health_a_job_without_success_for_stale_after_seconds_becomes_stale() {
     }
     server.stop().await;
 }
+
+/// Entries of `job_id`'s history with this action by `apsched`.
+async fn by_apsched(server: &Server, job_id: &str, action: &str) -> usize {
+    let (status, history) = server.get(&format!("/v1/jobs/{job_id}/history")).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let entries = history["entries"].as_array().unwrap();
+    entries.iter().filter(|entry| entry["action"] == action && entry["actor"] == "apsched").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_three_replicas_on_postgres_auto_pause_and_resume_each_job_once() {
+    use crate::harness::postgres::{ScratchSchema, postgres_config};
+    let schema = ScratchSchema::create().await;
+    let receiver = Receiver::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Server::start(postgres_config(schema.url(), 4)).await);
+    }
+    let first = &replicas[0];
+    let body = failing_job("shared", &receiver.url("status/500/shared"), json!({"auto_pause_after_failures": 2}));
+    assert_eq!(first.post("/v1/jobs", body).await.0, StatusCode::CREATED);
+    let napping = json!({"id": "napping", "trigger": {"type": "interval", "hours": 1},
+        "action": {"url": receiver.url("ok/napping")}});
+    assert_eq!(first.post("/v1/jobs", napping).await.0, StatusCode::CREATED);
+    let until = (chrono::Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    let (status, paused) = replicas[1].post("/v1/jobs/napping/pause", json!({"until": until})).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    loop {
+        let shared = job(first, "shared").await;
+        let napping = job(first, "napping").await;
+        if shared["paused"] == true && napping["paused"] == false {
+            assert_eq!(shared["paused_reason"], "auto: 2 consecutive failures");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not paused and resumed: {shared} {napping}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(by_apsched(&replicas[2], "shared", "pause").await, 1);
+    assert_eq!(by_apsched(&replicas[2], "napping", "resume").await, 1);
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
