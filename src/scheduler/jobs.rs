@@ -482,7 +482,8 @@ impl Scheduler {
         let stored = written.into_iter().next().unwrap_or(job);
         // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
         self.events.publish_with(EventKind::JobAdded, self.now(), || Subject::Job(Arc::new(stored.clone())));
-        self.wake_for(next_run_time);
+        // A job watching for staleness may need a look before its first fire.
+        self.wake_for(next_run_time.into_iter().chain(crate::health::stale_at(&stored)).min());
         Ok(stored)
     }
 

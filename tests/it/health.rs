@@ -72,6 +72,11 @@ async fn auto_pause_after_three_failures(server: &Server, receiver: &Receiver) {
     let (status, problem) = server.get("/v1/jobs?health=sickly").await;
     assert_eq!((status, problem["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("health")), "{problem}");
 
+    // The audit entry is written just after the pause it records.
+    while by_apsched(server, "fragile", "pause").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no pause by apsched recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (status, history) = server.get("/v1/jobs/fragile/history").await;
     assert_eq!(status, StatusCode::OK, "{history}");
     let pause = &history["entries"][0];
@@ -283,8 +288,14 @@ async fn health_three_replicas_on_postgres_auto_pause_and_resume_each_job_once()
         assert!(std::time::Instant::now() < deadline, "not paused and resumed: {shared} {napping}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(by_apsched(&replicas[2], "shared", "pause").await, 1);
-    assert_eq!(by_apsched(&replicas[2], "napping", "resume").await, 1);
+    // The entries are written just after the change they record: wait for them, then there is one of each.
+    for (job_id, action) in [("shared", "pause"), ("napping", "resume")] {
+        while by_apsched(&replicas[2], job_id, action).await == 0 {
+            assert!(std::time::Instant::now() < deadline, "no {action} of {job_id} by apsched");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(by_apsched(&replicas[2], job_id, action).await, 1, "{action} of {job_id}");
+    }
     for replica in replicas {
         replica.stop().await;
     }
