@@ -60,6 +60,16 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     /// When it was last changed (by a client or by firing).
     pub updated_at: DateTime<Utc>,
+    /// Pause the job after this many consecutive failed runs; `None`: never.
+    pub auto_pause_after_failures: Option<u32>,
+    /// Stale after this many seconds without a successful run; `None`: never.
+    pub stale_after_seconds: Option<u32>,
+    /// Why it is paused, when it is.
+    pub paused_reason: Option<String>,
+    /// When a paused job resumes by itself.
+    pub paused_until: Option<DateTime<Utc>>,
+    /// How its runs went; written by the store as outcomes are recorded, never by a change to the job.
+    pub health: crate::health::Health,
 }
 
 impl Job {

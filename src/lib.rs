@@ -37,6 +37,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod executor;
+pub mod health;
 pub mod integral;
 pub mod job;
 pub mod labels;

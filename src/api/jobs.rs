@@ -1,6 +1,7 @@
 //! `/v1/jobs…`: add, list, get, modify, remove, pause, resume, run now, run history. Each handler extracts,
 //! calls the scheduler's job operation, and converts.
 
+use crate::health::HealthOut;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -76,6 +77,16 @@ pub struct JobIn {
     #[serde(default)]
     #[schema(schema_with = labels::labels_schema)]
     pub labels: Labels,
+    /// Pause the job after this many consecutive failed runs (`paused_reason` "auto: N consecutive failures").
+    /// Absent or null: never.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<u32>,
+    /// The job becomes `stale` when it has had no successful run for this many seconds (from its last success,
+    /// or from when it was added). Absent or null: never.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<u32>,
 }
 
 /// Fields to change; absent fields keep their value. A new `trigger` reschedules.
@@ -115,6 +126,14 @@ pub struct JobPatch {
     /// New labels, replacing all of the job's (`{}` removes them).
     #[schema(schema_with = labels::optional_labels_schema)]
     pub labels: Option<Labels>,
+    /// Pause the job after this many consecutive failed runs; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// Stale after this many seconds without a successful run; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 /// Fields to change on every selected job; absent fields keep each job's value. The schedule (`trigger`,
@@ -152,6 +171,14 @@ pub struct JobsPatch {
     /// New labels, replacing all of each job's (`{}` removes them).
     #[schema(schema_with = labels::optional_labels_schema)]
     pub labels: Option<Labels>,
+    /// Pause the job after this many consecutive failed runs; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// Stale after this many seconds without a successful run; `null`: never.
+    #[serde(default, deserialize_with = "crate::integral::nullable")]
+    #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 /// Tells "absent" (outer None, via `default`) from "null" (Some(None)).
@@ -197,6 +224,16 @@ pub struct JobOut {
     pub created_at: String,
     /// When it was last changed, by a client or by firing; RFC 3339 in the trigger's zone.
     pub updated_at: String,
+    /// Paused after this many consecutive failed runs; null: never.
+    pub auto_pause_after_failures: Option<u32>,
+    /// Stale after this many seconds without a successful run; null: never.
+    pub stale_after_seconds: Option<u32>,
+    /// Why the job is paused (given with the pause, or "auto: N consecutive failures"); null when not paused.
+    pub paused_reason: Option<String>,
+    /// When the paused job resumes by itself; RFC 3339 in the trigger's zone, null when it does not.
+    pub paused_until: Option<String>,
+    /// How its runs went (read-only).
+    pub health: HealthOut,
 }
 
 /// A page of jobs.
@@ -280,6 +317,9 @@ pub struct ListJobsQuery {
     /// The `next_cursor` of the previous page.
     #[param(min_length = 1)]
     pub cursor: Option<String>,
+    /// Only jobs in this health state: `healthy`, `failing`, `stale` or `unknown`.
+    #[param(value_type = Option<crate::health::HealthState>)]
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -338,6 +378,16 @@ impl JobOut {
             labels: job.labels.clone(),
             created_at: format_time(job.created_at, tz),
             updated_at: format_time(job.updated_at, tz),
+            auto_pause_after_failures: job.auto_pause_after_failures,
+            stale_after_seconds: job.stale_after_seconds,
+            paused_reason: job.paused_reason.clone(),
+            paused_until: job.paused_until.map(|t| format_time(t, tz)),
+            health: HealthOut {
+                state: job.health.state(),
+                consecutive_failures: job.health.consecutive_failures,
+                last_success_at: job.health.last_success_at.map(|t| format_time(t, tz)),
+                last_failure_at: job.health.last_failure_at.map(|t| format_time(t, tz)),
+            },
         }
     }
 }
@@ -396,6 +446,8 @@ impl From<JobIn> for JobSpec {
             replace_existing: input.replace_existing,
             paused: input.paused,
             labels: input.labels,
+            auto_pause_after_failures: input.auto_pause_after_failures,
+            stale_after_seconds: input.stale_after_seconds,
         }
     }
 }
@@ -415,6 +467,8 @@ impl From<JobPatch> for JobChanges {
             executor: patch.executor,
             paused: patch.paused,
             labels: patch.labels,
+            auto_pause_after_failures: patch.auto_pause_after_failures,
+            stale_after_seconds: patch.stale_after_seconds,
         }
     }
 }
@@ -434,6 +488,8 @@ impl From<JobsPatch> for JobChanges {
             executor: patch.executor,
             paused: patch.paused,
             labels: patch.labels,
+            auto_pause_after_failures: patch.auto_pause_after_failures,
+            stale_after_seconds: patch.stale_after_seconds,
         }
     }
 }
@@ -492,7 +548,15 @@ pub async fn list_jobs(
     let limit = page_size(query.limit)?;
     let after = query.cursor.as_deref().map(decode_job_cursor).transpose()?;
     let selector = parse_selector(query.selector.as_deref())?;
-    let filter = JobFilter { jobstore: query.jobstore, paused: query.paused, selector, after, limit: limit + 1 };
+    let health = (query.health.as_deref())
+        .map(|state| {
+            crate::health::HealthState::parse(state).ok_or_else(|| {
+                ApiError::invalid("health", format!("{state:?} is not one of healthy, failing, stale, unknown"))
+            })
+        })
+        .transpose()?;
+    let filter =
+        JobFilter { jobstore: query.jobstore, paused: query.paused, selector, after, limit: limit + 1, health };
     let mut jobs = state.scheduler.list_jobs(&filter).await?;
     let next_cursor = (jobs.len() > limit).then(|| encode_job_cursor(&JobCursor::of(&jobs[limit - 1])));
     jobs.truncate(limit);
@@ -573,14 +637,42 @@ pub async fn modify_jobs(
 
 /// Pause a job: its next run time becomes null
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
-    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json")))]
+    request_body(content = Option<PauseIn>, description = "Optional: why, and until when"),
+    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`until` is not an RFC 3339 time in the future, or `reason` is too long; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ChangeBy(change): ChangeBy,
+    super::OptionalJson(pause): super::OptionalJson<Option<PauseIn>>,
 ) -> Result<Json<JobOut>> {
-    let job = state.scheduler.by(change).pause_job(&id).await?;
+    // No body, or `null`: a plain pause.
+    let pause = pause.unwrap_or_default();
+    if let Some(reason) = &pause.reason {
+        crate::audit::validate_reason(reason).map_err(|message| ApiError::invalid("reason", message))?;
+    }
+    let until = pause
+        .until
+        .as_deref()
+        .map(|until| {
+            chrono::DateTime::parse_from_rfc3339(until)
+                .map(|until| until.with_timezone(&chrono::Utc))
+                .map_err(|err| ApiError::invalid("until", format!("is not an RFC 3339 time: {err}")))
+        })
+        .transpose()?;
+    let job = state.scheduler.by(change).pause_job_until(&id, pause.reason, until).await?;
     Ok(Json(JobOut::of(&job, state.scheduler.default_tz)))
+}
+
+/// Why and until when a job is paused (`POST /v1/jobs/{id}/pause`); both optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseIn {
+    /// Why: shown as the job's `paused_reason` and recorded in the audit trail.
+    #[schema(max_length = 1000)]
+    pub reason: Option<String>,
+    /// RFC 3339, in the future: the job resumes by itself then (event `job_resumed`).
+    pub until: Option<String>,
 }
 
 /// Resume a job: its next run time is recomputed from now

@@ -113,6 +113,12 @@ pub enum JobsCommand {
         /// Every job this selector selects instead, e.g. 'team=payments'.
         #[arg(long, short = 'l', conflicts_with = "id")]
         selector: Option<String>,
+        /// Why (shown as the job's paused_reason and recorded in the audit trail); one job only.
+        #[arg(long, conflicts_with = "selector")]
+        reason: Option<String>,
+        /// Resume by itself at this RFC 3339 time (in the future); one job only.
+        #[arg(long, conflicts_with = "selector")]
+        until: Option<String>,
     },
     /// Resume a job, or every job a selector selects: the next run time is recomputed from now.
     Resume {
@@ -674,6 +680,14 @@ fn describe_job(job: &Value) -> String {
         ("executor", cell(&job["executor"])),
         ("job store", cell(&job["jobstore"])),
         ("labels", labels_summary(&job["labels"])),
+        ("paused reason", cell(&job["paused_reason"])),
+        ("paused until", cell(&job["paused_until"])),
+        ("health", cell(&job["health"]["state"])),
+        ("failures", cell(&job["health"]["consecutive_failures"])),
+        ("last success", cell(&job["health"]["last_success_at"])),
+        ("last failure", cell(&job["health"]["last_failure_at"])),
+        ("auto-pause", cell(&job["auto_pause_after_failures"])),
+        ("stale after", cell(&job["stale_after_seconds"])),
         ("created", cell(&job["created_at"])),
         ("updated", cell(&job["updated_at"])),
     ]);
@@ -715,13 +729,14 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
                         trigger_summary(&job["trigger"]),
                         cell(&job["next_run_time"]),
                         job_state(job).to_string(),
+                        cell(&job["health"]["state"]),
                     ]
                 })
                 .collect();
             let human = if jobs.is_empty() {
                 "no jobs".to_string()
             } else {
-                table(&["ID", "NAME", "TRIGGER", "NEXT RUN", "STATE"], &rows)
+                table(&["ID", "NAME", "TRIGGER", "NEXT RUN", "STATE", "HEALTH"], &rows)
             };
             (Value::Array(jobs), human)
         }
@@ -806,10 +821,21 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let human = format!("paused {} jobs", cell(&answer["modified"]));
             (answer, human)
         }
-        JobsCommand::Pause { id, selector: None } => {
+        JobsCommand::Pause { id, selector: None, reason, until } => {
             let id = id.unwrap_or_default();
-            let job = client.post(&format!("{}/pause", job_path(&id)), None).await?;
-            let human = format!("paused job {}", cell(&job["id"]));
+            let mut note = Map::new();
+            if let Some(reason) = reason {
+                note.insert("reason".into(), json!(reason));
+            }
+            if let Some(until) = until {
+                note.insert("until".into(), json!(until));
+            }
+            let body = (!note.is_empty()).then_some(Value::Object(note));
+            let job = client.post(&format!("{}/pause", job_path(&id)), body.as_ref()).await?;
+            let mut human = format!("paused job {}", cell(&job["id"]));
+            if !job["paused_until"].is_null() {
+                human.push_str(&format!(" until {}", cell(&job["paused_until"])));
+            }
             (job, human)
         }
         JobsCommand::Resume { selector: Some(selector), .. } => {

@@ -177,6 +177,21 @@ impl Acting<'_> {
         self.scheduler.pause_job_as(id, Some(&self.change)).await
     }
 
+    /// [`Scheduler::pause_job`] with why and until when (the job resumes by itself then), recorded; the audit
+    /// entry's reason is the pause's when the change gives none.
+    pub async fn pause_job_until(
+        &self,
+        id: &str,
+        reason: Option<String>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Job> {
+        let mut change = self.change.clone();
+        if change.reason.is_none() {
+            change.reason.clone_from(&reason);
+        }
+        self.scheduler.pause_job_noted(id, reason, until, Some(&change)).await
+    }
+
     /// [`Scheduler::resume_job`], recorded.
     pub async fn resume_job(&self, id: &str) -> Result<Job> {
         self.scheduler.resume_job_as(id, Some(&self.change)).await

@@ -49,11 +49,17 @@ pub enum EventKind {
     JobsModified,
     /// The jobs of one store that a selector selects were removed at once.
     JobsRemoved,
+    /// A job was paused by `auto_pause_after_failures`.
+    JobAutoPaused,
+    /// A job paused until a time resumed by itself.
+    JobResumed,
+    /// A job had no successful run for `stale_after_seconds`.
+    JobStale,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::SchedulerStarted,
         EventKind::SchedulerShutdown,
         EventKind::SchedulerPaused,
@@ -69,6 +75,9 @@ impl EventKind {
         EventKind::AllJobsRemoved,
         EventKind::JobsModified,
         EventKind::JobsRemoved,
+        EventKind::JobAutoPaused,
+        EventKind::JobResumed,
+        EventKind::JobStale,
     ];
 
     /// The kind as the API writes it.
@@ -89,6 +98,9 @@ impl EventKind {
             EventKind::AllJobsRemoved => "all_jobs_removed",
             EventKind::JobsModified => "jobs_modified",
             EventKind::JobsRemoved => "jobs_removed",
+            EventKind::JobAutoPaused => "job_auto_paused",
+            EventKind::JobResumed => "job_resumed",
+            EventKind::JobStale => "job_stale",
         }
     }
 

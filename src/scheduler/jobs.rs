@@ -52,6 +52,10 @@ pub struct JobSpec {
     pub paused: bool,
     /// Labels to select it by: at most 32, keys of 1–63 characters of `[A-Za-z0-9._/-]`, values of at most 63.
     pub labels: Labels,
+    /// Pause the job after this many consecutive failed runs (at least 1); `None`: never.
+    pub auto_pause_after_failures: Option<u32>,
+    /// Stale after this many seconds without a success (at least 1); `None`: never.
+    pub stale_after_seconds: Option<u32>,
 }
 
 impl JobSpec {
@@ -78,6 +82,8 @@ impl JobSpec {
             replace_existing: false,
             paused: false,
             labels: Labels::new(),
+            auto_pause_after_failures: None,
+            stale_after_seconds: None,
         }
     }
 
@@ -187,6 +193,10 @@ pub struct JobChanges {
     pub paused: Option<bool>,
     /// New labels, replacing all of the job's.
     pub labels: Option<Labels>,
+    /// New `auto_pause_after_failures`; `Some(None)`: never.
+    pub auto_pause_after_failures: Option<Option<u32>>,
+    /// New `stale_after_seconds`; `Some(None)`: never.
+    pub stale_after_seconds: Option<Option<u32>>,
 }
 
 impl JobChanges {
@@ -233,6 +243,12 @@ impl JobChanges {
         if let Some(labels) = &self.labels {
             set("labels", serde_json::json!(labels));
         }
+        if let Some(after) = self.auto_pause_after_failures {
+            set("auto_pause_after_failures", serde_json::json!(after));
+        }
+        if let Some(seconds) = self.stale_after_seconds {
+            set("stale_after_seconds", serde_json::json!(seconds));
+        }
         serde_json::Value::Object(summary)
     }
 }
@@ -250,6 +266,8 @@ pub struct JobFilter {
     pub after: Option<JobCursor>,
     /// At most this many.
     pub limit: usize,
+    /// Only jobs in this health state.
+    pub health: Option<crate::health::HealthState>,
 }
 
 /// Resolve and compile a trigger against the scheduler's calendars; errors name `trigger.<field>`.
@@ -297,6 +315,14 @@ fn check_bulk_selector(selector: &Selector) -> Result<()> {
 
 fn check_max_instances(max_instances: u32) -> Result<()> {
     if max_instances == 0 { Err(Error::invalid("max_instances", "must be at least 1")) } else { Ok(()) }
+}
+
+/// An optional count that, when given, is at least 1.
+fn check_at_least_one(field: &str, value: Option<u32>) -> Result<()> {
+    match value {
+        Some(0) => Err(Error::invalid(field, "must be at least 1 (leave it out, or null, for never)")),
+        _ => Ok(()),
+    }
 }
 
 fn check_max_catchup_runs(runs: Option<u32>) -> Result<()> {
@@ -387,6 +413,8 @@ impl Scheduler {
         check_max_instances(max_instances)?;
         check_labels(&spec.labels)?;
         check_max_catchup_runs(spec.max_catchup_runs)?;
+        check_at_least_one("auto_pause_after_failures", spec.auto_pause_after_failures)?;
+        check_at_least_one("stale_after_seconds", spec.stale_after_seconds)?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec {
                 run_date: format_time(now, self.default_tz),
@@ -418,6 +446,11 @@ impl Scheduler {
             labels: spec.labels,
             created_at: now,
             updated_at: now,
+            auto_pause_after_failures: spec.auto_pause_after_failures,
+            stale_after_seconds: spec.stale_after_seconds,
+            paused_reason: None,
+            paused_until: None,
+            health: Default::default(),
         };
         self.capacity.check(&jobstore, store.as_ref(), &job.id).await?;
         // Ids are unique across stores, as in APScheduler. The job replaced, if any, is the audit's "before".
@@ -449,7 +482,8 @@ impl Scheduler {
         let stored = written.into_iter().next().unwrap_or(job);
         // Published before the wake-up, so `job_added` precedes the events of the job's first fire.
         self.events.publish_with(EventKind::JobAdded, self.now(), || Subject::Job(Arc::new(stored.clone())));
-        self.wake_for(next_run_time);
+        // A job watching for staleness may need a look before its first fire.
+        self.wake_for(next_run_time.into_iter().chain(crate::health::stale_at(&stored)).min());
         Ok(stored)
     }
 
@@ -497,7 +531,7 @@ impl Scheduler {
         for (_, store) in self.stores() {
             let mut after = None;
             loop {
-                let query = JobQuery { paused: None, selector: Selector::default(), after, limit: GET_JOBS_PAGE };
+                let query = JobQuery { after, limit: GET_JOBS_PAGE, ..JobQuery::default() };
                 let page = store.list_jobs(&query).await?;
                 let full = page.len() == GET_JOBS_PAGE;
                 after = page.last().map(JobCursor::of);
@@ -523,6 +557,7 @@ impl Scheduler {
             selector: filter.selector.clone(),
             after: filter.after.clone(),
             limit: filter.limit,
+            health: filter.health,
         };
         let mut jobs = Vec::new();
         for (name, store) in self.stores() {
@@ -632,12 +667,24 @@ impl Scheduler {
         if let Some(overlap) = changes.overlap {
             job.overlap = overlap;
         }
+        if let Some(after) = changes.auto_pause_after_failures {
+            check_at_least_one("auto_pause_after_failures", after)?;
+            job.auto_pause_after_failures = after;
+        }
+        if let Some(seconds) = changes.stale_after_seconds {
+            check_at_least_one("stale_after_seconds", seconds)?;
+            job.stale_after_seconds = seconds;
+        }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = prepared {
             job.trigger = spec;
         }
         if let Some(paused) = changes.paused {
             job.paused = paused;
+            if !paused {
+                job.paused_reason = None;
+                job.paused_until = None;
+            }
         }
         // Compiled only when a time is computed from it: a bulk change of options over many jobs does not pay for it.
         if rescheduled || changes.next_run_time.is_some() {
@@ -760,13 +807,34 @@ impl Scheduler {
 
     /// `pause_job`, recorded in the audit when made `by` someone (also when the job was paused already).
     pub(crate) async fn pause_job_as(&self, id: &str, by: Option<&Change>) -> Result<Job> {
+        self.pause_job_noted(id, None, None, by).await
+    }
+
+    /// `pause_job_as` with why (`paused_reason`) and until when (`paused_until`, in the future: the job resumes by
+    /// itself then). Pausing a paused job again with a reason or a time replaces them.
+    pub(crate) async fn pause_job_noted(
+        &self,
+        id: &str,
+        reason: Option<String>,
+        until: Option<DateTime<Utc>>,
+        by: Option<&Change>,
+    ) -> Result<Job> {
         let (store_name, mut job) = self.find_job(id).await?.ok_or_else(|| no_such_job(id))?;
-        if !job.paused {
+        if until.is_some_and(|until| until <= self.now()) {
+            return Err(Error::invalid("until", "must be in the future"));
+        }
+        let noted = reason.is_some() || until.is_some();
+        if !job.paused || noted {
             let before = job.clone();
             job.paused = true;
             job.next_run_time = None;
+            job.paused_reason = reason;
+            job.paused_until = until;
             job.updated_at = self.now();
             self.save(&job, by.map(|change| (change, AuditAction::Pause, &before))).await?;
+            if until.is_some() {
+                self.wake();
+            }
         } else if let Some(change) = by {
             self.record_unchanged(&store_name, change, AuditAction::Pause, &job).await?;
         }
@@ -787,6 +855,8 @@ impl Scheduler {
             let trigger = self.compile(&job).await?;
             let now = self.now();
             job.paused = false;
+            job.paused_reason = None;
+            job.paused_until = None;
             job.updated_at = now;
             job.next_run_time = trigger.next_fire_time(None, now);
             if job.next_run_time.is_none() {

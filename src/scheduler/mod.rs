@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod clock;
 pub mod error;
 pub mod events;
+mod health;
 pub mod jobs;
 pub mod plan;
 pub mod settings;
@@ -92,6 +93,9 @@ pub struct Tick {
     pub more: bool,
     /// Stores whose claim failed, with the error; the other stores were claimed regardless.
     pub failed_stores: Vec<(String, StoreError)>,
+    /// The earliest time a job watching for staleness (`stale_after_seconds`) may become stale: the loop looks
+    /// again then.
+    pub next_stale_check: Option<DateTime<Utc>>,
 }
 
 /// A named job store and whether this process is its only user.
@@ -369,10 +373,12 @@ impl Scheduler {
                 continue;
             }
             let tick = self.tick(self.clock.now()).await;
+            let next_stale_check = tick.next_stale_check;
             let sleep_for = match tick.failed_stores.into_iter().next() {
                 None if tick.more => continue,
                 None => match self.earliest_next_run_time().await {
                     Ok(next) => {
+                        let next = next.into_iter().chain(next_stale_check).min();
                         backoff.reset();
                         let now = self.clock.now();
                         let sleep_for = next.map_or(IDLE_SAFETY_WAKE, |next| {
@@ -419,6 +425,10 @@ impl Scheduler {
             }
         };
         for (name, entry) in &self.stores {
+            self.resume_due(entry.store.as_ref(), now).await;
+            if let Some(next) = self.sweep_stale(entry.store.as_ref(), now).await {
+                tick.next_stale_check = Some(tick.next_stale_check.map_or(next, |earlier| earlier.min(next)));
+            }
             let planner = RulesPlanner::with_calendars(self.default_tz, calendars.clone());
             let claiming = std::time::Instant::now();
             let runs = match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
@@ -495,6 +505,9 @@ impl Scheduler {
         let mut earliest: Option<DateTime<Utc>> = None;
         for entry in self.stores.values() {
             if let Some(t) = entry.store.earliest_next_run_time().await? {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+            if let Some(t) = entry.store.earliest_paused_until().await? {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
@@ -666,6 +679,7 @@ impl Scheduler {
             }
             Some(Some(run)) => {
                 self.metrics.delivered(run.status);
+                self.after_outcome(store.as_ref(), &run).await;
                 let kind =
                     if run.status == RunStatus::Succeeded { EventKind::JobExecuted } else { EventKind::JobError };
                 self.publish(kind, Subject::Run { run: Arc::new(run), jobstore: store_name.to_string() });

@@ -161,6 +161,10 @@ macro_rules! store_contract_tests {
             calendars_round_trip_replace_and_list_by_id,
             the_calendar_version_counts_every_change,
             jobs_with_calendars_are_those_whose_trigger_names_one,
+            health_follows_each_runs_first_outcome_and_survives_job_writes,
+            auto_pause_after_failures_pauses_with_the_outcome,
+            due_resumes_are_taken_once_and_the_earliest_is_known,
+            a_job_without_success_for_stale_after_seconds_is_marked_stale_once,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -195,6 +199,11 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         misfire_grace_time: Some(60),
         max_catchup_runs: None,
         overlap: crate::job::Overlap::Skip,
+        auto_pause_after_failures: None,
+        stale_after_seconds: Some(86_400),
+        paused_reason: None,
+        paused_until: None,
+        health: Default::default(),
         executor: "default".to_string(),
         jobstore: "default".to_string(),
         next_run_time,
@@ -360,6 +369,10 @@ pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
     full.max_instances = 7;
     full.misfire_grace_time = Some(3600);
     full.max_catchup_runs = Some(3);
+    full.auto_pause_after_failures = Some(4);
+    full.stale_after_seconds = Some(600);
+    full.paused_reason = Some("maintenance ü".to_string());
+    full.paused_until = Some(at(7200));
     full.executor = "slow".to_string();
     full.jobstore = "archive".to_string();
     full.created_at = Utc.with_ymd_and_hms(1969, 7, 20, 20, 17, 40).unwrap() + Duration::microseconds(1);
@@ -1508,6 +1521,113 @@ pub(crate) async fn jobs_with_calendars_are_those_whose_trigger_names_one(store:
     assert_eq!(found, ["direct", "nested", "paused"]);
     let nested = store.get_job("nested").await.unwrap().unwrap();
     assert_eq!(nested.trigger.calendar_ids(), ["b", "a"]);
+}
+
+/// Record `status` for a new run of `job_id` scheduled at `at(seconds)` and ended a second later.
+async fn record_outcome(store: &dyn JobStore, job_id: &str, seconds: i64, status: RunStatus) -> Run {
+    let pending = run(job_id, at(seconds), RunStatus::Pending);
+    store.insert_run(&pending).await.unwrap();
+    let ended = Run { status, attempts: 1, finished_at: Some(at(seconds + 1)), ..pending };
+    store.update_run(&ended).await.unwrap();
+    ended
+}
+
+pub(crate) async fn health_follows_each_runs_first_outcome_and_survives_job_writes(store: &dyn JobStore) {
+    use crate::health::{Health, HealthState};
+    let added = job("h", Some(at(600)));
+    store.add_job(&added, false).await.unwrap();
+    let health = |job: Option<Job>| job.expect("the job").health;
+    assert_eq!(health(store.get_job("h").await.unwrap()).state(), HealthState::Unknown);
+
+    let failed = record_outcome(store, "h", 0, RunStatus::Failed).await;
+    // The same outcome recorded again (a retried record) counts once.
+    store.update_run(&failed).await.unwrap();
+    record_outcome(store, "h", 10, RunStatus::Failed).await;
+    // Missed, skipped or cancelled runs are no outcome of a call.
+    record_outcome(store, "h", 20, RunStatus::Missed).await;
+    let failing = Health { consecutive_failures: 2, last_failure_at: Some(at(11)), ..Health::default() };
+    assert_eq!(health(store.get_job("h").await.unwrap()), failing);
+    assert_eq!(failing.state(), HealthState::Failing);
+
+    // Writes of the job (which carry no health, or an old one) leave it as the outcomes made it.
+    store.update_job(&added).await.unwrap();
+    store.add_job(&added, true).await.unwrap();
+    store.write_audited(JobWrite::Update(&added), None).await.unwrap();
+    let every = Selector::default();
+    let edited = store.modify_jobs(&every, &|job: Job| Ok(Edit::Save(Job { coalesce: false, ..job })));
+    assert_eq!(edited.await.unwrap().saved, 1);
+    assert_eq!(health(store.get_job("h").await.unwrap()), failing);
+    assert_eq!(health(store.list_jobs(&all_jobs()).await.unwrap().pop()), failing);
+    store.add_job(&job("fresh", Some(at(600))), false).await.unwrap();
+    for (state, expected) in [
+        (HealthState::Failing, vec!["h"]),
+        (HealthState::Unknown, vec!["fresh"]),
+        (HealthState::Healthy, vec![]),
+        (HealthState::Stale, vec![]),
+    ] {
+        let query = JobQuery { health: Some(state), ..all_jobs() };
+        assert_eq!(ids(&store.list_jobs(&query).await.unwrap()), expected, "{state:?}");
+    }
+
+    record_outcome(store, "h", 30, RunStatus::Succeeded).await;
+    let healthy = Health { consecutive_failures: 0, last_success_at: Some(at(31)), ..failing };
+    assert_eq!(health(store.get_job("h").await.unwrap()), healthy);
+    assert_eq!(healthy.state(), HealthState::Healthy);
+    // A run of a job that is gone is recorded all the same.
+    store.remove_job("h").await.unwrap();
+    record_outcome(store, "h", 40, RunStatus::Failed).await;
+}
+
+pub(crate) async fn auto_pause_after_failures_pauses_with_the_outcome(store: &dyn JobStore) {
+    let mut watched = job("w", Some(at(600)));
+    watched.auto_pause_after_failures = Some(2);
+    store.add_job(&watched, false).await.unwrap();
+    store.add_job(&job("other", Some(at(700))), false).await.unwrap();
+    record_outcome(store, "w", 0, RunStatus::Failed).await;
+    record_outcome(store, "other", 0, RunStatus::Failed).await;
+    record_outcome(store, "other", 10, RunStatus::Failed).await;
+    assert!(!store.get_job("w").await.unwrap().unwrap().paused);
+    record_outcome(store, "w", 10, RunStatus::Failed).await;
+    let paused = store.get_job("w").await.unwrap().unwrap();
+    assert!(paused.paused && paused.next_run_time.is_none(), "{paused:?}");
+    assert_eq!(paused.paused_reason.as_deref(), Some("auto: 2 consecutive failures"));
+    assert_eq!(paused.health.consecutive_failures, 2);
+    // The job without the option runs on; the paused one is no longer due.
+    assert!(!store.get_job("other").await.unwrap().unwrap().paused);
+    assert_eq!(store.earliest_next_run_time().await.unwrap(), Some(at(700)));
+}
+
+pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: &dyn JobStore) {
+    let until = |id: &str, seconds: i64| Job { paused_until: Some(at(seconds)), ..paused_job(id) };
+    add_all(store, &[until("soon", 10), until("later", 20), paused_job("forever"), job("active", Some(at(30)))]).await;
+    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(10)));
+    assert!(store.take_due_resumes(at(9)).await.unwrap().is_empty());
+    assert_eq!(ids(&store.take_due_resumes(at(10)).await.unwrap()), ["soon"]);
+    // Taken: no other taker gets it again.
+    assert!(store.take_due_resumes(at(10)).await.unwrap().is_empty());
+    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(20)));
+    let taken = store.take_due_resumes(at(100)).await.unwrap();
+    assert_eq!(ids(&taken), ["later"]);
+    assert_eq!(taken[0].paused_until, None);
+    assert_eq!(store.earliest_paused_until().await.unwrap(), None);
+}
+
+pub(crate) async fn a_job_without_success_for_stale_after_seconds_is_marked_stale_once(store: &dyn JobStore) {
+    use crate::health::HealthState;
+    // Added at at(-3600) (`job`), watching for a day.
+    let mut watched = job("watched", Some(at(600)));
+    watched.stale_after_seconds = Some(7200);
+    let paused = Job { stale_after_seconds: Some(60), ..paused_job("paused") };
+    add_all(store, &[watched, paused, Job { stale_after_seconds: None, ..job("unwatched", Some(at(600))) }]).await;
+    assert_eq!(store.mark_stale(at(3599)).await.unwrap(), (vec![], Some(at(3600))));
+    assert_eq!(ids(&store.mark_stale(at(3600)).await.unwrap().0), ["watched"]);
+    assert_eq!(store.mark_stale(at(9000)).await.unwrap(), (vec![], None), "once per stale period");
+    assert_eq!(store.get_job("watched").await.unwrap().unwrap().health.state(), HealthState::Stale);
+    // A success ends the period; the next starts from it.
+    record_outcome(store, "watched", 9000, RunStatus::Succeeded).await;
+    assert_eq!(store.get_job("watched").await.unwrap().unwrap().health.state(), HealthState::Healthy);
+    assert_eq!(store.mark_stale(at(9001 + 7199)).await.unwrap(), (vec![], Some(at(9001 + 7200))));
+    assert_eq!(ids(&store.mark_stale(at(9001 + 7200)).await.unwrap().0), ["watched"]);
 }
 
 store_contract_tests!(memory, memory_fixture());

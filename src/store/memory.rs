@@ -39,8 +39,12 @@ fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
 
 /// Every change to `jobs` goes through these, so `due` stays in step.
 impl State {
-    fn put(&mut self, job: Job) {
-        self.take(&job.id);
+    /// A job's health is the store's own: a write of the job keeps what is stored (as the SQL stores' statements
+    /// leave its columns alone).
+    fn put(&mut self, mut job: Job) {
+        if let Some(existing) = self.take(&job.id) {
+            job.health = existing.health;
+        }
         if let Some(key) = due_key(&job) {
             self.due.insert(key);
         }
@@ -223,6 +227,7 @@ impl JobStore for MemoryStore {
             .jobs
             .values()
             .filter(|job| query.paused.is_none_or(|paused| job.paused == paused))
+            .filter(|job| query.health.is_none_or(|state| job.health.state() == state))
             .filter(|job| query.selector.matches(&job.labels))
             .filter(|job| query.after.as_ref().is_none_or(|cursor| cursor.precedes(job)))
             .collect();
@@ -285,7 +290,24 @@ impl JobStore for MemoryStore {
         let mut state = self.state.lock().await;
         match state.runs.get_mut(&(run.job_id.clone(), run.scheduled_time)) {
             Some(stored) if stored.idempotency_key == run.idempotency_key && stored.status != RunStatus::Cancelled => {
+                let first_outcome = !crate::health::counts(stored.status) && crate::health::counts(run.status);
                 stored.take_progress(run);
+                if first_outcome && let Some(job) = state.jobs.get(&run.job_id) {
+                    let mut job = job.clone();
+                    let at = run.finished_at.unwrap_or(run.created_at);
+                    job.health.record(run.status == RunStatus::Succeeded, at);
+                    if !job.paused && crate::health::should_auto_pause(job.auto_pause_after_failures, &job.health) {
+                        job.paused = true;
+                        job.next_run_time = None;
+                        job.paused_until = None;
+                        job.paused_reason = Some(crate::health::auto_pause_reason(job.health.consecutive_failures));
+                    }
+                    let health = job.health.clone();
+                    state.put(job.clone());
+                    if let Some(stored) = state.jobs.get_mut(&run.job_id) {
+                        stored.health = health;
+                    }
+                }
                 Ok(())
             }
             _ => Err(StoreError::NotFound),
@@ -487,5 +509,38 @@ impl JobStore for MemoryStore {
             state.jobs.values().filter(|job| !job.trigger.calendar_ids().is_empty()).cloned().collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)
+    }
+
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>> {
+        let mut state = self.state.lock().await;
+        let mut taken = Vec::new();
+        for job in state.jobs.values_mut() {
+            if job.paused && job.paused_until.is_some_and(|until| until <= now) {
+                job.paused_until = None;
+                taken.push(job.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)> {
+        let mut state = self.state.lock().await;
+        let (mut marked, mut next) = (Vec::new(), None);
+        for job in state.jobs.values_mut() {
+            match crate::health::stale_at(job) {
+                Some(at) if at <= now => {
+                    job.health.stale = true;
+                    marked.push(job.clone());
+                }
+                Some(at) => next = Some(next.map_or(at, |next: DateTime<Utc>| next.min(at))),
+                None => {}
+            }
+        }
+        Ok((marked, next))
+    }
+
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let state = self.state.lock().await;
+        Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())
     }
 }

@@ -86,6 +86,8 @@ pub struct JobQuery {
     pub after: Option<JobCursor>,
     /// At most this many.
     pub limit: usize,
+    /// Only jobs in this health state.
+    pub health: Option<crate::health::HealthState>,
 }
 
 /// What `JobStore::modify_jobs` does with one selected job.
@@ -317,6 +319,17 @@ pub trait JobStore: Send + Sync + 'static {
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
         let _ = (stop, wake);
     }
+
+    /// Take the paused jobs whose `paused_until` is at or before `now`, clearing it in one conditional write, so
+    /// that of replicas sharing the store exactly one takes each (and resumes it).
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>>;
+    /// The earliest `paused_until` of a paused job: when the loop must look again.
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Mark stale every active job with `stale_after_seconds` and no success for that long at `now` (counted from
+    /// its last success, or from when it was added) that is not stale yet, returning them: a conditional write, so
+    /// of replicas sharing the store one marks each, once per stale period (a success ends the period).
+    /// Also answers the earliest time after `now` another watched job may become stale.
+    async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

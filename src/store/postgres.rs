@@ -245,10 +245,10 @@ impl Dialect for PostgresDialect {
     }
 
     /// In one statement, whatever the batch's size.
-    async fn save_runs(&self, pool: &PgPool, runs: &[Run]) -> StoreResult<HashSet<String>> {
+    async fn save_runs(&self, connection: &mut PgConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
         let keys: Vec<String> = bind_run_progress_arrays(sqlx::query_scalar(UPDATE_RUNS_SQL), runs)
             .bind(runs.iter().map(|run| run.lease_expires_at.map(pg_time)).collect::<Vec<_>>())
-            .fetch_all(pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
         Ok(keys.into_iter().collect())

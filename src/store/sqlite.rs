@@ -190,9 +190,8 @@ impl Dialect for SqliteDialect {
         })
     }
 
-    async fn save_runs(&self, pool: &SqlitePool, runs: &[Run]) -> StoreResult<HashSet<String>> {
+    async fn save_runs(&self, connection: &mut SqliteConnection, runs: &[Run]) -> StoreResult<HashSet<String>> {
         let mut found = HashSet::with_capacity(runs.len());
-        let mut connection = pool.acquire().await.map_err(store_error)?;
         for chunk in row_chunks(runs) {
             let sql = format!(
                 "WITH u (idempotency_key, job_id, scheduled_time, {columns}) AS (VALUES {values}) \
@@ -209,9 +208,6 @@ impl Dialect for SqliteDialect {
                     Self::bind(&mut arguments, param)?;
                 }
             }
-            // The write lock is taken per statement, not per batch: in a burst the claims are the critical path,
-            // and a claim waiting behind a whole batch of outcomes (milliseconds) held up every fire after it.
-            let _writer = self.writer.lock().await;
             let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)
                 .fetch_all(&mut *connection)
                 .await

@@ -522,3 +522,27 @@ async fn calendars_are_put_from_json_or_an_ics_file_listed_checked_and_removed()
     assert!(bad.stderr.contains("exclude.weekdays[0]"), "{bad:#?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn cli_health_column_details_and_pause_with_a_reason_until_a_time() {
+    let server = Server::start(memory_config()).await;
+    let base = server.base.as_str();
+    let job = json!({"id": "watched", "trigger": {"type": "interval", "hours": 1},
+        "action": {"url": "http://127.0.0.1:9/"}, "auto_pause_after_failures": 2});
+    assert_eq!(server.post("/v1/jobs", job).await.0, axum::http::StatusCode::CREATED);
+    let table = apsched(base, &["jobs", "list"], &[], None).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert!(lines[0].contains("HEALTH") && lines[1].contains("unknown"), "{table:#?}");
+    let details = apsched(base, &["jobs", "get", "watched"], &[], None).await;
+    assert!(details.ok().contains("health:") && details.stdout.contains("auto-pause:"), "{details:#?}");
+
+    let until = (chrono::Utc::now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let args = ["jobs", "pause", "watched", "--reason", "vendor maintenance", "--until", &until, "--json"];
+    let paused = apsched(base, &args, &[], None).await.json();
+    assert_eq!((paused["paused"].clone(), paused["paused_reason"].clone()), (json!(true), json!("vendor maintenance")));
+    assert!(paused["paused_until"].is_string(), "{paused}");
+    let past = apsched(base, &["jobs", "pause", "watched", "--until", "2000-01-01T00:00:00Z"], &[], None).await;
+    assert_ne!(past.code, 0, "{past:#?}");
+    assert!(past.stderr.contains("until"), "{past:#?}");
+    server.stop().await;
+}

@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod differential;
 mod events;
+mod health;
 mod jobs_api;
 mod labels;
 mod library;

@@ -5,6 +5,7 @@
 //!
 //! The shared statements number their parameters (`$1`); SQLite reads such names by number as PostgreSQL does.
 
+mod health;
 mod labels;
 mod rows;
 
@@ -52,7 +53,8 @@ pub(crate) use run_columns;
 macro_rules! job_columns {
     () => {
         "id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, next_run_time, \
-         paused, created_at, updated_at, labels, max_catchup_runs, overlap"
+         paused, created_at, updated_at, labels, max_catchup_runs, overlap, auto_pause_after_failures, \
+         stale_after_seconds, paused_reason, paused_until"
     };
 }
 pub(crate) use job_columns;
@@ -63,7 +65,7 @@ macro_rules! insert_job_sql {
         concat!(
             "INSERT INTO jobs (",
             job_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
             $tail
         )
     };
@@ -76,11 +78,15 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
      coalesce = excluded.coalesce, max_instances = excluded.max_instances, \
      misfire_grace_time = excluded.misfire_grace_time, executor = excluded.executor, jobstore = excluded.jobstore, \
      next_run_time = excluded.next_run_time, paused = excluded.paused, updated_at = excluded.updated_at, \
-     labels = excluded.labels, max_catchup_runs = excluded.max_catchup_runs, overlap = excluded.overlap"
+     labels = excluded.labels, max_catchup_runs = excluded.max_catchup_runs, overlap = excluded.overlap, \
+     auto_pause_after_failures = excluded.auto_pause_after_failures, \
+     stale_after_seconds = excluded.stale_after_seconds, paused_reason = excluded.paused_reason, \
+     paused_until = excluded.paused_until"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
-    created_at = $12, updated_at = $13, labels = $14, max_catchup_runs = $15, overlap = $16 WHERE id = $1";
+    created_at = $12, updated_at = $13, labels = $14, max_catchup_runs = $15, overlap = $16, \
+    auto_pause_after_failures = $17, stale_after_seconds = $18, paused_reason = $19, paused_until = $20 WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
@@ -190,7 +196,8 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     async fn migrate(pool: &Pool<Self::Db>) -> StoreResult<()>;
     /// Save the progress of every run in `runs` (the recorder's batch; see `Run::take_progress`), each found by its
     /// key and its fire, as the memory store finds it; the keys of the runs found.
-    async fn save_runs(&self, pool: &Pool<Self::Db>, runs: &[Run]) -> StoreResult<HashSet<String>>;
+    /// The caller holds the writer's turn (`writer`).
+    async fn save_runs(&self, connection: &mut Conn<Self>, runs: &[Run]) -> StoreResult<HashSet<String>>;
     /// Insert `runs` unless their fire is in the ledger already; those inserted, in order (a fire planned twice
     /// goes in, and is returned, once).
     async fn insert_runs_unless_taken(connection: &mut Conn<Self>, runs: Vec<Run>) -> StoreResult<Vec<Run>>;
@@ -249,6 +256,9 @@ pub fn list_jobs_statement<D: Dialect>(prefix: &str, query: &JobQuery) -> StoreR
         sql.push(" AND paused = ").param(Param::Bool(paused))?;
     }
     labels::push_selector(&mut sql, &query.selector)?;
+    if let Some(state) = query.health {
+        health::push_health_filter(&mut sql, state)?;
+    }
     if let Some(cursor) = &query.after {
         D::push_after(&mut sql, cursor)?;
     }
@@ -328,12 +338,17 @@ impl<D: Dialect> Clone for SqlStore<D> {
 
 impl<D: Dialect> SqlStore<D> {
     /// The store over `pool`, migrated.
-    pub(in crate::store) async fn start(pool: Pool<D::Db>, dialect: D) -> StoreResult<SqlStore<D>> {
+    pub(in crate::store) async fn start(pool: Pool<D::Db>, dialect: D) -> StoreResult<SqlStore<D>>
+    where
+        for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+        Args<D>: IntoArguments<D::Db>,
+        (String,): for<'r> FromRow<'r, DbRow<D>>,
+    {
         let recorder = {
             let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
             RunRecorder::spawn(move |runs| {
                 let (pool, dialect) = (pool.clone(), dialect.clone());
-                async move { dialect.save_runs(&pool, &runs).await }
+                async move { health::save_runs(&pool, &*dialect, &runs).await }
             })
         };
         let store = SqlStore { pool, dialect, recorder };
@@ -919,5 +934,47 @@ where
 
     async fn watch_changes(&self, stop: CancellationToken, wake: Arc<dyn Fn() + Send + Sync>) {
         self.dialect.watch_changes(stop, wake).await;
+    }
+
+    async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>> {
+        let arguments = arguments::<D>([Param::Time(Some(now)), Param::Bool(true)])?;
+        let _turn = self.turn().await;
+        let rows: Vec<D::JobRow> = sqlx::query_as_with(health::TAKE_DUE_RESUMES_SQL, arguments)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)> {
+        let candidates: Vec<D::JobRow> =
+            sqlx::query_as_with(health::STALE_CANDIDATES_SQL, arguments::<D>([Param::Bool(false)])?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let jobs = models(candidates)?;
+        let next = jobs.iter().filter_map(crate::health::stale_at).filter(|at| *at > now).min();
+        let mut marked = Vec::new();
+        for job in jobs.into_iter().filter(|job| crate::health::is_stale(job, now)) {
+            // Only if no success came meanwhile and no other replica marked it first.
+            let since = job.health.last_success_at.unwrap_or(job.created_at);
+            let mark = [Param::Text(Some(&job.id)), Param::Bool(true), Param::Bool(false), Param::Time(Some(since))];
+            let _turn = self.turn().await;
+            let row: Option<D::JobRow> = sqlx::query_as_with(health::MARK_STALE_SQL, arguments::<D>(mark)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            marked.extend(row.map(Record::into_model).transpose()?);
+        }
+        Ok((marked, next))
+    }
+
+    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let arguments = arguments::<D>([Param::Bool(true)])?;
+        let row: Option<(D::Time,)> = sqlx::query_as_with(health::EARLIEST_PAUSED_UNTIL_SQL, arguments)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(|(time,)| time.into_time("paused_until")).transpose()
     }
 }

@@ -129,6 +129,14 @@ pub struct JobRow<Time, Json> {
     created_at: Time,
     updated_at: Time,
     labels: Json,
+    auto_pause_after_failures: Option<i64>,
+    stale_after_seconds: Option<i64>,
+    paused_reason: Option<String>,
+    paused_until: Option<Time>,
+    consecutive_failures: i64,
+    last_success_at: Option<Time>,
+    last_failure_at: Option<Time>,
+    stale: bool,
 }
 
 impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
@@ -155,6 +163,28 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
             created_at: self.created_at.into_time(&what("created_at"))?,
             updated_at: self.updated_at.into_time(&what("updated_at"))?,
             labels: self.labels.decode(&what("labels"))?,
+            auto_pause_after_failures: self
+                .auto_pause_after_failures
+                .map(|runs| narrow(runs, &what("auto_pause_after_failures")))
+                .transpose()?,
+            stale_after_seconds: self
+                .stale_after_seconds
+                .map(|seconds| narrow(seconds, &what("stale_after_seconds")))
+                .transpose()?,
+            paused_until: self.paused_until.map(|time| time.into_time(&what("paused_until"))).transpose()?,
+            health: crate::health::Health {
+                consecutive_failures: narrow(self.consecutive_failures.max(0), &what("consecutive_failures"))?,
+                last_success_at: self
+                    .last_success_at
+                    .map(|time| time.into_time(&what("last_success_at")))
+                    .transpose()?,
+                last_failure_at: self
+                    .last_failure_at
+                    .map(|time| time.into_time(&what("last_failure_at")))
+                    .transpose()?,
+                stale: self.stale,
+            },
+            paused_reason: self.paused_reason,
             name: self.name,
             coalesce: self.coalesce,
             executor: self.executor,
@@ -277,7 +307,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs`, in the order of `job_columns!`.
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 16]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 20]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -295,6 +325,10 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Json(Json::encode(&job.labels, "labels")?),
         Param::Int(job.max_catchup_runs.map(i64::from)),
         Param::Text(Some(job.overlap.as_str())),
+        Param::Int(job.auto_pause_after_failures.map(i64::from)),
+        Param::Int(job.stale_after_seconds.map(i64::from)),
+        Param::Text(job.paused_reason.as_deref()),
+        Param::Time(job.paused_until),
     ])
 }
 

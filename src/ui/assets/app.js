@@ -252,6 +252,8 @@
   }
 
   const stateBadge = (text, extra) => h('span', { class: 'state state-' + text + (extra ? ' ' + extra : '') }, text);
+  // A job's health (healthy, failing, stale, unknown) as a badge.
+  const healthBadge = (job) => job.health ? stateBadge(job.health.state, 'health') : null;
 
   // ---- navigation -----------------------------------------------------------------------------------------
 
@@ -365,6 +367,7 @@
     const matches = (job) => {
       if (view.state === 'paused' && !job.paused) return false;
       if (view.state === 'active' && job.paused) return false;
+      if (view.state === 'failing' && !(job.health && job.health.state === 'failing')) return false;
       const text = [job.id, job.name, describeTrigger(job.trigger), job.paused ? 'paused' : 'active',
         job.last_run && job.last_run.status, job.action.url, labelText(job.labels)].join(' ').toLowerCase();
       return text.includes(view.filter.trim().toLowerCase());
@@ -378,6 +381,7 @@
         h('td', { class: 'trigger', title: JSON.stringify(job.trigger) }, describeTrigger(job.trigger)),
         h('td', { class: 'next-run' }, timeCell(job.next_run_time, jobZone(job))),
         h('td', { class: 'job-state' }, stateBadge(job.paused ? 'paused' : 'active')),
+        h('td', { class: 'job-health', title: job.paused_reason || '' }, healthBadge(job)),
         h('td', { class: 'outcome' }, run
           ? [stateBadge(run.status), run.http_status ? ' ' + run.http_status : '', h('br'),
             h('span', { class: 'sub' }, relative(run.scheduled_time))]
@@ -389,7 +393,7 @@
       const shown = jobs.filter(matches);
       tbody.replaceChildren(...shown.map(row));
       if (!shown.length) {
-        tbody.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' },
+        tbody.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' },
           jobs.length || view.selector.trim() ? 'No job matches the filter.' : 'No jobs yet. ',
           jobs.length || view.selector.trim() ? null : h('a', { href: '#/new' }, 'Add one.'))));
       }
@@ -407,7 +411,7 @@
     const filter = h('input', { type: 'search', id: 'filter', value: view.filter, placeholder: 'filter: id, name, trigger, state, url',
       oninput: (e) => { view.filter = e.target.value; render(); } });
     const stateFilter = h('select', { id: 'state-filter', onchange: (e) => { view.state = e.target.value; render(); } },
-      ['all', 'active', 'paused'].map((s) => h('option', { value: s, selected: view.state === s }, s)));
+      ['all', 'active', 'paused', 'failing'].map((s) => h('option', { value: s, selected: view.state === s }, s)));
     const selectorError = h('span', { class: 'form-error', id: 'selector-error' });
     const applySelector = async (value) => {
       const before = view.selector;
@@ -432,7 +436,7 @@
         h('button', { onclick: (e) => act(e.target, null, reload) }, 'Refresh'),
         h('a', { class: 'button primary', href: '#/new' }, 'Add job')),
       h('table', { id: 'jobs' }, h('thead', {}, h('tr', {},
-        ['ID', 'Name', 'Trigger', 'Next run', 'State', 'Last outcome', ''].map((c) => h('th', {}, c)))), tbody),
+        ['ID', 'Name', 'Trigger', 'Next run', 'State', 'Health', 'Last outcome', ''].map((c) => h('th', {}, c)))), tbody),
       more);
     every(reload);
   }
@@ -492,6 +496,11 @@
         ['Template', a.template ? 'yes: rendered for each attempt' : 'no'],
         ['Next run', timeCell(job.next_run_time, zone)],
         ['State', stateBadge(job.paused ? 'paused' : 'active')],
+        ['Paused reason', job.paused_reason || '—'],
+        ['Paused until', job.paused_until ? timeCell(job.paused_until, zone) : '—'],
+        ['Health', job.health ? [healthBadge(job), ' ' + job.health.consecutive_failures + ' consecutive failures'] : '—'],
+        ['Last success', job.health && job.health.last_success_at ? timeCell(job.health.last_success_at, zone) : '—'],
+        ['Last failure', job.health && job.health.last_failure_at ? timeCell(job.health.last_failure_at, zone) : '—'],
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
         ['Overlap', job.overlap || 'skip'],

@@ -1,0 +1,162 @@
+//! The recorder's batch with health: a run's first outcome (succeeded or failed) updates its job's health, and a
+//! job with `auto_pause_after_failures` is paused, in the same transaction as the outcome, so neither is lost.
+
+use std::collections::HashSet;
+
+use sqlx::{Executor, FromRow, IntoArguments, Pool};
+
+use super::{Args, Conn, DbRow, Dialect, Param, arguments, store_error};
+use crate::health;
+use crate::job::{Run, RunStatus};
+use crate::store::StoreResult;
+
+const RUN_STATUS_SQL: &str = "SELECT status FROM runs WHERE idempotency_key = $1";
+const SUCCEEDED_SQL: &str = "UPDATE jobs SET consecutive_failures = 0, last_success_at = $2, stale = $3 WHERE id = $1";
+const FAILED_SQL: &str =
+    "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, last_failure_at = $2 WHERE id = $1";
+/// `$2` true, `$3` false: pause an unpaused job whose failures reached its `auto_pause_after_failures`.
+const AUTO_PAUSE_SQL: &str = "UPDATE jobs SET paused = $2, next_run_time = NULL, paused_until = NULL, \
+    paused_reason = 'auto: ' || consecutive_failures || ' consecutive failures' \
+    WHERE id = $1 AND paused = $3 AND auto_pause_after_failures IS NOT NULL \
+    AND consecutive_failures >= auto_pause_after_failures";
+
+/// Paused jobs (`$2` true) whose `paused_until` is at or before `$1`, taken by clearing it.
+pub const TAKE_DUE_RESUMES_SQL: &str = "UPDATE jobs SET paused_until = NULL \
+    WHERE paused = $2 AND paused_until IS NOT NULL AND paused_until <= $1 RETURNING *";
+/// The earliest `paused_until` of a paused job (`$1` true), from the `jobs_paused_until` index.
+pub const EARLIEST_PAUSED_UNTIL_SQL: &str = "SELECT paused_until FROM jobs \
+    WHERE paused_until IS NOT NULL AND paused = $1 ORDER BY paused_until LIMIT 1";
+
+/// Active jobs (`$1` false) with `stale_after_seconds` that are not stale yet (the `jobs_stale_watch` index).
+pub const STALE_CANDIDATES_SQL: &str =
+    "SELECT * FROM jobs WHERE stale_after_seconds IS NOT NULL AND stale = $1 AND paused = $1";
+/// Mark job `$1` stale (`$2` true, `$3` false) unless it is already, or was paused, or succeeded after `$4`.
+pub const MARK_STALE_SQL: &str = "UPDATE jobs SET stale = $2 WHERE id = $1 AND stale = $3 AND paused = $3 \
+    AND COALESCE(last_success_at, created_at) = $4 RETURNING *";
+
+/// Narrow a job list to one health state, as `Health::state` decides it.
+pub fn push_health_filter<D: Dialect>(sql: &mut super::Statement<D>, state: health::HealthState) -> StoreResult<()> {
+    use health::HealthState::*;
+    let (failing, stale) = (" AND consecutive_failures > 0", " AND consecutive_failures = 0 AND stale = ");
+    match state {
+        Failing => {
+            sql.push(failing);
+        }
+        Stale => {
+            sql.push(stale).param(Param::Bool(true))?;
+        }
+        Healthy => {
+            sql.push(stale).param(Param::Bool(false))?;
+            sql.push(" AND (last_success_at IS NOT NULL OR last_failure_at IS NOT NULL)");
+        }
+        Unknown => {
+            sql.push(stale).param(Param::Bool(false))?;
+            sql.push(" AND last_success_at IS NULL AND last_failure_at IS NULL");
+        }
+    }
+    Ok(())
+}
+
+/// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
+pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+    (String,): for<'r> FromRow<'r, DbRow<D>>,
+{
+    let _writer = match dialect.writer() {
+        Some(writer) => Some(writer.lock().await),
+        None => None,
+    };
+    if !runs.iter().any(|run| health::counts(run.status)) {
+        let mut connection = pool.acquire().await.map_err(store_error)?;
+        return dialect.save_runs(&mut connection, runs).await;
+    }
+    let mut transaction = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    // A run recorded with its outcome again (a retried record) counts once: only those not yet ended count.
+    let mut outcomes = Vec::new();
+    for run in runs.iter().filter(|run| health::counts(run.status)) {
+        let status: Option<(String,)> =
+            sqlx::query_as_with(RUN_STATUS_SQL, arguments::<D>([Param::Text(Some(&run.idempotency_key))])?)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        if status.is_some_and(|(status,)| RunStatus::parse(&status).is_none_or(|status| !health::counts(status))) {
+            outcomes.push(run);
+        }
+    }
+    let found = dialect.save_runs(&mut transaction, runs).await?;
+    outcomes.retain(|run| found.contains(&run.idempotency_key));
+    outcomes.sort_by_key(|run| run.finished_at);
+    for run in outcomes {
+        let at = Param::Time(Some(run.finished_at.unwrap_or(run.created_at)));
+        let id = Param::Text(Some(&run.job_id));
+        if run.status == RunStatus::Succeeded {
+            sqlx::query_with(SUCCEEDED_SQL, arguments::<D>([id, at, Param::Bool(false)])?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        } else {
+            sqlx::query_with(FAILED_SQL, arguments::<D>([id, at])?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            let pause = [Param::Text(Some(&run.job_id)), Param::Bool(true), Param::Bool(false)];
+            sqlx::query_with(AUTO_PAUSE_SQL, arguments::<D>(pause)?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    use crate::health::{Health, HealthState};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{JobStore, RunQuery};
+
+    #[tokio::test]
+    async fn upgrading_a_sqlite_file_from_0007_keeps_every_job_and_run_and_starts_their_health_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("apsched.db").display());
+        let options = url.parse::<SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before.migrations.iter().filter(|m| m.version <= 7).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO jobs (id, trigger, action, coalesce, max_instances, executor, jobstore, paused, created_at, \
+             updated_at, max_catchup_runs, overlap) VALUES ('j', '{\"type\": \"date\", \"run_date\": \
+             \"2026-12-01T10:00:00Z\"}', '{\"url\": \"http://127.0.0.1:9/\"}', 1, 1, 'default', 'default', 1, 0, 0, 2, \
+             'buffer_one')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO runs (idempotency_key, job_id, scheduled_time, status, attempts, action, executor, timezone, \
+             created_at, kind) VALUES ('r', 'j', 1000000, 'failed', 3, '{\"url\": \"http://127.0.0.1:9/\"}', \
+             'default', 'UTC', 1000150, 'scheduled')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let job = store.get_job("j").await.unwrap().expect("the job is kept");
+        assert_eq!((job.max_catchup_runs, job.overlap), (Some(2), crate::job::Overlap::BufferOne));
+        assert_eq!((job.auto_pause_after_failures, job.stale_after_seconds), (None, None));
+        assert_eq!((job.paused_reason, job.paused_until), (None, None));
+        assert_eq!(job.health, Health::default());
+        assert_eq!(job.health.state(), HealthState::Unknown);
+        let runs = store.list_runs("j", &RunQuery { status: None, after: None, limit: 10 }).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].idempotency_key.as_str(), runs[0].attempts), ("r", 3));
+    }
+}
