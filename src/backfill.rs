@@ -172,7 +172,8 @@ pub fn advanced(step: &BackfillStep, skipped: bool) -> Backfill {
                 // Nothing was sent: the pace counts deliveries only.
                 backfill.skipped += 1;
             } else {
-                backfill.next_step_at = backfill.next_step_at.max(step.now - backfill.interval()) + backfill.interval();
+                // From this fire on, never from when the last was due: a late step does not bring the next forward.
+                backfill.next_step_at = step.now + backfill.interval();
             }
             if backfill.position >= backfill.total {
                 backfill.state = BackfillState::Done;

@@ -18,6 +18,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+mod backfills;
+pub(crate) use backfills::*;
+
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
@@ -161,6 +164,9 @@ macro_rules! store_contract_tests {
             calendars_round_trip_replace_and_list_by_id,
             the_calendar_version_counts_every_change,
             jobs_with_calendars_are_those_whose_trigger_names_one,
+            backfills_round_trip_and_are_listed_per_job_newest_first,
+            a_backfill_step_inserts_each_fire_once_and_skips_a_taken_one,
+            a_cancelled_backfill_takes_no_more_fires,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1589,6 +1595,7 @@ macro_rules! sql_store_contract_tests {
             an_unreadable_due_job_is_parked_and_the_others_still_claimed,
             a_calendar_change_is_seen_by_every_replica,
             an_entry_that_cannot_be_written_undoes_its_change,
+            replicas_never_take_the_same_backfill_fire,
         ]);
     };
     (@cases $module:ident, $database:expr, [$($case:ident),* $(,)?]) => {

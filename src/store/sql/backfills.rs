@@ -15,7 +15,7 @@ const INSERT_SQL: &str = "INSERT INTO backfills (id, job_id, state, next_step_at
 const GET_SQL: &str = "SELECT doc FROM backfills WHERE id = $1";
 const LIST_SQL: &str = "SELECT doc FROM backfills WHERE job_id = $1 ORDER BY created_at DESC, id DESC";
 const DUE_SQL: &str = "SELECT doc FROM backfills WHERE state = 'running' AND next_step_at <= $1 \
-    ORDER BY next_step_at LIMIT $2";
+    ORDER BY next_step_at, id LIMIT $2";
 /// Advance the row (`$1` id) from position `$2` while it runs.
 const ADVANCE_SQL: &str = "UPDATE backfills SET state = $3, next_step_at = $4, position = $5, doc = $6 \
     WHERE id = $1 AND position = $2 AND state = 'running'";
