@@ -147,6 +147,21 @@ where
     pub(super) async fn step_backfill_in(&self, step: &BackfillStep) -> StoreResult<StepOutcome> {
         let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        // The row first, locked where the database locks rows: a replica stepping it waits here, then sees the
+        // position moved and steps no further.
+        let lock = format!("SELECT state, position FROM backfills WHERE id = $1{}", D::LOCK_ROWS);
+        let current: Option<(String, i64)> =
+            sqlx::query_as_with(sqlx::AssertSqlSafe(lock), arguments::<D>([Param::Text(Some(&step.backfill.id))])?)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        let still = current.is_some_and(|(state, position)| {
+            state == BackfillState::Running.as_str() && position == step.backfill.position as i64
+        });
+        if !still {
+            transaction.rollback().await.map_err(store_error)?;
+            return Ok(StepOutcome::Lost);
+        }
         let mut outcome = StepOutcome::Finished;
         if let Some(run) = &step.run {
             let job = [Param::Text(Some(&run.job_id))];
@@ -155,6 +170,7 @@ where
                 .await
                 .map_err(store_error)?;
             if active >= i64::from(step.max_instances) {
+                transaction.rollback().await.map_err(store_error)?;
                 return Ok(StepOutcome::Full);
             }
             let mut run = run.clone();
