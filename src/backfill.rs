@@ -147,6 +147,7 @@ pub struct BackfillStep {
 
 /// What a step came to.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one lives at a time, moved straight to the delivery
 pub enum StepOutcome {
     /// The run was inserted: deliver it.
     Inserted(Run),
