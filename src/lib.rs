@@ -30,6 +30,7 @@
 pub mod action;
 pub mod api;
 pub mod audit;
+pub mod backfill;
 pub mod backoff;
 pub mod calendar;
 pub mod cli;

@@ -204,6 +204,8 @@ pub fn required_role(method: &Method, path: &str, metrics_public: bool) -> Optio
         "/v1/triggers/preview" => Some(Role::Read),
         _ if path.starts_with("/v1/calendars/") && path.ends_with("/check") => Some(Role::Read),
         _ if path == "/v1/jobs" || path.starts_with("/v1/jobs/") => Some(Role::Write),
+        // Cancelling a backfill is a change to a job's deliveries.
+        _ if path.starts_with("/v1/backfills/") => Some(Role::Write),
         // A calendar change moves the next run times of the jobs that use it: a change to jobs.
         _ if path == "/v1/calendars" || path.starts_with("/v1/calendars/") => Some(Role::Write),
         _ => Some(Role::Admin),

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+pub mod backfills;
 mod calendars;
 mod events;
 mod examples;
@@ -96,6 +97,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(backfills::start_backfill))
+        .routes(routes!(backfills::get_backfill, backfills::cancel_backfill))
+        .routes(routes!(backfills::list_backfills))
 }
 
 /// API routes the request time limit does not cover: shutdown waits for deliveries by design (`{"wait": true}`),

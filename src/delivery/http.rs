@@ -23,6 +23,8 @@ pub struct DeliveryHeaders<'a> {
     pub idempotency_key: &'a str,
     /// Sign with this key; `webhook-timestamp` is `timestamp` (unix seconds of the attempt).
     pub signing: Option<(&'a SigningKey, i64)>,
+    /// The run is a backfill's: `apsched-backfill: true`.
+    pub backfill: bool,
 }
 
 /// What one attempt came to.
@@ -90,6 +92,9 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), value);
         }
+    }
+    if delivery.backfill {
+        headers.insert(HeaderName::from_static("apsched-backfill"), HeaderValue::from_static("true"));
     }
     // The body as bytes first: a signature covers exactly what is sent.
     let body: Vec<u8> = if let Some(json) = &action.json {

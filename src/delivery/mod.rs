@@ -173,6 +173,7 @@ impl Delivery {
             scheduled_time: &scheduled_time,
             idempotency_key: &run.idempotency_key,
             signing: signing_key.as_ref().map(|key| (key, now.timestamp())),
+            backfill: run.kind == crate::job::RunKind::Backfill,
         };
         http::attempt(&self.http, action, &headers).await
     }

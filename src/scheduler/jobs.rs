@@ -978,7 +978,7 @@ impl Scheduler {
         job.trigger.compile_with(self.default_tz, calendars).map_err(|err| StoreError::Corrupt(err.to_string()).into())
     }
 
-    async fn compile(&self, job: &Job) -> Result<Trigger> {
+    pub(super) async fn compile(&self, job: &Job) -> Result<Trigger> {
         // Saved triggers were checked when saved; one that no longer compiles (the zone database changed) is the
         // store's problem, not the caller's input.
         let calendars = self.calendars_for(&job.trigger.calendar_ids()).await?;

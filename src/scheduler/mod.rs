@@ -5,6 +5,7 @@
 //! task prunes the run history. Job operations are in `jobs`; building a scheduler in `builder`.
 
 mod audit;
+pub mod backfill;
 pub mod builder;
 pub mod calendars;
 pub mod capacity;
@@ -351,6 +352,7 @@ impl Scheduler {
             let scheduler = self.clone();
             tokio::spawn(async move { scheduler.prune_periodically().await })
         };
+        let backfills = tokio::spawn(self.clone().run_backfills());
         let mut backoff = STORE_RETRY;
         loop {
             // Before anything is read, so a change committed while the loop reads still wakes it.
@@ -407,6 +409,7 @@ impl Scheduler {
             }
         }
         upkeep.abort();
+        backfills.abort();
         // The pruner stops at its next await once firing stops; a batch in progress finishes first.
         let _ = pruner.await;
         watchers.iter().for_each(tokio::task::JoinHandle::abort);

@@ -18,6 +18,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+mod backfills;
+pub(crate) use backfills::*;
+
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
@@ -165,6 +168,9 @@ macro_rules! store_contract_tests {
             auto_pause_after_failures_pauses_with_the_outcome,
             due_resumes_are_taken_once_and_the_earliest_is_known,
             a_job_without_success_for_stale_after_seconds_is_marked_stale_once,
+            backfills_round_trip_and_are_listed_per_job_newest_first,
+            a_backfill_step_inserts_each_fire_once_and_skips_a_taken_one,
+            a_cancelled_backfill_takes_no_more_fires,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1709,6 +1715,7 @@ macro_rules! sql_store_contract_tests {
             an_unreadable_due_job_is_parked_and_the_others_still_claimed,
             a_calendar_change_is_seen_by_every_replica,
             an_entry_that_cannot_be_written_undoes_its_change,
+            replicas_never_take_the_same_backfill_fire,
         ]);
     };
     (@cases $module:ident, $database:expr, [$($case:ident),* $(,)?]) => {

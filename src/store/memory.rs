@@ -1,5 +1,7 @@
 //! The memory store: jobs and the ledger in process memory, lost on exit (APScheduler's MemoryJobStore).
 
+mod backfills;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
@@ -31,6 +33,8 @@ struct State {
     /// Jobs that may have buffered runs, as the SQL stores' `runs_buffered` index: what `promote_buffered` walks,
     /// so its cost does not grow with the ledger.
     buffering: BTreeSet<String>,
+    /// Backfills by id.
+    backfills: BTreeMap<String, crate::backfill::Backfill>,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -542,5 +546,29 @@ impl JobStore for MemoryStore {
     async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let state = self.state.lock().await;
         Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())
+    }
+
+    async fn create_backfill(&self, backfill: &crate::backfill::Backfill) -> StoreResult<()> {
+        self.create_backfill_in(backfill).await
+    }
+
+    async fn get_backfill(&self, id: &str) -> StoreResult<Option<crate::backfill::Backfill>> {
+        self.get_backfill_in(id).await
+    }
+
+    async fn list_backfills(&self, job_id: &str) -> StoreResult<Vec<crate::backfill::Backfill>> {
+        self.list_backfills_in(job_id).await
+    }
+
+    async fn cancel_backfill(&self, id: &str) -> StoreResult<Option<crate::backfill::Backfill>> {
+        self.cancel_backfill_in(id).await
+    }
+
+    async fn due_backfills(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<crate::backfill::Backfill>> {
+        self.due_backfills_in(now, limit).await
+    }
+
+    async fn step_backfill(&self, step: &crate::backfill::BackfillStep) -> StoreResult<crate::backfill::StepOutcome> {
+        self.step_backfill_in(step).await
     }
 }

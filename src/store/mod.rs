@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::audit::{AuditEntry, AuditQuery};
+use crate::backfill::{Backfill, BackfillStep, StepOutcome};
 use crate::calendar::Calendar;
 use crate::job::{Job, Run, RunStatus};
 use crate::labels::Selector;
@@ -330,6 +331,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// of replicas sharing the store one marks each, once per stale period (a success ends the period).
     /// Also answers the earliest time after `now` another watched job may become stale.
     async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)>;
+    /// Insert a new backfill; `Conflict` if its id is taken.
+    async fn create_backfill(&self, backfill: &Backfill) -> StoreResult<()>;
+    /// The backfill with this id, with its runs counted from the ledger.
+    async fn get_backfill(&self, id: &str) -> StoreResult<Option<Backfill>>;
+    /// A job's backfills, newest first, with their runs counted.
+    async fn list_backfills(&self, job_id: &str) -> StoreResult<Vec<Backfill>>;
+    /// Cancel a running backfill (a finished one stays as it is); the backfill as it now is, `None` if unknown.
+    async fn cancel_backfill(&self, id: &str) -> StoreResult<Option<Backfill>>;
+    /// Running backfills whose next step is due at `now`, earliest first, at most `limit`.
+    async fn due_backfills(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Backfill>>;
+    /// In one transaction, apply `step` if the backfill is still running at the step's position (else `Lost`):
+    /// with no run, mark it done; else wait (`Full`) while the job has `max_instances` runs pending or running,
+    /// else insert the run unless its fire is in the ledger already (`Skipped`), and advance the backfill.
+    async fn step_backfill(&self, step: &BackfillStep) -> StoreResult<StepOutcome>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

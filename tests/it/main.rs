@@ -7,6 +7,7 @@
 mod harness;
 
 mod audit;
+mod backfill;
 mod bad_input;
 mod calendars;
 mod cli;

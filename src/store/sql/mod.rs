@@ -5,6 +5,7 @@
 //!
 //! The shared statements number their parameters (`$1`); SQLite reads such names by number as PostgreSQL does.
 
+mod backfills;
 mod health;
 mod labels;
 mod rows;
@@ -976,5 +977,29 @@ where
             .await
             .map_err(store_error)?;
         row.map(|(time,)| time.into_time("paused_until")).transpose()
+    }
+
+    async fn create_backfill(&self, backfill: &crate::backfill::Backfill) -> StoreResult<()> {
+        self.create_backfill_in(backfill).await
+    }
+
+    async fn get_backfill(&self, id: &str) -> StoreResult<Option<crate::backfill::Backfill>> {
+        self.get_backfill_in(id).await
+    }
+
+    async fn list_backfills(&self, job_id: &str) -> StoreResult<Vec<crate::backfill::Backfill>> {
+        self.list_backfills_in(job_id).await
+    }
+
+    async fn cancel_backfill(&self, id: &str) -> StoreResult<Option<crate::backfill::Backfill>> {
+        self.cancel_backfill_in(id).await
+    }
+
+    async fn due_backfills(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<crate::backfill::Backfill>> {
+        self.due_backfills_in(now, limit).await
+    }
+
+    async fn step_backfill(&self, step: &crate::backfill::BackfillStep) -> StoreResult<crate::backfill::StepOutcome> {
+        self.step_backfill_in(step).await
     }
 }
