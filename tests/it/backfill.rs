@@ -166,6 +166,7 @@ async fn a_restarted_server_goes_on_with_its_backfill() {
 
 #[tokio::test]
 async fn two_replicas_share_a_backfill_without_double_delivery() {
+    let _turn = crate::harness::timing_bound_turn().await;
     let schema = ScratchSchema::create().await;
     let receiver = Receiver::start().await;
     let first = Server::start(postgres_config(schema.url(), 4)).await;

@@ -260,6 +260,7 @@ async fn by_apsched(server: &Server, job_id: &str, action: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_three_replicas_on_postgres_auto_pause_and_resume_each_job_once() {
+    let _turn = crate::harness::timing_bound_turn().await;
     use crate::harness::postgres::{ScratchSchema, postgres_config};
     let schema = ScratchSchema::create().await;
     let receiver = Receiver::start().await;

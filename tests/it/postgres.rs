@@ -70,6 +70,7 @@ async fn a_job_added_on_one_replica_is_fired_at_once_by_another() {
 /// throughout; every scheduled second is delivered once the database is back, none twice with different keys.
 #[tokio::test]
 async fn a_server_that_loses_its_database_recovers_and_loses_no_fire() {
+    let _turn = crate::harness::timing_bound_turn().await;
     const OUTAGE: Duration = Duration::from_secs(4);
     let schema = ScratchSchema::create().await;
     let proxy = Proxy::start(database_address()).await;

@@ -135,6 +135,7 @@ fn deliveries(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_database_without_double_firing_and_take_over_a_killed_one() {
+    let _turn = crate::harness::timing_bound_turn().await;
     let clock = (Instant::now(), Utc::now());
     let schema = ScratchSchema::create().await;
     let dir = tempfile::tempdir().unwrap();

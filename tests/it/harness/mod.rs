@@ -21,6 +21,14 @@ pub use receiver::{Closer, Received, Receiver};
 /// Upper bound for anything a test waits for: generous, since CI machines are slow and noisy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Tests bound by real time across several servers (lease takeovers, a database outage, replicas sharing work)
+/// take turns: two of them at once on a small machine starve each other's lease upkeep and fail for no fault of
+/// the code. Hold the guard for the whole test.
+pub async fn timing_bound_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 /// A clock running at real speed, shifted by an offset: a restarted server can "wake up" hours later.
 pub struct ShiftedClock(pub chrono::TimeDelta);
 
