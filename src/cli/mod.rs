@@ -2,6 +2,7 @@
 //! `runs`, `scheduler`, `audit`, and `preview --server`) talk to a running server through its public REST API only, so
 //! everything they do a script or SDK can do too. `preview` without `--server` computes locally.
 
+pub mod backfill;
 pub mod client;
 pub mod output;
 pub mod preview;
@@ -145,6 +146,9 @@ pub enum JobsCommand {
         #[command(flatten)]
         filter: AuditFilter,
     },
+    /// Deliver the job's past fires in a range, paced, and follow them with a progress bar (exit 4 if some
+    /// failed); --detach returns at once.
+    Backfill(backfill::StartArgs),
 }
 
 /// Filters of the audit trail (`apsched audit`, `apsched jobs history`).
@@ -438,6 +442,8 @@ pub enum Request {
         /// Preview from this time (RFC 3339) instead of the server's now.
         now: Option<String>,
     },
+    /// A `backfills` command.
+    Backfills(backfill::BackfillsCommand),
 }
 
 /// Run a client command; the exit code is 0 on success, else `client::EXIT_*` with the error on stderr.
@@ -506,6 +512,7 @@ async fn execute(client: &Client, request: Request, as_json: bool) -> Result<Str
             let times: Vec<String> = answer["fire_times"].as_array().into_iter().flatten().map(cell).collect();
             Ok(times.join("\n"))
         }
+        Request::Backfills(command) => backfill::backfills(client, command, as_json).await,
     }
 }
 
@@ -843,6 +850,7 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let path = format!("{}/history{}", job_path(&id), filter.query());
             return audit(client, &path, as_json, &format!("no changes of job {id}")).await;
         }
+        JobsCommand::Backfill(args) => return backfill::start(client, args, as_json).await,
     };
     Ok(if as_json { pretty(&answer) } else { human })
 }
