@@ -19,7 +19,7 @@ use output::{cell, table, trigger_summary};
 
 /// Shown under the client commands' help, as in the README.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the API refused the request (4xx); 2 usage error, nothing \
-     sent; 3 the server failed (5xx) or could not be reached.";
+     sent; 3 the server failed (5xx) or could not be reached; 4 a followed backfill failed.";
 
 /// How a client command reaches the server and prints its answer. Global, so the flags may follow the verb.
 #[derive(Debug, Clone, Args)]
