@@ -122,6 +122,14 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Backfills on a running server (a job's past fires delivered on request): get, cancel, list.
+    #[command(after_help = cli::EXIT_CODES_HELP)]
+    Backfills {
+        #[command(subcommand)]
+        command: cli::backfill::BackfillsCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
 }
 
 fn init_tracing(json: bool) {
@@ -169,6 +177,9 @@ fn main() -> ExitCode {
         }
         Command::Calendars { command, connection } => {
             ExitCode::from(cli::run_client(connection, cli::Request::Calendars(command)))
+        }
+        Command::Backfills { command, connection } => {
+            ExitCode::from(cli::run_client(connection, cli::Request::Backfills(command)))
         }
         Command::Serve { listen, config, json_logs, insecure_listen_anywhere } => {
             init_tracing(json_logs);

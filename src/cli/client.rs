@@ -19,6 +19,8 @@ pub const EXIT_API_REFUSED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The server failed (5xx) or could not be reached.
 pub const EXIT_SERVER: u8 = 3;
+/// The request was taken but what it started failed (a followed backfill with failed fires).
+pub const EXIT_FAILED: u8 = 4;
 
 /// Why a client command failed; each kind has its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub enum CliError {
     /// 5xx, no answer, or an answer that is not the API's.
     #[error("{0}")]
     Server(String),
+    /// What the command started and followed failed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {
@@ -48,6 +53,7 @@ impl CliError {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Refused { .. } => EXIT_API_REFUSED,
             CliError::Server(_) => EXIT_SERVER,
+            CliError::Failed(_) => EXIT_FAILED,
         }
     }
 

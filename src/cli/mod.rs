@@ -2,6 +2,7 @@
 //! `runs`, `scheduler`, `audit`, and `preview --server`) talk to a running server through its public REST API only, so
 //! everything they do a script or SDK can do too. `preview` without `--server` computes locally.
 
+pub mod backfill;
 pub mod client;
 pub mod output;
 pub mod preview;
@@ -18,7 +19,7 @@ use output::{cell, table, trigger_summary};
 
 /// Shown under the client commands' help, as in the README.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the API refused the request (4xx); 2 usage error, nothing \
-     sent; 3 the server failed (5xx) or could not be reached.";
+     sent; 3 the server failed (5xx) or could not be reached; 4 a followed backfill failed.";
 
 /// How a client command reaches the server and prints its answer. Global, so the flags may follow the verb.
 #[derive(Debug, Clone, Args)]
@@ -151,6 +152,9 @@ pub enum JobsCommand {
         #[command(flatten)]
         filter: AuditFilter,
     },
+    /// Deliver the job's past fires in a range, paced, and follow them with a progress bar (exit 4 if some
+    /// failed); --detach returns at once.
+    Backfill(backfill::StartArgs),
 }
 
 /// Filters of the audit trail (`apsched audit`, `apsched jobs history`).
@@ -444,6 +448,8 @@ pub enum Request {
         /// Preview from this time (RFC 3339) instead of the server's now.
         now: Option<String>,
     },
+    /// A `backfills` command.
+    Backfills(backfill::BackfillsCommand),
 }
 
 /// Run a client command; the exit code is 0 on success, else `client::EXIT_*` with the error on stderr.
@@ -512,6 +518,7 @@ async fn execute(client: &Client, request: Request, as_json: bool) -> Result<Str
             let times: Vec<String> = answer["fire_times"].as_array().into_iter().flatten().map(cell).collect();
             Ok(times.join("\n"))
         }
+        Request::Backfills(command) => backfill::backfills(client, command, as_json).await,
     }
 }
 
@@ -869,6 +876,7 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let path = format!("{}/history{}", job_path(&id), filter.query());
             return audit(client, &path, as_json, &format!("no changes of job {id}")).await;
         }
+        JobsCommand::Backfill(args) => return backfill::start(client, args, as_json).await,
     };
     Ok(if as_json { pretty(&answer) } else { human })
 }

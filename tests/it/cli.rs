@@ -546,3 +546,67 @@ async fn cli_health_column_details_and_pause_with_a_reason_until_a_time() {
     assert!(past.stderr.contains("until"), "{past:#?}");
     server.stop().await;
 }
+
+/// `apsched jobs backfill` followed to the end: without a terminal no bar, plain lines; each past fire delivered
+/// once; `backfills list/get/cancel`; a backfill whose fires fail exits 4 with the counts printed.
+#[tokio::test]
+async fn backfill_is_started_followed_listed_and_a_failed_one_exits_non_zero() {
+    use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    let base = server.base.as_str();
+    let end = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let start = end - TimeDelta::minutes(5);
+    let (from, to) = (start.to_rfc3339(), end.to_rfc3339());
+    let hook = receiver.url("ok/cli-backfill");
+    apsched(base, &["jobs", "add", "--id", "minutely", "--cron", "* * * * *", "--url", &hook], &[], None).await.ok();
+
+    let followed =
+        apsched(base, &["jobs", "backfill", "minutely", "--start", &from, "--end", &to, "--rate", "50"], &[], None)
+            .await;
+    let lines: Vec<&str> = followed.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "a start line and a final line, no bar: {followed:#?}");
+    assert!(lines[0].starts_with("started backfill ") && lines[0].contains("of job minutely: 5 fires"), "{lines:?}");
+    assert!(lines[1].ends_with("succeeded: 5 delivered, 0 failed, 0 skipped, 0 pending of 5"), "{followed:#?}");
+    let mut fires: Vec<DateTime<Utc>> = (receiver.matching("ok/cli-backfill").iter())
+        .filter(|hit| hit.header("apsched-backfill").as_deref() == Some("true"))
+        .map(|hit| DateTime::parse_from_rfc3339(&hit.header("apsched-scheduled-time").unwrap()).unwrap().to_utc())
+        .collect();
+    fires.sort();
+    assert_eq!(fires, (0..5).map(|i| start + TimeDelta::minutes(i)).collect::<Vec<_>>(), "each fire once");
+
+    // Detached, a slow one over earlier minutes (the ones above would all be skipped): listed, shown, cancelled.
+    let earlier = (start - TimeDelta::minutes(5)).to_rfc3339();
+    let detached = apsched(
+        base,
+        &["jobs", "backfill", "minutely", "--start", &earlier, "--end", &from, "--rate", "0.01", "--detach", "--json"],
+        &[],
+        None,
+    )
+    .await
+    .json();
+    let id = detached["id"].as_str().unwrap();
+    assert_eq!(detached["state"], "running");
+    let listed = apsched(base, &["backfills", "list", "minutely"], &[], None).await;
+    assert!(listed.ok().starts_with("ID") && listed.stdout.contains(id), "{listed:#?}");
+    assert_eq!(listed.stdout.lines().count(), 3, "a header and two backfills: {listed:#?}");
+    let as_json = apsched(base, &["backfills", "list", "minutely", "--json"], &[], None).await.json();
+    assert_eq!(as_json.as_array().map(Vec::len), Some(2), "{as_json}");
+    let shown = apsched(base, &["backfills", "get", id], &[], None).await;
+    assert!(shown.ok().contains("state:   running") && shown.stdout.contains("job:     minutely"), "{shown:#?}");
+    let cancelled = apsched(base, &["backfills", "cancel", id, "--json"], &[], None).await.json();
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    let missing = apsched(base, &["backfills", "get", "no-such-backfill"], &[], None).await;
+    assert_eq!(missing.code, EXIT_API_REFUSED, "{missing:#?}");
+
+    // Fires that fail: the counts on stdout, the failure on stderr, exit 4.
+    let failing = receiver.url("status/404/cli-backfill");
+    apsched(base, &["jobs", "add", "--id", "failing", "--cron", "* * * * *", "--url", &failing], &[], None).await.ok();
+    let failed =
+        apsched(base, &["jobs", "backfill", "failing", "--start", &from, "--end", &to, "--rate", "50"], &[], None)
+            .await;
+    assert_eq!(failed.code, 4, "{failed:#?}");
+    assert!(failed.stdout.contains("failed: 0 delivered, 5 failed"), "{failed:#?}");
+    assert!(failed.stderr.contains("5 fires failed"), "{failed:#?}");
+    server.stop().await;
+}

@@ -537,3 +537,37 @@ async fn the_dashboard_is_served_with_a_policy_that_forbids_other_origins() {
     assert_eq!(status, axum::http::StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_sees_a_jobs_backfills_and_cancels_a_running_one() {
+    if std::env::var_os("APSCHED_SKIP_BROWSER_TEST").is_some() {
+        eprintln!("APSCHED_SKIP_BROWSER_TEST is set: the browser test did not run");
+        return;
+    }
+    use chrono::{DurationRound, TimeDelta, Utc};
+    let receiver = Receiver::start().await;
+    let server = Server::start(memory_config()).await;
+    let job = json!({"id": "minutely", "trigger": {"type": "cron", "minute": "*"}, "action": {"url": receiver.url("ok/ui-backfill")}});
+    let (status, _) = server.post("/v1/jobs", job).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED);
+    let end = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let range =
+        json!({"start": (end - TimeDelta::minutes(10)).to_rfc3339(), "end": end.to_rfc3339(), "rate_per_second": 0.01});
+    let (status, backfill) = server.post("/v1/jobs/minutely/backfill", range).await;
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{backfill}");
+    let id = backfill["id"].as_str().unwrap();
+    let browser = Browser::start().await;
+
+    browser.goto(&format!("{}/ui/#/jobs/minutely", server.base)).await;
+    let row = format!("#backfills tr[data-backfill='{id}']");
+    browser.wait_until("the backfill's row", &format!("document.querySelector({})", json!(row))).await;
+    let text = browser.text(&row).await;
+    assert!(text.contains("running") && text.contains(" of 10"), "{text}");
+    browser.script("window.confirm = () => true; return true", json!([])).await;
+    browser.click(&format!("{row} button[data-action='cancel-backfill']")).await;
+    let cancelled = format!("#backfills tr[data-backfill='{id}'][data-state='cancelled']");
+    browser.wait_until("the backfill cancelled", &format!("document.querySelector({})", json!(cancelled))).await;
+    assert_eq!(server.get(&format!("/v1/backfills/{id}")).await.1["state"], "cancelled");
+    browser.close().await;
+    server.stop().await;
+}

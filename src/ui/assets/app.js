@@ -470,6 +470,10 @@
       if (err.status === 404) return { entries: [] };
       throw err;
     });
+    const backfills = await api('GET', '/jobs/' + enc(id) + '/backfills').catch((err) => {
+      if (err.status === 404) return { backfills: [] };
+      throw err;
+    });
     if (!job && !runs.runs.length && !history.entries.length) {
       throw new Problem(404, { detail: 'no job with id ' + JSON.stringify(id) });
     }
@@ -530,6 +534,7 @@
         preview.error
         ? h('p', { class: 'form-error' }, preview.error)
         : h('ol', { id: 'fire-times', class: 'preview' }, preview.fire_times.map((t) => h('li', {}, timeCell(t, zone))))] : null,
+      backfillSection(backfills.backfills, zone, reload),
       jobTabs([
         ['runs', 'Runs', h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['Scheduled', 'Kind', 'Status', 'Attempts', 'HTTP', 'Duration', 'Error or response']
           .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
@@ -1046,6 +1051,28 @@
             ['iCalendar', chosen.ics ? h('details', {}, h('summary', {}, calendarExcludes({ ics: chosen.ics })), h('pre', {}, chosen.ics)) : '—'],
             ['Base', chosen.base || '—']].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         checkForm(chosen)] : null);
+  }
+
+  // ---- backfills -------------------------------------------------------------------------------------------
+
+  // A job's backfills, newest first: range, state and counts (refreshed with the page), Cancel while running.
+  function backfillSection(backfills, zone, after) {
+    const rows = backfills.map((b) => h('tr', { 'data-backfill': b.id, 'data-state': b.state },
+      h('td', { class: 'mono' }, b.id),
+      h('td', {}, timeCell(b.start, zone), ' – ', timeCell(b.end, zone)),
+      h('td', {}, stateBadge(b.state)),
+      h('td', { class: 'backfill-counts' }, b.delivered + ' / ' + b.failed + ' / ' + b.skipped + ' of ' + b.total),
+      h('td', {}, b.state === 'running' ? h('button', {
+        'data-action': 'cancel-backfill', class: 'danger',
+        onclick: (e) => {
+          if (!confirm('Cancel backfill ' + b.id + '? Fires not delivered yet will not be.')) return;
+          act(e.target, async () => { await api('DELETE', '/backfills/' + enc(b.id)); return 'Cancelled backfill ' + b.id; }, after);
+        },
+      }, 'Cancel') : '')));
+    return [h('h2', {}, 'Backfills'),
+      h('table', { id: 'backfills' }, h('thead', {}, h('tr', {}, ['Id', 'Range', 'State', 'Delivered / failed / skipped', '']
+        .map((c) => h('th', {}, c)))), h('tbody', {}, rows.length ? rows
+        : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No backfills. Start one with POST /v1/jobs/{id}/backfill or apsched jobs backfill.'))))];
   }
 
   // ---- start ----------------------------------------------------------------------------------------------
