@@ -258,6 +258,8 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
     browser.wait_until("the interval's preview", "document.querySelectorAll('#preview li').length === 10").await;
     browser.type_into("#job-id", "browser-job").await;
     browser.type_into("#job-name", "Made in the browser").await;
+    browser.type_into("#job-labels", "tier=gold, zone=eu").await;
+    browser.type_into("#auto-pause", "3").await;
     browser.type_into("#action-url", "ftp://127.0.0.1/nope").await;
     browser.click("#save").await;
     // The API's problem for `action.url` is shown beside the URL input.
@@ -276,6 +278,9 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
         .wait_until("the new job's page", "location.hash === '#/jobs/browser-job' && document.querySelector('#config')")
         .await;
     browser.wait_until("its next ten fire times", "document.querySelectorAll('#fire-times li').length === 10").await;
+    let (_, made) = server.get("/v1/jobs/browser-job").await;
+    assert_eq!(made["labels"], json!({"tier": "gold", "zone": "eu"}), "{made}");
+    assert_eq!(made["auto_pause_after_failures"], 3, "{made}");
 
     // The list: the job with its trigger in words and its next run time in both zones.
     browser.click("nav a[data-nav=jobs]").await;
@@ -339,7 +344,7 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
     browser.type_into("#selector", "!team\u{E007}").await;
     browser
         .wait_until(
-            "the unlabelled job again",
+            "the job without a team label again",
             &format!(
                 "document.querySelector(\"{row}\") && !document.querySelector(\"#jobs tr[data-job-id='labelled-job']\")"
             ),

@@ -441,6 +441,10 @@
     every(reload);
   }
 
+  function optionalText(value) {
+    return value === null || value === undefined ? '' : String(value);
+  }
+
   function labelText(labels) {
     return Object.entries(labels || {}).map(([k, v]) => k + '=' + v).join(' ');
   }
@@ -713,6 +717,14 @@
         value: job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined ? val(job.max_catchup_runs) : '',
         placeholder: 'no bound', inputmode: 'numeric',
       }), 'after downtime, without coalesce: deliver only the newest this many missed fires'),
+      field('Labels', input('job-labels', 'labels', { value: job ? labelText(job.labels) : '', class: 'mono', placeholder: 'team=payments tier=gold' }),
+        'key=value pairs, separated by spaces or commas; select jobs by them'),
+      field('Auto-pause after failures', input('auto-pause', 'auto_pause_after_failures', {
+        value: job ? optionalText(job.auto_pause_after_failures) : '', placeholder: 'off', inputmode: 'numeric',
+      }), 'pause the job after this many consecutive failed runs'),
+      field('Stale after (s)', input('stale-after', 'stale_after_seconds', {
+        value: job ? optionalText(job.stale_after_seconds) : '', placeholder: 'off', inputmode: 'numeric',
+      }), 'mark the job stale when no run succeeded for this long'),
       field('Executor', input('executor', 'executor', { value: job ? job.executor : '', placeholder: 'default' })),
       job ? null : field('Job store', input('jobstore', 'jobstore', { placeholder: 'default' })),
       field('Paused', input('paused', 'paused', { type: 'checkbox', checked: Boolean(job && job.paused) })),
@@ -740,6 +752,17 @@
       textWrap.hidden = bodyKind.value !== 'text';
       // The zone box is shared by every kind but the raw JSON one.
       document.getElementById('timezone').closest('.field').hidden = chosen === 'json';
+    }
+
+    // `team=payments tier=gold` (or comma-separated) as a labels object; the server checks keys and values.
+    function labelsOf(text) {
+      const labels = {};
+      for (const pair of text.split(/[\s,]+/).filter(Boolean)) {
+        const at = pair.indexOf('=');
+        if (at <= 0) throw new FieldError('labels', JSON.stringify(pair) + ' is not key=value');
+        labels[pair.slice(0, at)] = pair.slice(at + 1);
+      }
+      return labels;
     }
 
     function number(elId, path, integer) {
@@ -905,6 +928,12 @@
       const catchup = number('max-catchup', 'max_catchup_runs', true);
       if (catchup !== undefined) body.max_catchup_runs = catchup;
       else if (job && job.max_catchup_runs !== null && job.max_catchup_runs !== undefined) body.max_catchup_runs = null;
+      body.labels = labelsOf(value('job-labels'));
+      for (const [elId, key] of [['auto-pause', 'auto_pause_after_failures'], ['stale-after', 'stale_after_seconds']]) {
+        const n = number(elId, key, true);
+        if (n !== undefined) body[key] = n;
+        else if (job && job[key] !== null && job[key] !== undefined) body[key] = null;
+      }
       if (value('executor')) body.executor = value('executor');
       body.paused = document.getElementById('paused').checked;
       if (!job) {
@@ -927,7 +956,8 @@
       });
       const before = { name: job.name, trigger: job.trigger, action: Object.assign({}, job.action), coalesce: job.coalesce,
         max_instances: job.max_instances, misfire_grace_time: job.misfire_grace_time, executor: job.executor, paused: job.paused,
-        max_catchup_runs: job.max_catchup_runs, overlap: job.overlap };
+        max_catchup_runs: job.max_catchup_runs, overlap: job.overlap, labels: job.labels || {},
+        auto_pause_after_failures: job.auto_pause_after_failures, stale_after_seconds: job.stale_after_seconds };
       delete before.action.type;
       const patch = {};
       if (!body.name && job.name) patch.name = null;
