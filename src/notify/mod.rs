@@ -68,8 +68,8 @@ fn default_threshold() -> u32 {
     1
 }
 
-/// Where and when to send a job's notifications.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Where and when to send a job's notifications. Its Debug output masks the secrets, as `masked` does.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySpec {
     /// Absolute `http` or `https` URL the notifications are POSTed to.
@@ -88,6 +88,24 @@ pub struct NotifySpec {
     #[serde(default = "default_threshold")]
     #[schema(minimum = 1)]
     pub failure_threshold: u32,
+}
+
+impl std::fmt::Debug for NotifySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.masked();
+        f.debug_struct("NotifySpec")
+            .field("url", &shown.url)
+            .field("on", &shown.on)
+            .field("headers", &shown.headers)
+            .field("signing_secret", &shown.signing_secret)
+            .field("failure_threshold", &shown.failure_threshold)
+            .finish()
+    }
+}
+
+/// `[notify]` as a serialised configuration shows it: masked, so no secret leaves the process that way.
+pub fn serialize_masked<S: serde::Serializer>(spec: &Option<NotifySpec>, serializer: S) -> Result<S::Ok, S::Error> {
+    spec.as_ref().map(NotifySpec::masked).serialize(serializer)
 }
 
 impl NotifySpec {
