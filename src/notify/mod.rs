@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use crate::action::signing::SigningKey;
 use crate::action::{MASK, check_absolute_http, is_secret_header, masked_url};
 
+pub mod send;
+
 /// At most this many headers on a notification, as on an action.
 const MAX_HEADERS: usize = 64;
 /// A header's name and value together, as on an action.
