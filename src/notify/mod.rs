@@ -156,6 +156,31 @@ impl NotifySpec {
         shown
     }
 
+    /// Put back the secrets a client sent as it was shown them (`********`): a job read and written back keeps
+    /// them. A mask with nothing stored behind it is an error on that field.
+    pub fn restore_masked(&mut self, stored: Option<&NotifySpec>) -> Result<(), (String, String)> {
+        let missing = |field: &str| (field.to_string(), format!("is the mask {MASK:?} but nothing is stored to keep"));
+        for (name, value) in self.headers.iter_mut() {
+            if value == MASK && is_secret_header(name) {
+                let kept = stored.and_then(|stored| {
+                    stored.headers.iter().find(|(old, _)| old.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+                });
+                value.clone_from(kept.ok_or_else(|| missing("headers"))?);
+            }
+        }
+        if self.signing_secret.as_deref() == Some(MASK) {
+            let kept = stored.and_then(|stored| stored.signing_secret.clone());
+            self.signing_secret = Some(kept.ok_or_else(|| missing("signing_secret"))?);
+        }
+        if let Some(stored) = stored
+            && self.url != stored.url
+            && self.url == masked_url(&stored.url)
+        {
+            self.url.clone_from(&stored.url);
+        }
+        Ok(())
+    }
+
     /// Whether `kind` is sent.
     pub fn wants(&self, kind: NotifyOn) -> bool {
         self.on.contains(&kind)

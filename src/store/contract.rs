@@ -203,6 +203,7 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         stale_after_seconds: Some(86_400),
         paused_reason: None,
         paused_until: None,
+        notify: None,
         health: Default::default(),
         executor: "default".to_string(),
         jobstore: "default".to_string(),
@@ -371,6 +372,14 @@ pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
     full.max_catchup_runs = Some(3);
     full.auto_pause_after_failures = Some(4);
     full.stale_after_seconds = Some(600);
+    full.notify = Some(
+        serde_json::from_value(json!({
+            "url": "https://alerts.internal/apsched", "on": ["failure", "auto_paused"],
+            "headers": {"Authorization": "Bearer n0tify"}, "failure_threshold": 2,
+            "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        }))
+        .unwrap(),
+    );
     full.paused_reason = Some("maintenance ü".to_string());
     full.paused_until = Some(at(7200));
     full.executor = "slow".to_string();

@@ -54,7 +54,7 @@ macro_rules! job_columns {
     () => {
         "id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, next_run_time, \
          paused, created_at, updated_at, labels, max_catchup_runs, overlap, auto_pause_after_failures, \
-         stale_after_seconds, paused_reason, paused_until"
+         stale_after_seconds, paused_reason, paused_until, notify"
     };
 }
 pub(crate) use job_columns;
@@ -65,7 +65,7 @@ macro_rules! insert_job_sql {
         concat!(
             "INSERT INTO jobs (",
             job_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
             $tail
         )
     };
@@ -81,12 +81,13 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
      labels = excluded.labels, max_catchup_runs = excluded.max_catchup_runs, overlap = excluded.overlap, \
      auto_pause_after_failures = excluded.auto_pause_after_failures, \
      stale_after_seconds = excluded.stale_after_seconds, paused_reason = excluded.paused_reason, \
-     paused_until = excluded.paused_until"
+     paused_until = excluded.paused_until, notify = excluded.notify"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
     created_at = $12, updated_at = $13, labels = $14, max_catchup_runs = $15, overlap = $16, \
-    auto_pause_after_failures = $17, stale_after_seconds = $18, paused_reason = $19, paused_until = $20 WHERE id = $1";
+    auto_pause_after_failures = $17, stale_after_seconds = $18, paused_reason = $19, paused_until = $20, notify = $21 \
+    WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),

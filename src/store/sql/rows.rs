@@ -133,6 +133,7 @@ pub struct JobRow<Time, Json> {
     stale_after_seconds: Option<i64>,
     paused_reason: Option<String>,
     paused_until: Option<Time>,
+    notify: Option<Json>,
     consecutive_failures: i64,
     last_success_at: Option<Time>,
     last_failure_at: Option<Time>,
@@ -185,6 +186,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
                 stale: self.stale,
             },
             paused_reason: self.paused_reason,
+            notify: self.notify.map(|notify| notify.decode(&what("notify"))).transpose()?,
             name: self.name,
             coalesce: self.coalesce,
             executor: self.executor,
@@ -307,7 +309,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs`, in the order of `job_columns!`.
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 20]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 21]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -329,6 +331,7 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Int(job.stale_after_seconds.map(i64::from)),
         Param::Text(job.paused_reason.as_deref()),
         Param::Time(job.paused_until),
+        Param::NullableJson(job.notify.as_ref().map(|notify| Json::encode(notify, "notify")).transpose()?),
     ])
 }
 
