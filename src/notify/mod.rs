@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::action::signing::SigningKey;
 use crate::action::{MASK, check_absolute_http, is_secret_header, masked_url};
 
+pub mod ledger;
 pub mod send;
 
 /// At most this many headers on a notification, as on an action.

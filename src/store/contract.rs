@@ -165,6 +165,7 @@ macro_rules! store_contract_tests {
             auto_pause_after_failures_pauses_with_the_outcome,
             due_resumes_are_taken_once_and_the_earliest_is_known,
             a_job_without_success_for_stale_after_seconds_is_marked_stale_once,
+            notifications_are_claimed_once_under_a_lease,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1862,3 +1863,53 @@ pub(crate) async fn an_entry_that_cannot_be_written_undoes_its_change(database: 
 
 sql_store_contract_tests!(sqlite_shared, sqlite_database());
 sql_store_contract_tests!(postgres_shared, postgres_database());
+
+pub(crate) async fn notifications_are_claimed_once_under_a_lease(store: &dyn JobStore) {
+    use crate::notify::NotifyOn;
+    use crate::notify::ledger::{Notification, NotificationState};
+    let mut all: Vec<Notification> = (0..20)
+        .map(|i| Notification::pending(&format!("job-{i}"), NotifyOn::Failure, json!({"n": i, "ü": [1, null]}), at(i)))
+        .collect();
+    let mut later = Notification::pending("later", NotifyOn::Stale, json!({}), at(1000));
+    later.last_error = Some("HTTP 503".into());
+    all.push(later.clone());
+    store.insert_notifications(&all).await.unwrap();
+    assert!(store.insert_notifications(&all[..1]).await.is_err(), "an id goes in once");
+
+    // Two claimers at once, a few rows at a time, until nothing is left: each row once, the later one never.
+    let claimer = || async {
+        let mut got = Vec::new();
+        loop {
+            let batch = store.claim_notifications(at(100), at(160), 3).await.unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch);
+        }
+    };
+    let (first, second) = tokio::join!(claimer(), claimer());
+    let mut ids: Vec<String> = first.iter().chain(&second).map(|n| n.id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = all[..20].iter().map(|n| n.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every due row exactly once");
+    let one = first.iter().chain(&second).find(|n| n.id == all[7].id).unwrap();
+    assert_eq!(
+        one,
+        &Notification { attempts: 1, lease_until: Some(at(160)), ..all[7].clone() },
+        "every field kept, the attempt counted"
+    );
+    assert_eq!(one.state, NotificationState::Pending);
+
+    // Under the lease nothing is claimed again; after it, each row is, with its second attempt.
+    assert!(store.claim_notifications(at(160), at(220), 100).await.unwrap().is_empty());
+    let again = store.claim_notifications(at(161), at(220), 100).await.unwrap();
+    assert_eq!(again.len(), 20);
+    assert!(again.iter().all(|n| n.attempts == 2 && n.lease_until == Some(at(220))));
+    // Once due, the later one is claimed too (its first attempt), along with the others whose lease ran out.
+    let taken = store.claim_notifications(at(1000), at(1060), 100).await.unwrap();
+    assert_eq!(taken.len(), 21);
+    let taken_later = taken.iter().find(|n| n.id == later.id).unwrap();
+    assert_eq!(taken_later, &Notification { attempts: 1, lease_until: Some(at(1060)), ..later });
+    assert!(taken.iter().filter(|n| n.id != taken_later.id).all(|n| n.attempts == 3));
+}

@@ -31,6 +31,8 @@ struct State {
     /// Jobs that may have buffered runs, as the SQL stores' `runs_buffered` index: what `promote_buffered` walks,
     /// so its cost does not grow with the ledger.
     buffering: BTreeSet<String>,
+    /// The notifications ledger, by id.
+    notifications: BTreeMap<String, crate::notify::ledger::Notification>,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -542,5 +544,38 @@ impl JobStore for MemoryStore {
     async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let state = self.state.lock().await;
         Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())
+    }
+
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        if let Some(taken) = notifications.iter().find(|n| state.notifications.contains_key(&n.id)) {
+            return Err(StoreError::Corrupt(format!("notification {:?} is in the ledger already", taken.id)));
+        }
+        for notification in notifications {
+            state.notifications.insert(notification.id.clone(), notification.clone());
+        }
+        Ok(())
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        // The state's mutex is the lease's lock: one claimer at a time.
+        let mut state = self.state.lock().await;
+        let mut due: Vec<&mut crate::notify::ledger::Notification> =
+            state.notifications.values_mut().filter(|n| n.claimable(now)).collect();
+        due.sort_by_key(|n| n.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|n| {
+                n.lease_until = Some(lease_until);
+                n.attempts = n.attempts.saturating_add(1);
+                n.clone()
+            })
+            .collect())
     }
 }

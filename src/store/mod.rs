@@ -330,6 +330,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// of replicas sharing the store one marks each, once per stale period (a success ends the period).
     /// Also answers the earliest time after `now` another watched job may become stale.
     async fn mark_stale(&self, now: DateTime<Utc>) -> StoreResult<(Vec<Job>, Option<DateTime<Utc>>)>;
+
+    /// Add notifications to the ledger, all or none.
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()>;
+    /// Lease until `lease_until` at most `limit` notifications claimable at `now` (pending, due, not leased),
+    /// earliest first, counting an attempt on each: two claimers, in one process or in replicas, never get the
+    /// same notification while its lease holds.
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

@@ -7,6 +7,7 @@
 
 mod health;
 mod labels;
+mod notifications;
 mod rows;
 
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use sqlx::{Arguments, Database, Executor, FromRow, IntoArguments, Pool, Transact
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
+pub use rows::NotificationRow;
 pub use rows::{
     AuditRow, JobRow, JsonColumn, Micros, Param, RUN_PROGRESS_COLUMNS, Record, RunRow, TimeColumn, is_unique_violation,
     limit_of, narrow, run_params, run_progress_params, store_error, to_json_text,
@@ -143,6 +145,10 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     type JobRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Job> + Send + Unpin;
     type RunRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Run> + Send + Unpin;
     type AuditRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = AuditEntry> + Send + Unpin;
+    type NotificationRow: for<'r> FromRow<'r, DbRow<Self>>
+        + Record<Model = crate::notify::ledger::Notification>
+        + Send
+        + Unpin;
 
     /// Which store this dialect makes (PostgreSQL may be shared by replicas; SQLite belongs to one process).
     const KIND: super::StoreType;
@@ -977,5 +983,38 @@ where
             .await
             .map_err(store_error)?;
         row.map(|(time,)| time.into_time("paused_until")).transpose()
+    }
+
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        for notification in notifications {
+            let params = rows::notification_params::<D::Json>(notification)?;
+            sqlx::query_with(notifications::INSERT_SQL, arguments::<D>(params)?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        let sql = match D::KIND {
+            super::StoreType::Postgres => notifications::CLAIM_LOCKED_SQL,
+            _ => notifications::CLAIM_SQL,
+        };
+        let params = [Param::Time(Some(lease_until)), Param::Time(Some(now)), Param::Int(Some(limit_of(limit)))];
+        let _turn = self.turn().await;
+        let rows: Vec<D::NotificationRow> =
+            sqlx::query_as_with(sql, arguments::<D>(params)?).fetch_all(&self.pool).await.map_err(store_error)?;
+        models(rows)
     }
 }

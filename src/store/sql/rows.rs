@@ -395,3 +395,64 @@ pub const RUN_PROGRESS_COLUMNS: [&str; 9] = [
     "response_excerpt",
     "lease_expires_at",
 ];
+
+#[derive(FromRow)]
+pub struct NotificationRow<Time, Json> {
+    id: String,
+    job_id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    payload: Json,
+    state: String,
+    attempts: i64,
+    next_attempt_at: Time,
+    lease_until: Option<Time>,
+    created_at: Time,
+    delivered_at: Option<Time>,
+    last_error: Option<String>,
+}
+
+impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> {
+    type Model = crate::notify::ledger::Notification;
+
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn into_model(self) -> StoreResult<crate::notify::ledger::Notification> {
+        let what = |column: &str| format!("notification {:?} {column}", self.id);
+        Ok(crate::notify::ledger::Notification {
+            payload: self.payload.decode(&what("payload"))?,
+            state: crate::notify::ledger::NotificationState::parse(&self.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("state"), self.state)))?,
+            attempts: narrow(self.attempts.max(0), &what("attempts"))?,
+            next_attempt_at: self.next_attempt_at.into_time(&what("next_attempt_at"))?,
+            lease_until: self.lease_until.map(|time| time.into_time(&what("lease_until"))).transpose()?,
+            created_at: self.created_at.into_time(&what("created_at"))?,
+            delivered_at: self.delivered_at.map(|time| time.into_time(&what("delivered_at"))).transpose()?,
+            last_error: self.last_error,
+            kind: self.kind,
+            job_id: self.job_id,
+            id: self.id,
+        })
+    }
+}
+
+/// Every column of `notifications` in table order (`notifications::INSERT_SQL`).
+pub fn notification_params<Json: JsonColumn>(
+    notification: &crate::notify::ledger::Notification,
+) -> StoreResult<[Param<'_, Json>; 11]> {
+    Ok([
+        Param::Text(Some(&notification.id)),
+        Param::Text(Some(&notification.job_id)),
+        Param::Text(Some(&notification.kind)),
+        Param::Json(Json::encode(&notification.payload, "payload")?),
+        Param::Text(Some(notification.state.as_str())),
+        Param::Int(Some(i64::from(notification.attempts))),
+        Param::Time(Some(notification.next_attempt_at)),
+        Param::Time(notification.lease_until),
+        Param::Time(Some(notification.created_at)),
+        Param::Time(notification.delivered_at),
+        Param::Text(notification.last_error.as_deref()),
+    ])
+}
