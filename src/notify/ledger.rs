@@ -84,3 +84,41 @@ impl Notification {
             && self.lease_until.is_none_or(|until| until < now)
     }
 }
+
+/// How an attempt ended, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// A 2xx answer came at this time.
+    Delivered(DateTime<Utc>),
+    /// Failed; due again at this time.
+    Retry(DateTime<Utc>, String),
+    /// Given up.
+    Failed(String),
+}
+
+impl Finish {
+    /// (state, next attempt if it changes, delivered at, error) as the store writes them; the lease is released.
+    pub fn columns(&self) -> (NotificationState, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<&str>) {
+        match self {
+            Finish::Delivered(at) => (NotificationState::Delivered, None, Some(*at), None),
+            Finish::Retry(next, error) => (NotificationState::Pending, Some(*next), None, Some(error)),
+            Finish::Failed(error) => (NotificationState::Failed, None, None, Some(error)),
+        }
+    }
+
+    /// Apply to a notification as the SQL stores do.
+    pub fn apply(&self, notification: &mut Notification) {
+        let (state, next, delivered_at, error) = self.columns();
+        notification.state = state;
+        notification.lease_until = None;
+        if let Some(next) = next {
+            notification.next_attempt_at = next;
+        }
+        if delivered_at.is_some() {
+            notification.delivered_at = delivered_at;
+        }
+        if let Some(error) = error {
+            notification.last_error = Some(error.to_string());
+        }
+    }
+}

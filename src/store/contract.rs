@@ -1912,4 +1912,24 @@ pub(crate) async fn notifications_are_claimed_once_under_a_lease(store: &dyn Job
     let taken_later = taken.iter().find(|n| n.id == later.id).unwrap();
     assert_eq!(taken_later, &Notification { attempts: 1, lease_until: Some(at(1060)), ..later });
     assert!(taken.iter().filter(|n| n.id != taken_later.id).all(|n| n.attempts == 3));
+
+    // Outcomes release the lease: delivered and failed rows are never claimed again; a retry is, when due.
+    use crate::notify::ledger::Finish;
+    assert!(store.finish_notification(&all[0].id, &Finish::Delivered(at(1001))).await.unwrap());
+    assert!(store.finish_notification(&all[1].id, &Finish::Failed("HTTP 410".into())).await.unwrap());
+    assert!(store.finish_notification(&all[2].id, &Finish::Retry(at(1500), "HTTP 503".into())).await.unwrap());
+    assert!(!store.finish_notification("ntf_absent", &Finish::Failed("x".into())).await.unwrap());
+    let after = store.claim_notifications(at(1061), at(1100), 100).await.unwrap();
+    assert_eq!(after.len(), 18, "all but the three finished");
+    let retried = store.claim_notifications(at(1500), at(1560), 100).await.unwrap();
+    let retried = retried.iter().find(|n| n.id == all[2].id).unwrap();
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (4, Some("HTTP 503")));
+    assert!(
+        store
+            .claim_notifications(at(5000), at(5060), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| { n.id != all[0].id && n.id != all[1].id })
+    );
 }

@@ -578,4 +578,11 @@ impl JobStore for MemoryStore {
             })
             .collect())
     }
+
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool> {
+        let mut state = self.state.lock().await;
+        let Some(notification) = state.notifications.get_mut(id) else { return Ok(false) };
+        finish.apply(notification);
+        Ok(true)
+    }
 }

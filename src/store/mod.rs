@@ -342,6 +342,8 @@ pub trait JobStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
+    /// Record how an attempt on notification `id` ended, releasing its lease; `false` when there is no such row.
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

@@ -1017,4 +1017,21 @@ where
             sqlx::query_as_with(sql, arguments::<D>(params)?).fetch_all(&self.pool).await.map_err(store_error)?;
         models(rows)
     }
+
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool> {
+        let (state, next, delivered_at, error) = finish.columns();
+        let params = [
+            Param::Text(Some(id)),
+            Param::Text(Some(state.as_str())),
+            Param::Time(next),
+            Param::Time(delivered_at),
+            Param::Text(error),
+        ];
+        let _turn = self.turn().await;
+        let result = sqlx::query_with(notifications::FINISH_SQL, arguments::<D>(params)?)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(D::rows_affected(&result) > 0)
+    }
 }

@@ -18,6 +18,12 @@ macro_rules! claim_sql {
     };
 }
 
+/// Record how an attempt on `$1` ended: state `$2`, next attempt `$3` (kept when NULL), delivered at `$4` (kept when
+/// NULL), error `$5` (kept when NULL); the lease is released.
+pub const FINISH_SQL: &str = "UPDATE notifications SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), \
+    delivered_at = COALESCE($4, delivered_at), last_error = COALESCE($5, last_error), lease_until = NULL \
+    WHERE id = $1";
+
 /// SQLite: the writer's turn keeps other claimers out.
 pub const CLAIM_SQL: &str = claim_sql!("");
 /// PostgreSQL: rows another replica holds are skipped, not waited for.
