@@ -85,6 +85,9 @@ impl Notification {
     }
 }
 
+/// (state, next attempt if it changes, delivered at, error): the columns a `Finish` writes.
+pub type FinishColumns<'a> = (NotificationState, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<&'a str>);
+
 /// How an attempt ended, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
@@ -98,7 +101,7 @@ pub enum Finish {
 
 impl Finish {
     /// (state, next attempt if it changes, delivered at, error) as the store writes them; the lease is released.
-    pub fn columns(&self) -> (NotificationState, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<&str>) {
+    pub fn columns(&self) -> FinishColumns<'_> {
         match self {
             Finish::Delivered(at) => (NotificationState::Delivered, None, Some(*at), None),
             Finish::Retry(next, error) => (NotificationState::Pending, Some(*next), None, Some(error)),
