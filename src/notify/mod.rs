@@ -11,6 +11,7 @@ use crate::action::signing::SigningKey;
 use crate::action::{MASK, check_absolute_http, is_secret_header, masked_url};
 
 pub mod ledger;
+pub mod notifier;
 pub mod send;
 
 /// At most this many headers on a notification, as on an action.
