@@ -413,7 +413,10 @@ where
             return Ok(());
         }
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-        sqlx::query_with(sql, arguments).execute(&mut *transaction).await.map_err(conflict)?;
+        if let Err(err) = sqlx::query_with(sql, arguments).execute(&mut *transaction).await {
+            transaction.rollback().await.map_err(store_error)?;
+            return Err(conflict(err));
+        }
         labels::write_labels::<D>(&mut transaction, &[job]).await?;
         transaction.commit().await.map_err(store_error)
     }
@@ -425,6 +428,9 @@ where
         let result =
             sqlx::query_with(UPDATE_JOB_SQL, arguments).execute(&mut *transaction).await.map_err(store_error)?;
         if D::rows_affected(&result) == 0 {
+            // Explicitly: a dropped transaction rolls back only when its connection is next used, and holds its
+            // locks until then.
+            transaction.rollback().await.map_err(store_error)?;
             return Err(StoreError::NotFound);
         }
         labels::write_labels::<D>(&mut transaction, &[job]).await?;
@@ -784,6 +790,7 @@ where
                 {
                     Ok(rows) => rows,
                     Err(err) if is_unique_violation(&err) => {
+                        transaction.rollback().await.map_err(store_error)?;
                         return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
                     }
                     Err(err) => return Err(store_error(err)),
@@ -796,6 +803,7 @@ where
                         .await
                         .map_err(store_error)?;
                 if rows.is_empty() {
+                    transaction.rollback().await.map_err(store_error)?;
                     return Err(StoreError::NotFound);
                 }
                 rows
