@@ -93,6 +93,7 @@ pub struct BackfillList {
 #[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", request_body = BackfillIn,
     params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     responses((status = 202, description = "The backfill, running; its fires are delivered in the background", body = BackfillOut),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn start_backfill(

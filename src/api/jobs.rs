@@ -638,7 +638,7 @@ pub async fn modify_jobs(
 /// Pause a job: its next run time becomes null
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "The job's id", pattern = "^[A-Za-z0-9._:-]{1,200}$", min_length = 1, max_length = 200)),
     request_body(content = Option<PauseIn>, description = "Optional: why, and until when"),
-    responses((status = 200, description = "The job, paused", body = JobOut), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The job, paused", body = JobOut), (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No job with this id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`until` is not an RFC 3339 time in the future, or `reason` is too long; `field` names it", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause_job(
     State(state): State<AppState>,

@@ -14,6 +14,8 @@ use crate::scheduler::calendars::MAX_CHECK_TIMES;
 /// An instant as `parse_time` reads it: RFC 3339, or a naive date-time (seconds and fraction optional) or date.
 /// Day numbers a month lacks (`02-30`) match and are still refused with 422: a pattern cannot count leap years.
 pub const TIME_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?|[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$";
+/// An instant with its offset, as RFC 3339 (and chrono's reading of it) writes it.
+pub const RFC3339_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
 /// A whole day.
 pub const DATE_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
 /// An HTTP header name: an RFC 9110 token.
@@ -88,6 +90,10 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
         times["items"]["pattern"] = json!(TIME_PATTERN);
         times["maxItems"] = json!(MAX_CHECK_TIMES);
     });
+    for end in ["start", "end"] {
+        edit(components, "BackfillIn", end, |time| time["pattern"] = json!(TIME_PATTERN));
+    }
+    edit(components, "PauseIn", "until", |until| until["pattern"] = json!(RFC3339_PATTERN));
     edit(components, "HttpAction", "headers", |headers| {
         headers["propertyNames"]["pattern"] = json!(HEADER_NAME_PATTERN);
         headers["additionalProperties"]["pattern"] = json!(HEADER_VALUE_PATTERN);
@@ -140,6 +146,8 @@ mod tests {
         assert_eq!(schema("/components/schemas/CronSpec/properties/start_date/pattern"), TIME_PATTERN);
         assert_eq!(schema("/components/schemas/DateSpec/properties/run_date/pattern"), TIME_PATTERN);
         assert_eq!(schema("/components/schemas/Range/properties/end/pattern"), TIME_PATTERN);
+        assert_eq!(schema("/components/schemas/BackfillIn/properties/start/pattern"), TIME_PATTERN);
+        assert_eq!(schema("/components/schemas/PauseIn/properties/until/pattern"), RFC3339_PATTERN);
         assert_eq!(schema("/components/schemas/Exclude/properties/dates/items/pattern"), DATE_PATTERN);
         assert_eq!(schema("/components/schemas/Exclude/properties/weekdays/items/enum/6"), "sun");
         assert_eq!(schema("/components/schemas/CheckIn/properties/times/maxItems"), MAX_CHECK_TIMES);
@@ -191,6 +199,13 @@ mod tests {
         ) {
             prop_assert!(reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok(), "{name}");
             prop_assert!(reqwest::header::HeaderValue::from_str(&value).is_ok(), "{value:?}");
+        }
+
+        #[test]
+        fn every_instant_the_rfc3339_pattern_allows_on_a_day_every_month_has_parses(
+            time in strategy(RFC3339_PATTERN).prop_filter("a day every month has", |t| t[8..10].parse::<u32>().unwrap() <= 28),
+        ) {
+            prop_assert!(chrono::DateTime::parse_from_rfc3339(&time).is_ok(), "{time}");
         }
 
         #[test]

@@ -609,6 +609,12 @@ impl Scheduler {
         if let Some(runs) = changes.max_catchup_runs {
             check_max_catchup_runs(runs)?;
         }
+        if let Some(after) = changes.auto_pause_after_failures {
+            check_at_least_one("auto_pause_after_failures", after)?;
+        }
+        if let Some(seconds) = changes.stale_after_seconds {
+            check_at_least_one("stale_after_seconds", seconds)?;
+        }
         if let Some(action) = &changes.action {
             // Everything but the masks, which only a stored job can fill in (`changed` checks the rest per job).
             let mut unmasked = action.clone();
@@ -668,11 +674,9 @@ impl Scheduler {
             job.overlap = overlap;
         }
         if let Some(after) = changes.auto_pause_after_failures {
-            check_at_least_one("auto_pause_after_failures", after)?;
             job.auto_pause_after_failures = after;
         }
         if let Some(seconds) = changes.stale_after_seconds {
-            check_at_least_one("stale_after_seconds", seconds)?;
             job.stale_after_seconds = seconds;
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;

@@ -193,6 +193,19 @@ async fn bad_queries_previews_and_control_bodies() {
     )
     .await;
     // A bad bulk change is refused before any job is selected, even when none would be.
+    let stale = br#"{"stale_after_seconds": 0}"#.to_vec();
+    assert_problem(
+        &server,
+        "PATCH",
+        "/v1/jobs?selector=team%3Dnone",
+        stale,
+        unprocessable,
+        Some("stale_after_seconds"),
+    )
+    .await;
+    // serde reads a struct from an array of its fields; a body is an object.
+    let array = br#"["maintenance", null]"#.to_vec();
+    assert_problem(&server, "POST", "/v1/jobs/any/pause", array, unprocessable, Some("body")).await;
     let catchup = br#"{"max_catchup_runs": 0}"#.to_vec();
     assert_problem(&server, "PATCH", "/v1/jobs?selector=team%3Dnone", catchup, unprocessable, Some("max_catchup_runs"))
         .await;
