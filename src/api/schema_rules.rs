@@ -40,21 +40,42 @@ pub fn signing_secret_pattern() -> String {
     format!("^({mask}|{prefix}({groups}))$")
 }
 
-/// Every zone name `chrono_tz` parses, as the `Timezone` component.
+/// Every zone name `chrono_tz` parses, as the `Timezone` component, with a constant name for each in generated
+/// clients (`x-enum-varnames`): without them, generators fold `GMT+0`, `GMT-0` and `GMT0` into one name and fail.
 fn timezone_schema() -> Value {
     let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    let constants: Vec<String> = names.iter().map(|name| zone_constant(name)).collect();
     json!({
         "type": "string",
         "description": "An IANA timezone name, as the tz database (bundled with the server) spells it.",
         "enum": names,
+        "x-enum-varnames": constants,
         "example": "Europe/Berlin",
     })
+}
+
+/// `Etc/GMT+5` → `ETC_GMT_PLUS_5`, `America/Port-au-Prince` → `AMERICA_PORT_AU_PRINCE`: a sign before a digit is
+/// spelt out (it tells offsets apart), any other character but a letter or digit is `_`.
+fn zone_constant(name: &str) -> String {
+    let mut constant = String::with_capacity(name.len() + 8);
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        let before_digit = chars.peek().is_some_and(char::is_ascii_digit);
+        match c {
+            '+' if before_digit => constant.push_str("_PLUS_"),
+            '-' if before_digit => constant.push_str("_MINUS_"),
+            c if c.is_ascii_alphanumeric() => constant.push(c.to_ascii_uppercase()),
+            _ => constant.push('_'),
+        }
+    }
+    constant
 }
 
 /// The trigger specs and the calendar: the schemas with a `timezone`.
 const ZONED: [&str; 6] = ["DateSpec", "IntervalSpec", "CronSpec", "CalendarIntervalSpec", "CombineSpec", "Calendar"];
 
 pub fn document(spec: &mut utoipa::openapi::OpenApi) {
+    optional_bodies(spec);
     let Some(components) = spec.components.as_mut() else { return };
     if let Ok(timezone) = serde_json::from_value(timezone_schema()) {
         components.schemas.insert("Timezone".to_string(), timezone);
@@ -100,6 +121,30 @@ pub fn document(spec: &mut utoipa::openapi::OpenApi) {
         headers["maxProperties"] = json!(MAX_HEADERS);
     });
     edit(components, "HttpAction", "signing_secret", |secret| secret["pattern"] = json!(signing_secret_pattern()));
+}
+
+/// An optional body (`Option<T>` in a handler) is written as "not required, a `T` when present" rather than as
+/// a nullable `T`: generated clients (openapi-python-client) otherwise send their "unset" marker as the body.
+fn optional_bodies(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::schema::OneOf;
+    for item in spec.paths.paths.values_mut() {
+        let operations = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten();
+        let bodies = operations.filter_map(|operation| match operation.request_body.as_mut() {
+            Some(RefOr::T(body)) => Some(body),
+            _ => None,
+        });
+        for body in bodies {
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else { continue };
+                let Some(RefOr::T(Schema::OneOf(OneOf { items, .. }))) = &content.schema else { continue };
+                let [RefOr::Ref(present), _null] = items.as_slice() else { continue };
+                let present = RefOr::Ref(present.clone());
+                content.schema = Some(present);
+                body.required = Some(Required::False);
+            }
+        }
+    }
 }
 
 /// Change the schema of `property` in the object schema `name` as JSON. Only the property's own schema goes
@@ -159,6 +204,16 @@ mod tests {
         assert_eq!(secret, signing_secret_pattern());
         let zones = schema("/components/schemas/Timezone/enum");
         assert!(zones.as_array().unwrap().iter().any(|zone| zone == "America/New_York"));
+    }
+
+    #[test]
+    fn every_zone_has_its_own_constant() {
+        let constants: std::collections::HashSet<String> =
+            chrono_tz::TZ_VARIANTS.iter().map(|tz| zone_constant(tz.name())).collect();
+        assert_eq!(constants.len(), chrono_tz::TZ_VARIANTS.len());
+        assert_eq!(zone_constant("Etc/GMT+5"), "ETC_GMT_PLUS_5");
+        assert_eq!(zone_constant("GMT-0"), "GMT_MINUS_0");
+        assert_eq!(zone_constant("America/Port-au-Prince"), "AMERICA_PORT_AU_PRINCE");
     }
 
     #[test]
