@@ -52,6 +52,8 @@ pub const CLAIM_BATCH: usize = 500;
 const IDLE_SAFETY_WAKE: Duration = Duration::from_secs(300);
 /// Backoff while a store is unreachable: start fast to ride out a blip, cap so an outage costs little.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+/// A run's record is retried sooner than a claim: claims of its store wait for it (`StoreEntry::unrecorded`).
+const RECORD_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
 /// A run whose lease is older than any process could hold it: what start-up uses to take over everything an
 /// exclusive store (memory, SQLite) left unfinished.
 const EXCLUSIVE_TAKEOVER: chrono::TimeDelta = chrono::TimeDelta::days(365 * 100);
@@ -94,6 +96,8 @@ pub struct Tick {
     pub more: bool,
     /// Stores whose claim failed, with the error; the other stores were claimed regardless.
     pub failed_stores: Vec<(String, StoreError)>,
+    /// A store was not claimed: this process is still recording runs there (see `StoreEntry::unrecorded`).
+    pub waiting_for_records: bool,
     /// The earliest time a job watching for staleness (`stale_after_seconds`) may become stale: the loop looks
     /// again then.
     pub next_stale_check: Option<DateTime<Utc>>,
@@ -105,6 +109,10 @@ struct StoreEntry {
     /// Memory and SQLite stores belong to one process, so at start-up everything they left unfinished is this
     /// process's to finish; a shared store waits for leases to expire.
     exclusive: bool,
+    /// Runs of this store whose record this process is still retrying (the store was unreachable). Claims wait
+    /// for them: the ledger would count a finished call as still running, and `max_instances` would skip the
+    /// fires that fell due meanwhile.
+    unrecorded: std::sync::atomic::AtomicUsize,
 }
 
 /// The scheduler: job stores, executors, the loop that fires jobs, and the job operations (`add_job`,
@@ -171,7 +179,7 @@ impl Scheduler {
             .map(|(name, store)| {
                 // Memory and SQLite stores belong to one process; PostgreSQL is shared by replicas.
                 let exclusive = store.kind() != crate::store::StoreType::Postgres;
-                (name, StoreEntry { store, exclusive })
+                (name, StoreEntry { store, exclusive, unrecorded: Default::default() })
             })
             .collect();
         let (state, _) = watch::channel(SchedulerState::Stopped);
@@ -378,6 +386,8 @@ impl Scheduler {
             let next_stale_check = tick.next_stale_check;
             let sleep_for = match tick.failed_stores.into_iter().next() {
                 None if tick.more => continue,
+                // Woken when the records are written; the backoff only paces the other stores meanwhile.
+                None if tick.waiting_for_records => backoff.next_wait(),
                 None => match self.earliest_next_run_time().await {
                     Ok(next) => {
                         let next = next.into_iter().chain(next_stale_check).min();
@@ -431,6 +441,10 @@ impl Scheduler {
             self.resume_due(entry.store.as_ref(), now).await;
             if let Some(next) = self.sweep_stale(entry.store.as_ref(), now).await {
                 tick.next_stale_check = Some(tick.next_stale_check.map_or(next, |earlier| earlier.min(next)));
+            }
+            if entry.unrecorded.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                tick.waiting_for_records = true;
+                continue;
             }
             let planner = RulesPlanner::with_calendars(self.default_tz, calendars.clone());
             let claiming = std::time::Instant::now();
@@ -670,7 +684,7 @@ impl Scheduler {
         let outcome = tokio::select! {
             biased;
             _ = cancelled.cancelled() => None,
-            outcome = self.attempts(store.as_ref(), run, delay) => Some(outcome),
+            outcome = self.attempts(store.as_ref(), store_name, run, delay) => Some(outcome),
         };
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         // Taken by the first attempt; still here if the run was cancelled before it.
@@ -697,7 +711,13 @@ impl Scheduler {
     }
 
     /// The attempts of one run, to its outcome as recorded; `None` when the scheduler stopped first.
-    async fn attempts(&self, store: &dyn JobStore, mut run: Run, delay: Option<Duration>) -> Option<Run> {
+    async fn attempts(
+        &self,
+        store: &dyn JobStore,
+        store_name: &str,
+        mut run: Run,
+        delay: Option<Duration>,
+    ) -> Option<Run> {
         // Jitter is waited out before taking a worker, so a jittered fire holds none idle.
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
@@ -732,7 +752,7 @@ impl Scheduler {
                     attempt = &mut call => attempt,
                     () = async {
                         tokio::time::sleep(SHOW_RUNNING_AFTER).await;
-                        self.save_run(store, &run).await;
+                        self.save_run(store, store_name, &run).await;
                     } => call.await,
                 }
             };
@@ -754,7 +774,7 @@ impl Scheduler {
                 wait.as_secs_f64()
             ));
             tracing::info!(job_id = %run.job_id, attempt = run.attempts, http_status = ?run.http_status, ?wait, "delivery failed; retrying");
-            self.save_run(store, &run).await;
+            self.save_run(store, store_name, &run).await;
             let _waiting = pool.waiting_to_retry();
             tokio::select! {
                 biased;
@@ -775,7 +795,7 @@ impl Scheduler {
         } else {
             tracing::warn!(job_id = %run.job_id, http_status = ?run.http_status, error = ?run.error, attempts = run.attempts, "delivery failed");
         }
-        self.save_run(store, &run).await;
+        self.save_run(store, store_name, &run).await;
         Some(run)
     }
 
@@ -837,25 +857,42 @@ impl Scheduler {
 
     /// Record a run's progress, riding out a store outage: the fire stays leased meanwhile, and if the process
     /// stops first the ledger still says unfinished, so the fire is delivered again (at least once).
-    async fn save_run(&self, store: &dyn JobStore, run: &Run) {
-        let mut backoff = STORE_RETRY;
+    async fn save_run(&self, store: &dyn JobStore, store_name: &str, run: &Run) {
+        let unrecorded = self.stores.get(store_name).map(|entry| &entry.unrecorded);
+        let mut counted = false;
+        let mut backoff = RECORD_RETRY;
         loop {
-            match store.update_run(run).await {
-                Ok(()) => return,
+            let error = match store.update_run(run).await {
+                Ok(()) => None,
                 Err(StoreError::Unavailable(err)) if !self.stop_firing.is_cancelled() => {
                     tracing::warn!(job_id = %run.job_id, error = %err, "cannot record a run; retrying");
+                    if !counted {
+                        if let Some(count) = unrecorded {
+                            count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        }
+                        counted = true;
+                    }
                     tokio::time::sleep(backoff.next_wait()).await;
+                    continue;
                 }
                 // Cancelled for a newer fire (`cancel_other`) just as its call ended: the cancel stands.
                 Err(StoreError::NotFound) => {
                     tracing::info!(job_id = %run.job_id, "run not recorded: it was cancelled (or removed) meanwhile");
-                    return;
+                    None
                 }
-                Err(err) => {
-                    tracing::error!(job_id = %run.job_id, error = %err, "cannot record a run");
-                    return;
-                }
+                Err(err) => Some(err),
+            };
+            if let Some(err) = error {
+                tracing::error!(job_id = %run.job_id, error = %err, "cannot record a run");
             }
+            if counted {
+                if let Some(count) = unrecorded {
+                    count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
+                // Claims waited for this record: go round now rather than at the next retry.
+                self.wake();
+            }
+            return;
         }
     }
 }

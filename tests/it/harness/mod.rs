@@ -69,12 +69,24 @@ pub fn sqlite_config(path: &std::path::Path) -> Config {
     }
 }
 
+/// `APSCHED_TEST_LOG=apsched=debug cargo test … -- --nocapture` shows the in-process servers' logs, captured per
+/// test like its output.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("APSCHED_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl Server {
     pub async fn start(config: Config) -> Server {
         Server::start_with_clock(config, Arc::new(ShiftedClock(chrono::TimeDelta::zero()))).await
     }
 
     pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Server {
+        log_if_asked();
         let config = config.validated().expect("test configuration is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
