@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 /// The top-level keys an `APSCHED_…` variable may set; other `APSCHED_` variables (test and client settings) are
 /// not configuration and are ignored rather than rejected.
-const ENV_SECTIONS: [&str; 12] = [
+const ENV_SECTIONS: [&str; 13] = [
     "timezone",
     "jobstores",
     "executors",
@@ -27,6 +27,7 @@ const ENV_SECTIONS: [&str; 12] = [
     "listen",
     "api_tokens",
     "insecure_listen_anywhere",
+    "notify",
 ];
 
 /// Values given on the command line; they win over file and environment.

@@ -68,6 +68,8 @@ pub struct Job {
     pub paused_reason: Option<String>,
     /// When a paused job resumes by itself.
     pub paused_until: Option<DateTime<Utc>>,
+    /// Where and when its health notifications go; `None`: `[notify]` of the configuration, if any.
+    pub notify: Option<crate::notify::NotifySpec>,
     /// How its runs went; written by the store as outcomes are recorded, never by a change to the job.
     pub health: crate::health::Health,
 }

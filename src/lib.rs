@@ -43,6 +43,7 @@ pub mod integral;
 pub mod job;
 pub mod labels;
 pub mod metrics;
+pub mod notify;
 pub mod scheduler;
 pub mod settings;
 pub mod store;

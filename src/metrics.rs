@@ -49,6 +49,8 @@ pub struct Metrics {
     pruned: Counter,
     lateness: Histogram,
     duration: Histogram,
+    /// Notification attempts, by type and outcome (delivered, retry, failed).
+    notifications: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl Default for Metrics {
@@ -82,7 +84,13 @@ impl Default for Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        Metrics { registry, fires, attempts, deliveries, retries, pruned, lateness, duration }
+        let notifications = Family::default();
+        registry.register(
+            "notifications",
+            "Notification attempts, by type and outcome (delivered, retry, failed)",
+            notifications.clone(),
+        );
+        Metrics { registry, fires, attempts, deliveries, retries, pruned, lateness, duration, notifications }
     }
 }
 
@@ -132,6 +140,11 @@ impl Snapshot<'_> {
 }
 
 impl Metrics {
+    /// One notification attempt of `kind` (`failure`, …) came to `outcome` (`delivered`, `retry`, `failed`).
+    pub fn notification(&self, kind: &'static str, outcome: &'static str) {
+        self.notifications.get_or_create(&[("type", kind), ("outcome", outcome)]).inc();
+    }
+
     /// A ledger row created, with its status at creation.
     pub fn fire(&self, status: RunStatus) {
         self.fires.get_or_create(&[("status", status.as_str())]).inc();
@@ -205,6 +218,28 @@ mod tests {
             "apsched_jobs{jobstore=\"a\\\"b\"} 4",
             "apsched_executor_retrying{executor=\"default\"} 3",
             "apsched_retries_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod notification_tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_counted_by_type_and_outcome() {
+        let metrics = Metrics::default();
+        metrics.notification("failure", "retry");
+        metrics.notification("failure", "delivered");
+        metrics.notification("failure", "delivered");
+        metrics.notification("auto_paused", "failed");
+        let text = metrics.render(&Snapshot { jobs: &[], pools: &BTreeMap::new() });
+        for line in [
+            "apsched_notifications_total{type=\"failure\",outcome=\"delivered\"} 2",
+            "apsched_notifications_total{type=\"failure\",outcome=\"retry\"} 1",
+            "apsched_notifications_total{type=\"auto_paused\",outcome=\"failed\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -46,6 +46,9 @@ pub struct Config {
     pub runs: RunsConfig,
     /// `[audit]`: how long the audit trail is kept.
     pub audit: AuditSettings,
+    /// `[notify]`: where a job with no `notify` of its own sends its health notifications; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::notify::serialize_masked")]
+    pub notify: Option<crate::notify::NotifySpec>,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             scheduler: SchedulerSettings::default(),
             runs: RunsConfig::default(),
             audit: AuditSettings::default(),
+            notify: None,
         }
     }
 }
@@ -74,6 +78,9 @@ impl Sections for Config {
         self.job_defaults.validate().map_err(in_section("job_defaults"))?;
         self.scheduler.validate().map_err(in_section("scheduler"))?;
         self.runs.validate().map_err(in_section("runs"))?;
+        if let Some(notify) = &self.notify {
+            notify.validate().map_err(in_section("notify"))?;
+        }
         Ok(())
     }
 }
@@ -288,6 +295,41 @@ mod tests {
                 "{err}"
             );
             assert!(!err.contains("s3cret"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn notify_defaults_load_checked_and_masked() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "n.toml",
+                &format!(
+                    "[notify]\nurl = \"https://alerts.example.com/apsched\"\non = [\"failure\", \"recovery\"]\n\
+                     signing_secret = \"{secret}\"\nfailure_threshold = 3\n"
+                ),
+            )?;
+            let config = Config::load(Some(Path::new("n.toml")), &Flags::default()).unwrap();
+            let notify = config.notify.clone().unwrap();
+            assert_eq!(notify.on, [crate::notify::NotifyOn::Failure, crate::notify::NotifyOn::Recovery]);
+            assert_eq!(notify.failure_threshold, 3);
+            assert_eq!(notify.signing_secret.as_deref(), Some(secret));
+            assert!(!format!("{config:?}").contains("MfKQ9r8"));
+            assert!(!serde_json::to_string(&config).unwrap().contains("MfKQ9r8"));
+
+            jail.create_file("z.toml", "[notify]\nurl = \"https://alerts.example.com/\"\nfailure_threshold = 0\n")?;
+            let err = Config::load(Some(Path::new("z.toml")), &Flags::default()).unwrap_err().to_string();
+            assert_eq!(err, "configuration: notify.failure_threshold: must be at least 1");
+            jail.create_file("u.toml", "[notify]\nurl = \"alerts.example.com\"\n")?;
+            let err = Config::load(Some(Path::new("u.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.starts_with("configuration: notify.url: "), "{err}");
+            jail.create_file("s.toml", "[notify]\nurl = \"https://a.example/\"\nsigning_secret = \"hunter2\"\n")?;
+            let err = Config::load(Some(Path::new("s.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.starts_with("configuration: notify.signing_secret: ") && !err.contains("hunter2"), "{err}");
+            jail.create_file("o.toml", "[notify]\nurl = \"https://a.example/\"\non = [\"exploded\"]\n")?;
+            let err = Config::load(Some(Path::new("o.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("notify.on"), "{err}");
             Ok(())
         });
     }

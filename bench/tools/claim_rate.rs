@@ -50,6 +50,7 @@ fn job(index: usize) -> Job {
         stale_after_seconds: None,
         paused_reason: None,
         paused_until: None,
+        notify: None,
         health: Default::default(),
         executor: "default".to_string(),
         jobstore: "default".to_string(),

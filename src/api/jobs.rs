@@ -87,6 +87,10 @@ pub struct JobIn {
     #[serde(default, deserialize_with = "crate::integral::optional")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub stale_after_seconds: Option<u32>,
+    /// Where and when this job's health notifications go (docs/health.md). Absent or null: `[notify]` of the
+    /// configuration, if any.
+    #[serde(default)]
+    pub notify: Option<crate::notify::NotifySpec>,
 }
 
 /// Fields to change; absent fields keep their value. A new `trigger` reschedules.
@@ -134,6 +138,10 @@ pub struct JobPatch {
     #[serde(default, deserialize_with = "crate::integral::nullable")]
     #[schema(value_type = Option<u32>, nullable, format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub stale_after_seconds: Option<Option<u32>>,
+    /// New health notifications (a masked secret keeps the stored one); `null`: the configuration's `[notify]`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable)]
+    pub notify: Option<Option<crate::notify::NotifySpec>>,
 }
 
 /// Fields to change on every selected job; absent fields keep each job's value. The schedule (`trigger`,
@@ -232,6 +240,8 @@ pub struct JobOut {
     pub paused_reason: Option<String>,
     /// When the paused job resumes by itself; RFC 3339 in the trigger's zone, null when it does not.
     pub paused_until: Option<String>,
+    /// Its own health notifications, secrets masked; null: the configuration's `[notify]`, if any.
+    pub notify: Option<crate::notify::NotifySpec>,
     /// How its runs went (read-only).
     pub health: HealthOut,
 }
@@ -382,6 +392,7 @@ impl JobOut {
             stale_after_seconds: job.stale_after_seconds,
             paused_reason: job.paused_reason.clone(),
             paused_until: job.paused_until.map(|t| format_time(t, tz)),
+            notify: job.notify.as_ref().map(crate::notify::NotifySpec::masked),
             health: HealthOut {
                 state: job.health.state(),
                 consecutive_failures: job.health.consecutive_failures,
@@ -448,6 +459,7 @@ impl From<JobIn> for JobSpec {
             labels: input.labels,
             auto_pause_after_failures: input.auto_pause_after_failures,
             stale_after_seconds: input.stale_after_seconds,
+            notify: input.notify,
         }
     }
 }
@@ -469,6 +481,7 @@ impl From<JobPatch> for JobChanges {
             labels: patch.labels,
             auto_pause_after_failures: patch.auto_pause_after_failures,
             stale_after_seconds: patch.stale_after_seconds,
+            notify: patch.notify,
         }
     }
 }
@@ -490,6 +503,7 @@ impl From<JobsPatch> for JobChanges {
             labels: patch.labels,
             auto_pause_after_failures: patch.auto_pause_after_failures,
             stale_after_seconds: patch.stale_after_seconds,
+            notify: None,
         }
     }
 }

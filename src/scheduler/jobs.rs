@@ -56,6 +56,8 @@ pub struct JobSpec {
     pub auto_pause_after_failures: Option<u32>,
     /// Stale after this many seconds without a success (at least 1); `None`: never.
     pub stale_after_seconds: Option<u32>,
+    /// Where and when its health notifications go; `None`: `[notify]` of the configuration, if any.
+    pub notify: Option<crate::notify::NotifySpec>,
 }
 
 impl JobSpec {
@@ -84,6 +86,7 @@ impl JobSpec {
             labels: Labels::new(),
             auto_pause_after_failures: None,
             stale_after_seconds: None,
+            notify: None,
         }
     }
 
@@ -197,6 +200,8 @@ pub struct JobChanges {
     pub auto_pause_after_failures: Option<Option<u32>>,
     /// New `stale_after_seconds`; `Some(None)`: never.
     pub stale_after_seconds: Option<Option<u32>>,
+    /// New `notify`; `Some(None)`: the configuration's `[notify]`.
+    pub notify: Option<Option<crate::notify::NotifySpec>>,
 }
 
 impl JobChanges {
@@ -248,6 +253,9 @@ impl JobChanges {
         }
         if let Some(seconds) = self.stale_after_seconds {
             set("stale_after_seconds", serde_json::json!(seconds));
+        }
+        if let Some(notify) = &self.notify {
+            set("notify", serde_json::json!(notify.as_ref().map(crate::notify::NotifySpec::masked)));
         }
         serde_json::Value::Object(summary)
     }
@@ -318,6 +326,13 @@ fn check_max_instances(max_instances: u32) -> Result<()> {
 }
 
 /// An optional count that, when given, is at least 1.
+fn check_notify(notify: Option<&crate::notify::NotifySpec>) -> Result<()> {
+    match notify.map(crate::notify::NotifySpec::validate) {
+        Some(Err((field, message))) => Err(Error::invalid(format!("notify.{field}"), message)),
+        _ => Ok(()),
+    }
+}
+
 fn check_at_least_one(field: &str, value: Option<u32>) -> Result<()> {
     match value {
         Some(0) => Err(Error::invalid(field, "must be at least 1 (leave it out, or null, for never)")),
@@ -415,6 +430,7 @@ impl Scheduler {
         check_max_catchup_runs(spec.max_catchup_runs)?;
         check_at_least_one("auto_pause_after_failures", spec.auto_pause_after_failures)?;
         check_at_least_one("stale_after_seconds", spec.stale_after_seconds)?;
+        check_notify(spec.notify.as_ref())?;
         let trigger = spec.trigger.unwrap_or_else(|| {
             TriggerSpec::Date(DateSpec {
                 run_date: format_time(now, self.default_tz),
@@ -451,6 +467,7 @@ impl Scheduler {
             paused_reason: None,
             paused_until: None,
             health: Default::default(),
+            notify: spec.notify,
         };
         self.capacity.check(&jobstore, store.as_ref(), &job.id).await?;
         // Ids are unique across stores, as in APScheduler. The job replaced, if any, is the audit's "before".
@@ -678,6 +695,15 @@ impl Scheduler {
         }
         if let Some(seconds) = changes.stale_after_seconds {
             job.stale_after_seconds = seconds;
+        }
+        if let Some(notify) = &changes.notify {
+            let mut notify = notify.clone();
+            if let Some(new) = &mut notify {
+                new.restore_masked(job.notify.as_ref())
+                    .map_err(|(field, message)| Error::invalid(format!("notify.{field}"), message))?;
+            }
+            check_notify(notify.as_ref())?;
+            job.notify = notify;
         }
         let rescheduled = changes.trigger.is_some() || changes.paused == Some(false) && job.paused;
         if let Some(spec) = prepared {

@@ -272,6 +272,7 @@ mod tests {
             stale_after_seconds: None,
             paused_reason: None,
             paused_until: None,
+            notify: None,
             health: Default::default(),
             executor: "default".into(),
             jobstore: "default".into(),

@@ -171,6 +171,7 @@ macro_rules! store_contract_tests {
             backfills_round_trip_and_are_listed_per_job_newest_first,
             a_backfill_step_inserts_each_fire_once_and_skips_a_taken_one,
             a_cancelled_backfill_takes_no_more_fires,
+            notifications_are_claimed_once_under_a_lease,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -209,6 +210,7 @@ pub(crate) fn job(id: &str, next_run_time: Option<DateTime<Utc>>) -> Job {
         stale_after_seconds: Some(86_400),
         paused_reason: None,
         paused_until: None,
+        notify: None,
         health: Default::default(),
         executor: "default".to_string(),
         jobstore: "default".to_string(),
@@ -377,6 +379,14 @@ pub(crate) async fn job_round_trips_every_field(store: &dyn JobStore) {
     full.max_catchup_runs = Some(3);
     full.auto_pause_after_failures = Some(4);
     full.stale_after_seconds = Some(600);
+    full.notify = Some(
+        serde_json::from_value(json!({
+            "url": "https://alerts.internal/apsched", "on": ["failure", "auto_paused"],
+            "headers": {"Authorization": "Bearer n0tify"}, "failure_threshold": 2,
+            "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        }))
+        .unwrap(),
+    );
     full.paused_reason = Some("maintenance ü".to_string());
     full.paused_until = Some(at(7200));
     full.executor = "slow".to_string();
@@ -1860,3 +1870,73 @@ pub(crate) async fn an_entry_that_cannot_be_written_undoes_its_change(database: 
 
 sql_store_contract_tests!(sqlite_shared, sqlite_database());
 sql_store_contract_tests!(postgres_shared, postgres_database());
+
+pub(crate) async fn notifications_are_claimed_once_under_a_lease(store: &dyn JobStore) {
+    use crate::notify::NotifyOn;
+    use crate::notify::ledger::{Notification, NotificationState};
+    let mut all: Vec<Notification> = (0..20)
+        .map(|i| Notification::pending(&format!("job-{i}"), NotifyOn::Failure, json!({"n": i, "ü": [1, null]}), at(i)))
+        .collect();
+    let mut later = Notification::pending("later", NotifyOn::Stale, json!({}), at(1000));
+    later.last_error = Some("HTTP 503".into());
+    all.push(later.clone());
+    store.insert_notifications(&all).await.unwrap();
+    assert!(store.insert_notifications(&all[..1]).await.is_err(), "an id goes in once");
+
+    // Two claimers at once, a few rows at a time, until nothing is left: each row once, the later one never.
+    let claimer = || async {
+        let mut got = Vec::new();
+        loop {
+            let batch = store.claim_notifications(at(100), at(160), 3).await.unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch);
+        }
+    };
+    let (first, second) = tokio::join!(claimer(), claimer());
+    let mut ids: Vec<String> = first.iter().chain(&second).map(|n| n.id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = all[..20].iter().map(|n| n.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every due row exactly once");
+    let one = first.iter().chain(&second).find(|n| n.id == all[7].id).unwrap();
+    assert_eq!(
+        one,
+        &Notification { attempts: 1, lease_until: Some(at(160)), ..all[7].clone() },
+        "every field kept, the attempt counted"
+    );
+    assert_eq!(one.state, NotificationState::Pending);
+
+    // Under the lease nothing is claimed again; after it, each row is, with its second attempt.
+    assert!(store.claim_notifications(at(160), at(220), 100).await.unwrap().is_empty());
+    let again = store.claim_notifications(at(161), at(220), 100).await.unwrap();
+    assert_eq!(again.len(), 20);
+    assert!(again.iter().all(|n| n.attempts == 2 && n.lease_until == Some(at(220))));
+    // Once due, the later one is claimed too (its first attempt), along with the others whose lease ran out.
+    let taken = store.claim_notifications(at(1000), at(1060), 100).await.unwrap();
+    assert_eq!(taken.len(), 21);
+    let taken_later = taken.iter().find(|n| n.id == later.id).unwrap();
+    assert_eq!(taken_later, &Notification { attempts: 1, lease_until: Some(at(1060)), ..later });
+    assert!(taken.iter().filter(|n| n.id != taken_later.id).all(|n| n.attempts == 3));
+
+    // Outcomes release the lease: delivered and failed rows are never claimed again; a retry is, when due.
+    use crate::notify::ledger::Finish;
+    assert!(store.finish_notification(&all[0].id, &Finish::Delivered(at(1001))).await.unwrap());
+    assert!(store.finish_notification(&all[1].id, &Finish::Failed("HTTP 410".into())).await.unwrap());
+    assert!(store.finish_notification(&all[2].id, &Finish::Retry(at(1500), "HTTP 503".into())).await.unwrap());
+    assert!(!store.finish_notification("ntf_absent", &Finish::Failed("x".into())).await.unwrap());
+    let after = store.claim_notifications(at(1061), at(1100), 100).await.unwrap();
+    assert_eq!(after.len(), 18, "all but the three finished");
+    let retried = store.claim_notifications(at(1500), at(1560), 100).await.unwrap();
+    let retried = retried.iter().find(|n| n.id == all[2].id).unwrap();
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (4, Some("HTTP 503")));
+    assert!(
+        store
+            .claim_notifications(at(5000), at(5060), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| { n.id != all[0].id && n.id != all[1].id })
+    );
+}

@@ -35,6 +35,8 @@ struct State {
     buffering: BTreeSet<String>,
     /// Backfills by id.
     backfills: BTreeMap<String, crate::backfill::Backfill>,
+    /// The notifications ledger, by id.
+    notifications: BTreeMap<String, crate::notify::ledger::Notification>,
 }
 
 fn due_key(job: &Job) -> Option<(DateTime<Utc>, String)> {
@@ -570,5 +572,45 @@ impl JobStore for MemoryStore {
 
     async fn step_backfill(&self, step: &crate::backfill::BackfillStep) -> StoreResult<crate::backfill::StepOutcome> {
         self.step_backfill_in(step).await
+    }
+
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        if let Some(taken) = notifications.iter().find(|n| state.notifications.contains_key(&n.id)) {
+            return Err(StoreError::Corrupt(format!("notification {:?} is in the ledger already", taken.id)));
+        }
+        for notification in notifications {
+            state.notifications.insert(notification.id.clone(), notification.clone());
+        }
+        Ok(())
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        // The state's mutex is the lease's lock: one claimer at a time.
+        let mut state = self.state.lock().await;
+        let mut due: Vec<&mut crate::notify::ledger::Notification> =
+            state.notifications.values_mut().filter(|n| n.claimable(now)).collect();
+        due.sort_by_key(|n| n.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|n| {
+                n.lease_until = Some(lease_until);
+                n.attempts = n.attempts.saturating_add(1);
+                n.clone()
+            })
+            .collect())
+    }
+
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool> {
+        let mut state = self.state.lock().await;
+        let Some(notification) = state.notifications.get_mut(id) else { return Ok(false) };
+        finish.apply(notification);
+        Ok(true)
     }
 }

@@ -345,6 +345,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// with no run, mark it done; else wait (`Full`) while the job has `max_instances` runs pending or running,
     /// else insert the run unless its fire is in the ledger already (`Skipped`), and advance the backfill.
     async fn step_backfill(&self, step: &BackfillStep) -> StoreResult<StepOutcome>;
+
+    /// Add notifications to the ledger, all or none.
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()>;
+    /// Lease until `lease_until` at most `limit` notifications claimable at `now` (pending, due, not leased),
+    /// earliest first, counting an attempt on each: two claimers, in one process or in replicas, never get the
+    /// same notification while its lease holds.
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
+    /// Record how an attempt on notification `id` ended, releasing its lease; `false` when there is no such row.
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool>;
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

@@ -144,6 +144,7 @@ impl Dialect for PostgresDialect {
     type JobRow = JobRow<DateTime<Utc>, serde_json::Value>;
     type RunRow = RunRow<DateTime<Utc>, serde_json::Value, i32>;
     type AuditRow = AuditRow<DateTime<Utc>, serde_json::Value>;
+    type NotificationRow = super::sql::NotificationRow<DateTime<Utc>, serde_json::Value>;
 
     /// Verbatim as in the `jobs_list_order` index so PostgreSQL uses it.
     const LIST_ORDER_KEY: &'static str = "COALESCE(next_run_time, 'infinity'::timestamptz)";

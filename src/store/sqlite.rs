@@ -96,6 +96,7 @@ impl Dialect for SqliteDialect {
     type JobRow = JobRow<Micros, String>;
     type RunRow = RunRow<Micros, String, i64>;
     type AuditRow = AuditRow<Micros, String>;
+    type NotificationRow = super::sql::NotificationRow<Micros, String>;
 
     /// Verbatim as in the `jobs_list_order` index so SQLite uses it: jobs without a next run time last.
     const LIST_ORDER_KEY: &'static str = "IFNULL(next_run_time, 9223372036854775807)";

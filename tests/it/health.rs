@@ -301,3 +301,53 @@ async fn health_three_replicas_on_postgres_auto_pause_and_resume_each_job_once()
         replica.stop().await;
     }
 }
+
+#[tokio::test]
+async fn health_notify_is_kept_masked_over_a_restart_and_bad_values_are_422_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apsched.db");
+    let server = Server::start(sqlite_config(&path)).await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    for (field, value) in [
+        ("notify.url", json!({"url": "alerts.example.com"})),
+        ("notify.on[1]", json!({"url": "https://alerts.example.com/", "on": ["failure", "exploded"]})),
+        ("notify.failure_threshold", json!({"url": "https://alerts.example.com/", "failure_threshold": 0})),
+        ("notify.signing_secret", json!({"url": "https://alerts.example.com/", "signing_secret": "hunter2"})),
+    ] {
+        let body = failing_job("bad", "http://127.0.0.1:9/", json!({ "notify": value }));
+        let (status, problem) = server.post("/v1/jobs", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}: {problem}");
+        assert_eq!(problem["field"], field, "{value}: {problem}");
+        assert!(!problem.to_string().contains("hunter2"), "{problem}");
+    }
+    let notify = json!({"url": "https://alerts.example.com/", "on": ["failure", "auto_paused"],
+        "headers": {"Authorization": "Bearer n0tify"}, "signing_secret": secret, "failure_threshold": 2});
+    let (status, created) = server
+        .post("/v1/jobs", failing_job("watched", "http://127.0.0.1:9/", json!({"paused": true, "notify": notify})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let shown = json!({"url": "https://alerts.example.com/", "on": ["failure", "auto_paused"],
+        "headers": {"Authorization": "********"}, "signing_secret": "********", "failure_threshold": 2});
+    assert_eq!(created["notify"], shown);
+    // Written back as shown, the secrets are kept; a patch to 0 is refused.
+    let (status, patched) =
+        server.send("PATCH", "/v1/jobs/watched", Some(json!({"notify": created["notify"].clone()}))).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let (status, problem) = server
+        .send(
+            "PATCH",
+            "/v1/jobs/watched",
+            Some(json!({"notify": {"url": "https://a.example/", "failure_threshold": 0}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "notify.failure_threshold", "{problem}");
+    server.stop().await;
+
+    let server = Server::start(sqlite_config(&path)).await;
+    assert_eq!(job(&server, "watched").await["notify"], shown);
+    let (status, cleared) = server.send("PATCH", "/v1/jobs/watched", Some(json!({"notify": null}))).await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["notify"], Value::Null);
+    server.stop().await;
+}

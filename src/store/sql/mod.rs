@@ -8,6 +8,7 @@
 mod backfills;
 mod health;
 mod labels;
+mod notifications;
 mod rows;
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,7 @@ use sqlx::{Arguments, Database, Executor, FromRow, IntoArguments, Pool, Transact
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
+pub use rows::NotificationRow;
 pub use rows::{
     AuditRow, JobRow, JsonColumn, Micros, Param, RUN_PROGRESS_COLUMNS, Record, RunRow, TimeColumn, is_unique_violation,
     limit_of, narrow, run_params, run_progress_params, store_error, to_json_text,
@@ -55,7 +57,7 @@ macro_rules! job_columns {
     () => {
         "id, name, trigger, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, next_run_time, \
          paused, created_at, updated_at, labels, max_catchup_runs, overlap, auto_pause_after_failures, \
-         stale_after_seconds, paused_reason, paused_until"
+         stale_after_seconds, paused_reason, paused_until, notify"
     };
 }
 pub(crate) use job_columns;
@@ -66,7 +68,7 @@ macro_rules! insert_job_sql {
         concat!(
             "INSERT INTO jobs (",
             job_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
             $tail
         )
     };
@@ -82,12 +84,13 @@ const REPLACE_JOB_SQL: &str = insert_job_sql!(
      labels = excluded.labels, max_catchup_runs = excluded.max_catchup_runs, overlap = excluded.overlap, \
      auto_pause_after_failures = excluded.auto_pause_after_failures, \
      stale_after_seconds = excluded.stale_after_seconds, paused_reason = excluded.paused_reason, \
-     paused_until = excluded.paused_until"
+     paused_until = excluded.paused_until, notify = excluded.notify"
 );
 const UPDATE_JOB_SQL: &str = "UPDATE jobs SET name = $2, trigger = $3, action = $4, coalesce = $5, \
     max_instances = $6, misfire_grace_time = $7, executor = $8, jobstore = $9, next_run_time = $10, paused = $11, \
     created_at = $12, updated_at = $13, labels = $14, max_catchup_runs = $15, overlap = $16, \
-    auto_pause_after_failures = $17, stale_after_seconds = $18, paused_reason = $19, paused_until = $20 WHERE id = $1";
+    auto_pause_after_failures = $17, stale_after_seconds = $18, paused_reason = $19, paused_until = $20, notify = $21 \
+    WHERE id = $1";
 const INSERT_RUN_SQL: &str = concat!(
     "INSERT INTO runs (",
     run_columns!(),
@@ -143,6 +146,10 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     type JobRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Job> + Send + Unpin;
     type RunRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = Run> + Send + Unpin;
     type AuditRow: for<'r> FromRow<'r, DbRow<Self>> + Record<Model = AuditEntry> + Send + Unpin;
+    type NotificationRow: for<'r> FromRow<'r, DbRow<Self>>
+        + Record<Model = crate::notify::ledger::Notification>
+        + Send
+        + Unpin;
 
     /// Which store this dialect makes (PostgreSQL may be shared by replicas; SQLite belongs to one process).
     const KIND: super::StoreType;
@@ -1009,5 +1016,55 @@ where
 
     async fn step_backfill(&self, step: &crate::backfill::BackfillStep) -> StoreResult<crate::backfill::StepOutcome> {
         self.step_backfill_in(step).await
+    }
+
+    async fn insert_notifications(&self, notifications: &[crate::notify::ledger::Notification]) -> StoreResult<()> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn().await;
+        let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+        for notification in notifications {
+            let params = rows::notification_params::<D::Json>(notification)?;
+            sqlx::query_with(notifications::INSERT_SQL, arguments::<D>(params)?)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        let sql = match D::KIND {
+            super::StoreType::Postgres => notifications::CLAIM_LOCKED_SQL,
+            _ => notifications::CLAIM_SQL,
+        };
+        let params = [Param::Time(Some(lease_until)), Param::Time(Some(now)), Param::Int(Some(limit_of(limit)))];
+        let _turn = self.turn().await;
+        let rows: Vec<D::NotificationRow> =
+            sqlx::query_as_with(sql, arguments::<D>(params)?).fetch_all(&self.pool).await.map_err(store_error)?;
+        models(rows)
+    }
+
+    async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool> {
+        let (state, next, delivered_at, error) = finish.columns();
+        let params = [
+            Param::Text(Some(id)),
+            Param::Text(Some(state.as_str())),
+            Param::Time(next),
+            Param::Time(delivered_at),
+            Param::Text(error),
+        ];
+        let _turn = self.turn().await;
+        let result = sqlx::query_with(notifications::FINISH_SQL, arguments::<D>(params)?)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(D::rows_affected(&result) > 0)
     }
 }

@@ -133,6 +133,7 @@ pub struct JobRow<Time, Json> {
     stale_after_seconds: Option<i64>,
     paused_reason: Option<String>,
     paused_until: Option<Time>,
+    notify: Option<Json>,
     consecutive_failures: i64,
     last_success_at: Option<Time>,
     last_failure_at: Option<Time>,
@@ -185,6 +186,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
                 stale: self.stale,
             },
             paused_reason: self.paused_reason,
+            notify: self.notify.map(|notify| notify.decode(&what("notify"))).transpose()?,
             name: self.name,
             coalesce: self.coalesce,
             executor: self.executor,
@@ -307,7 +309,7 @@ pub enum Param<'a, Json> {
 }
 
 /// Every column of `jobs`, in the order of `job_columns!`.
-pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 20]> {
+pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 21]> {
     Ok([
         Param::Text(Some(&job.id)),
         Param::Text(job.name.as_deref()),
@@ -329,6 +331,7 @@ pub fn job_params<Json: JsonColumn>(job: &Job) -> StoreResult<[Param<'_, Json>; 
         Param::Int(job.stale_after_seconds.map(i64::from)),
         Param::Text(job.paused_reason.as_deref()),
         Param::Time(job.paused_until),
+        Param::NullableJson(job.notify.as_ref().map(|notify| Json::encode(notify, "notify")).transpose()?),
     ])
 }
 
@@ -392,3 +395,64 @@ pub const RUN_PROGRESS_COLUMNS: [&str; 9] = [
     "response_excerpt",
     "lease_expires_at",
 ];
+
+#[derive(FromRow)]
+pub struct NotificationRow<Time, Json> {
+    id: String,
+    job_id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    payload: Json,
+    state: String,
+    attempts: i64,
+    next_attempt_at: Time,
+    lease_until: Option<Time>,
+    created_at: Time,
+    delivered_at: Option<Time>,
+    last_error: Option<String>,
+}
+
+impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> {
+    type Model = crate::notify::ledger::Notification;
+
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn into_model(self) -> StoreResult<crate::notify::ledger::Notification> {
+        let what = |column: &str| format!("notification {:?} {column}", self.id);
+        Ok(crate::notify::ledger::Notification {
+            payload: self.payload.decode(&what("payload"))?,
+            state: crate::notify::ledger::NotificationState::parse(&self.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("state"), self.state)))?,
+            attempts: narrow(self.attempts.max(0), &what("attempts"))?,
+            next_attempt_at: self.next_attempt_at.into_time(&what("next_attempt_at"))?,
+            lease_until: self.lease_until.map(|time| time.into_time(&what("lease_until"))).transpose()?,
+            created_at: self.created_at.into_time(&what("created_at"))?,
+            delivered_at: self.delivered_at.map(|time| time.into_time(&what("delivered_at"))).transpose()?,
+            last_error: self.last_error,
+            kind: self.kind,
+            job_id: self.job_id,
+            id: self.id,
+        })
+    }
+}
+
+/// Every column of `notifications` in table order (`notifications::INSERT_SQL`).
+pub fn notification_params<Json: JsonColumn>(
+    notification: &crate::notify::ledger::Notification,
+) -> StoreResult<[Param<'_, Json>; 11]> {
+    Ok([
+        Param::Text(Some(&notification.id)),
+        Param::Text(Some(&notification.job_id)),
+        Param::Text(Some(&notification.kind)),
+        Param::Json(Json::encode(&notification.payload, "payload")?),
+        Param::Text(Some(notification.state.as_str())),
+        Param::Int(Some(i64::from(notification.attempts))),
+        Param::Time(Some(notification.next_attempt_at)),
+        Param::Time(notification.lease_until),
+        Param::Time(Some(notification.created_at)),
+        Param::Time(notification.delivered_at),
+        Param::Text(notification.last_error.as_deref()),
+    ])
+}

@@ -1,0 +1,21 @@
+-- Health notifications: a job's own `notify` (where and when to send them) as JSON text; NULL: the
+-- configuration's `[notify]`, if any.
+ALTER TABLE jobs ADD COLUMN notify TEXT;
+
+-- The notifications ledger: a row per notification, written in the transaction of the change that causes it;
+-- senders claim due pending rows with a lease (lease_until), so each is sent once.
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX notifications_of_job ON notifications (job_id, created_at);
