@@ -131,6 +131,7 @@ pub async fn build_scheduler(config: &Config, clock: Arc<dyn Clock>) -> anyhow::
         .audit_retention(config.audit.clone())
         .webhooks(config.webhooks.clone())
         .max_jobs_per_store(config.api.max_jobs_per_store)
+        .notify(config.notify.clone())
         .clock(clock);
     for (name, store_config) in &config.jobstores {
         builder = builder.shared_jobstore(name, store::open(name, store_config).await?);

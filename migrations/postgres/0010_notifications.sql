@@ -15,7 +15,9 @@ CREATE TABLE notifications (
     lease_until TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL,
     delivered_at TIMESTAMPTZ,
-    last_error TEXT
+    last_error TEXT,
+    -- Where it goes if its job is gone by the time it is sent: the job's `notify` (or `[notify]`) when written.
+    target JSONB
 );
 CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX notifications_of_job ON notifications (job_id, created_at);

@@ -12,6 +12,7 @@ mod jobs;
 mod limits;
 mod links;
 mod metrics;
+mod notifications;
 mod scheduler;
 mod schema_rules;
 pub mod settings;
@@ -85,6 +86,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::run_job))
         .routes(routes!(jobs::list_runs))
         .routes(routes!(audit::job_history))
+        .routes(routes!(notifications::list_notifications))
         .routes(routes!(audit::list_audit))
         .routes(routes!(triggers::preview))
         .routes(routes!(calendars::list_calendars))

@@ -83,6 +83,16 @@ impl Delivery {
         &self.policy
     }
 
+    /// The policy, shared: health notifications pass it too.
+    pub fn shared_policy(&self) -> Arc<TargetPolicy> {
+        self.policy.clone()
+    }
+
+    /// The webhook client (it resolves names through the policy), shared with the notifier.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     /// The Rust functions jobs may call.
     pub fn functions(&self) -> &Functions {
         &self.functions

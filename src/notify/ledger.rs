@@ -57,6 +57,8 @@ pub struct Notification {
     pub delivered_at: Option<DateTime<Utc>>,
     /// What went wrong last.
     pub last_error: Option<String>,
+    /// Where it goes if its job is gone when it is sent (else the job's `notify` then, or `[notify]`).
+    pub target: Option<super::NotifySpec>,
 }
 
 impl Notification {
@@ -74,6 +76,7 @@ impl Notification {
             created_at: now,
             delivered_at: None,
             last_error: None,
+            target: None,
         }
     }
 

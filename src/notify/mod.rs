@@ -3,12 +3,17 @@
 //! JSON POST).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::action::signing::SigningKey;
 use crate::action::{MASK, check_absolute_http, is_secret_header, masked_url};
+use crate::job::{Job, Run, RunStatus};
+use ledger::Notification;
 
 pub mod ledger;
 pub mod notifier;
@@ -246,8 +251,8 @@ pub fn parse(value: serde_json::Value) -> Result<NotifySpec, (String, String)> {
 pub struct NotifiedJob {
     /// The job's id.
     pub id: String,
-    /// The job's name.
-    pub name: String,
+    /// The job's name, if it has one.
+    pub name: Option<String>,
     /// The job's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -268,6 +273,107 @@ pub struct Payload {
     pub run: Option<serde_json::Value>,
     /// Failed runs since the last success, at the time.
     pub consecutive_failures: u32,
+    /// Why apsched paused the job; only on `auto_paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+}
+
+impl Payload {
+    /// The body of a `kind` notification about `job` at `time`, caused by `run` (none for `stale`).
+    pub fn new(kind: NotifyOn, job: &Job, run: Option<&Run>, consecutive_failures: u32, time: DateTime<Utc>) -> Self {
+        Payload {
+            event_type: kind.event_type(),
+            time: time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            job: NotifiedJob { id: job.id.clone(), name: job.name.clone(), labels: job.labels.clone() },
+            run: run.map(run_summary),
+            consecutive_failures,
+            paused_reason: (kind == NotifyOn::AutoPaused).then(|| job.paused_reason.clone()).flatten(),
+        }
+    }
+}
+
+/// What a notification says of its run: the ledger's fields, never the action (it may carry secrets).
+fn run_summary(run: &Run) -> serde_json::Value {
+    serde_json::json!({
+        "idempotency_key": run.idempotency_key,
+        "scheduled_time": run.scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "kind": run.kind,
+        "status": run.status,
+        "attempts": run.attempts,
+        "http_status": run.http_status,
+        "error": run.error,
+        "finished_at": run.finished_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    })
+}
+
+/// Whose spec applies to `job`: its own `notify`, else `[notify]`.
+fn spec_for<'a>(job: &'a Job, default: Option<&'a NotifySpec>) -> Option<&'a NotifySpec> {
+    job.notify.as_ref().or(default)
+}
+
+fn pending(
+    spec: &NotifySpec,
+    kind: NotifyOn,
+    job: &Job,
+    run: Option<&Run>,
+    failures: u32,
+    now: DateTime<Utc>,
+) -> Notification {
+    let payload = serde_json::to_value(Payload::new(kind, job, run, failures, now)).unwrap_or_default();
+    Notification { target: Some(spec.clone()), ..Notification::pending(&job.id, kind, payload, now) }
+}
+
+/// The notifications a run's first outcome causes. `job` is the job after the outcome was applied (its health and,
+/// if it was auto-paused, its pause); `before` its consecutive failures before.
+pub fn for_outcome(
+    job: &Job,
+    run: &Run,
+    before: u32,
+    auto_paused: bool,
+    default: Option<&NotifySpec>,
+) -> Vec<Notification> {
+    let Some(spec) = spec_for(job, default) else { return Vec::new() };
+    let now = run.finished_at.unwrap_or(run.created_at);
+    let after = job.health.consecutive_failures;
+    let mut notifications: Vec<Notification> = spec
+        .on_outcome(before, after)
+        .map(|kind| pending(spec, kind, job, Some(run), after, now))
+        .into_iter()
+        .collect();
+    if auto_paused && spec.wants(NotifyOn::AutoPaused) {
+        notifications.push(pending(spec, NotifyOn::AutoPaused, job, Some(run), after, now));
+    }
+    notifications
+}
+
+/// The notification a job turning stale at `now` causes, if it wants one.
+pub fn for_stale(job: &Job, default: Option<&NotifySpec>, now: DateTime<Utc>) -> Option<Notification> {
+    let spec = spec_for(job, default)?;
+    let failures = job.health.consecutive_failures;
+    spec.wants(NotifyOn::Stale).then(|| pending(spec, NotifyOn::Stale, job, None, failures, now))
+}
+
+/// The notification a fire recorded `missed` causes, if its job wants one.
+pub fn for_missed(job: &Job, run: &Run, default: Option<&NotifySpec>) -> Option<Notification> {
+    let spec = spec_for(job, default)?;
+    (run.status == RunStatus::Missed && spec.wants(NotifyOn::Missed))
+        .then(|| pending(spec, NotifyOn::Missed, job, Some(run), job.health.consecutive_failures, run.created_at))
+}
+
+/// `[notify]` as a store holds it: set when the scheduler is built, read by the writes that add notifications.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultSpec(Arc<std::sync::RwLock<Option<NotifySpec>>>);
+
+impl DefaultSpec {
+    /// Replace the default.
+    pub fn set(&self, spec: Option<NotifySpec>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = spec;
+    }
+
+    /// The default now (a copy: it is used across awaits).
+    pub fn get(&self) -> Option<NotifySpec> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The Standard Webhooks headers for a notification body: `webhook-id` (the notification's id),

@@ -54,8 +54,12 @@ impl Notifier {
     }
 
     async fn send(&self, notification: &Notification, now: DateTime<Utc>) -> StoreResult<Finish> {
-        let job = self.store.get_job(&notification.job_id).await?;
-        let spec = job.and_then(|job| job.notify).or_else(|| self.default.clone());
+        // The job's notify as it is now, so a mended target takes the notifications still pending; a job removed
+        // meanwhile (a one-shot job is, by its last fire) leaves the target it had when the notification was written.
+        let spec = match self.store.get_job(&notification.job_id).await? {
+            Some(job) => job.notify.or_else(|| self.default.clone()),
+            None => notification.target.clone(),
+        };
         let kind = super::NotifyOn::parse(&notification.kind).map_or("unknown", super::NotifyOn::as_str);
         let Some(spec) = spec else {
             self.metrics.notification(kind, "failed");

@@ -31,6 +31,7 @@ pub struct SchedulerBuilder {
     pub(super) webhooks: WebhookSettings,
     pub(super) max_jobs_per_store: u64,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) notify: Option<crate::notify::NotifySpec>,
 }
 
 impl Default for SchedulerBuilder {
@@ -46,6 +47,7 @@ impl Default for SchedulerBuilder {
             webhooks: WebhookSettings::default(),
             max_jobs_per_store: DEFAULT_MAX_JOBS_PER_STORE,
             clock: Arc::new(SystemClock),
+            notify: None,
         }
     }
 }
@@ -121,6 +123,12 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Where the health notifications of jobs without their own `notify` go (`[notify]`); none by default.
+    pub fn notify(mut self, notify: Option<crate::notify::NotifySpec>) -> SchedulerBuilder {
+        self.notify = notify;
+        self
+    }
+
     /// Check the settings and build the scheduler, stopped until [`Scheduler::start`] or
     /// [`Scheduler::run_until`].
     pub async fn build(mut self) -> anyhow::Result<Arc<Scheduler>> {
@@ -139,6 +147,12 @@ impl SchedulerBuilder {
         }
         if self.max_jobs_per_store == 0 {
             anyhow::bail!("max_jobs_per_store must be at least 1");
+        }
+        if let Some(notify) = &self.notify {
+            notify.validate().map_err(|(field, message)| anyhow::anyhow!("notify.{field}: {message}"))?;
+        }
+        for (_, store) in &self.stores {
+            store.set_notify_default(self.notify.clone());
         }
         let scheduler = Scheduler::from_parts(self)?;
         // A store that cannot be read yet leaves the calendars stale: the loop reads them once it can.

@@ -2,6 +2,7 @@
 //! the rules it keeps: ids unique across job stores, options defaulted from `job_defaults`, triggers resolved and
 //! checked, a resumed job whose trigger has ended removed. The REST API is a thin shell over these.
 
+use crate::notify::ledger::Notification;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -993,6 +994,20 @@ impl Scheduler {
         runs.sort_by(|a, b| (b.scheduled_time, &b.idempotency_key).cmp(&(a.scheduled_time, &a.idempotency_key)));
         runs.truncate(query.limit);
         Ok(runs)
+    }
+
+    /// The newest `limit` health notifications about job `job_id`, newest first; also after it was removed.
+    pub async fn list_notifications(&self, job_id: &str, limit: usize) -> Result<Vec<Notification>> {
+        let mut notifications = Vec::new();
+        for (_, store) in self.stores() {
+            notifications.extend(store.list_notifications(job_id, limit).await?);
+        }
+        if notifications.is_empty() && self.find_job(job_id).await?.is_none() {
+            return Err(Error::NotFound(format!("no job with id {job_id:?} and no notifications about one")));
+        }
+        notifications.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        notifications.truncate(limit);
+        Ok(notifications)
     }
 
     async fn runs_in_every_store(&self, job_id: &str, query: &RunQuery) -> Result<Vec<Run>> {

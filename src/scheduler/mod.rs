@@ -158,6 +158,8 @@ pub struct Scheduler {
     pub metrics: Arc<Metrics>,
     /// The calendars triggers exclude, compiled.
     calendars: calendars::Calendars,
+    /// `[notify]`: where notifications of jobs without their own `notify` go.
+    notify_default: Option<crate::notify::NotifySpec>,
 }
 
 impl Scheduler {
@@ -207,6 +209,7 @@ impl Scheduler {
             events: EventBus::new(EVENT_BUFFER),
             metrics,
             calendars: calendars::Calendars::default(),
+            notify_default: parts.notify,
         }))
     }
 
@@ -361,6 +364,20 @@ impl Scheduler {
             tokio::spawn(async move { scheduler.prune_periodically().await })
         };
         let backfills = tokio::spawn(self.clone().run_backfills());
+        // Each store's notifications ledger is sent by its own task: a slow alert target never delays a fire.
+        let notifiers: Vec<_> = (self.stores.values())
+            .map(|entry| {
+                crate::notify::notifier::Notifier {
+                    store: entry.store.clone(),
+                    default: self.notify_default.clone(),
+                    policy: self.delivery.shared_policy(),
+                    client: self.delivery.http_client(),
+                    metrics: self.metrics.clone(),
+                    clock: self.clock.clone(),
+                }
+                .spawn(self.stop_firing.clone())
+            })
+            .collect();
         let mut backoff = STORE_RETRY;
         loop {
             // Before anything is read, so a change committed while the loop reads still wakes it.
@@ -420,6 +437,7 @@ impl Scheduler {
         }
         upkeep.abort();
         backfills.abort();
+        notifiers.iter().for_each(tokio::task::JoinHandle::abort);
         // The pruner stops at its next await once firing stops; a batch in progress finishes first.
         let _ = pruner.await;
         watchers.iter().for_each(tokio::task::JoinHandle::abort);

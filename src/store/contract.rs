@@ -172,6 +172,7 @@ macro_rules! store_contract_tests {
             a_backfill_step_inserts_each_fire_once_and_skips_a_taken_one,
             a_cancelled_backfill_takes_no_more_fires,
             notifications_are_claimed_once_under_a_lease,
+            health_changes_write_their_notifications_with_them,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -1644,6 +1645,82 @@ pub(crate) async fn a_job_without_success_for_stale_after_seconds_is_marked_stal
     assert_eq!(store.get_job("watched").await.unwrap().unwrap().health.state(), HealthState::Healthy);
     assert_eq!(store.mark_stale(at(9001 + 7199)).await.unwrap(), (vec![], Some(at(9001 + 7200))));
     assert_eq!(ids(&store.mark_stale(at(9001 + 7200)).await.unwrap().0), ["watched"]);
+}
+
+/// The notifications in the ledger about `job_id`, oldest first, as (type, consecutive_failures).
+async fn notified(store: &dyn JobStore, job_id: &str) -> Vec<(String, u64)> {
+    let mut notifications = store.list_notifications(job_id, 100).await.unwrap();
+    notifications.reverse();
+    notifications.iter().map(|n| (n.kind.clone(), n.payload["consecutive_failures"].as_u64().unwrap())).collect()
+}
+
+pub(crate) async fn health_changes_write_their_notifications_with_them(store: &dyn JobStore) {
+    use crate::notify::NotifyOn;
+    let spec = |threshold: u32| {
+        let mut spec = crate::notify::parse(json!({"url": "https://alerts.internal/n"})).unwrap();
+        spec.failure_threshold = threshold;
+        spec
+    };
+    let mut watched = job("watched", Some(at(600)));
+    watched.notify = Some(spec(2));
+    watched.auto_pause_after_failures = Some(3);
+    watched.labels.insert("team".into(), "ops".into());
+    let plain = job("plain", Some(at(600)));
+    add_all(store, &[watched, plain]).await;
+
+    // Without `[notify]`, a job without its own says nothing.
+    record_outcome(store, "plain", 0, RunStatus::Failed).await;
+    assert_eq!(notified(store, "plain").await, []);
+
+    // One failure notification at the threshold, none before or after it in the streak; auto_paused with it.
+    record_outcome(store, "watched", 0, RunStatus::Failed).await;
+    assert_eq!(notified(store, "watched").await, []);
+    let second = record_outcome(store, "watched", 10, RunStatus::Failed).await;
+    store.update_run(&second).await.unwrap();
+    assert_eq!(notified(store, "watched").await, [("failure".to_string(), 2)], "a record retried counts once");
+    record_outcome(store, "watched", 20, RunStatus::Failed).await;
+    let expected = ["failure", "auto_paused"].map(String::from).to_vec();
+    let kinds = |n: Vec<(String, u64)>| n.into_iter().map(|(kind, _)| kind).collect::<Vec<_>>();
+    assert_eq!(kinds(notified(store, "watched").await), expected);
+    let newest = store.list_notifications("watched", 1).await.unwrap();
+    let payload = &newest[0].payload;
+    assert_eq!(payload["type"], "job.auto_paused");
+    assert_eq!(payload["paused_reason"], "auto: 3 consecutive failures");
+    assert_eq!(payload["job"], json!({"id": "watched", "name": "job watched", "labels": {"team": "ops"}}));
+    assert_eq!(payload["run"]["status"], "failed");
+    assert_eq!(payload["run"]["scheduled_time"], "2026-11-25T10:00:20.123457Z");
+    assert!(payload["run"].get("action").is_none(), "a run's action may carry secrets");
+    assert_eq!(newest[0].created_at, at(21));
+
+    // The success that ends the streak sends one recovery.
+    record_outcome(store, "watched", 30, RunStatus::Succeeded).await;
+    record_outcome(store, "watched", 40, RunStatus::Succeeded).await;
+    assert_eq!(notified(store, "watched").await.last().unwrap(), &("recovery".to_string(), 0));
+    assert_eq!(notified(store, "watched").await.len(), 3);
+
+    // `[notify]` covers the jobs without their own, with its own threshold and kinds.
+    let mut default = spec(1);
+    default.on = vec![NotifyOn::Failure, NotifyOn::Stale];
+    store.set_notify_default(Some(default));
+    record_outcome(store, "plain", 10, RunStatus::Failed).await;
+    assert_eq!(notified(store, "plain").await, [], "the streak passed the threshold before it was set");
+    record_outcome(store, "plain", 20, RunStatus::Succeeded).await;
+    assert_eq!(notified(store, "plain").await, [], "recovery is not among its kinds");
+    record_outcome(store, "plain", 30, RunStatus::Failed).await;
+    assert_eq!(notified(store, "plain").await, [("failure".to_string(), 1)]);
+
+    // Stale, once, with the mark.
+    let mut quiet = job("quiet", Some(at(600)));
+    quiet.stale_after_seconds = Some(60);
+    store.add_job(&quiet, false).await.unwrap();
+    assert_eq!(ids(&store.mark_stale(at(0)).await.unwrap().0), ["quiet"]);
+    store.mark_stale(at(100)).await.unwrap();
+    assert_eq!(notified(store, "quiet").await, [("stale".to_string(), 0)]);
+    store.set_notify_default(None);
+
+    // Every one of them is in the ledger to be sent, each once.
+    let claimed = store.claim_notifications(at(10_000), at(10_060), 100).await.unwrap();
+    assert_eq!(claimed.len(), 5);
 }
 
 store_contract_tests!(memory, memory_fixture());

@@ -103,6 +103,8 @@ impl State {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// `[notify]`, for the jobs without their own `notify`.
+    notify_default: crate::notify::DefaultSpec,
 }
 
 impl MemoryStore {
@@ -260,6 +262,7 @@ impl JobStore for MemoryStore {
         let due: Vec<String> =
             state.due.iter().take_while(|(time, _)| *time <= now).take(limit).map(|(_, id)| id.clone()).collect();
         let mut inserted = Vec::new();
+        let default = self.notify_default.get();
         for id in due {
             let Some(mut job) = state.take(&id) else { continue };
             let plan = planner.plan(&job, load_of(&mut state.runs, &job.id), now);
@@ -275,6 +278,9 @@ impl JobStore for MemoryStore {
                 }
                 if run.status == RunStatus::Buffered {
                     state.buffering.insert(run.job_id.clone());
+                }
+                if let Some(notification) = crate::notify::for_missed(&job, &run, default.as_ref()) {
+                    state.notifications.insert(notification.id.clone(), notification);
                 }
                 inserted.push(run.clone());
                 state.runs.insert(key, run);
@@ -300,13 +306,20 @@ impl JobStore for MemoryStore {
                 stored.take_progress(run);
                 if first_outcome && let Some(job) = state.jobs.get(&run.job_id) {
                     let mut job = job.clone();
+                    let before = job.health.consecutive_failures;
                     let at = run.finished_at.unwrap_or(run.created_at);
                     job.health.record(run.status == RunStatus::Succeeded, at);
-                    if !job.paused && crate::health::should_auto_pause(job.auto_pause_after_failures, &job.health) {
+                    let auto_pause =
+                        !job.paused && crate::health::should_auto_pause(job.auto_pause_after_failures, &job.health);
+                    if auto_pause {
                         job.paused = true;
                         job.next_run_time = None;
                         job.paused_until = None;
                         job.paused_reason = Some(crate::health::auto_pause_reason(job.health.consecutive_failures));
+                    }
+                    let default = self.notify_default.get();
+                    for notification in crate::notify::for_outcome(&job, run, before, auto_pause, default.as_ref()) {
+                        state.notifications.insert(notification.id.clone(), notification);
                     }
                     let health = job.health.clone();
                     state.put(job.clone());
@@ -542,6 +555,10 @@ impl JobStore for MemoryStore {
                 None => {}
             }
         }
+        let default = self.notify_default.get();
+        for notification in marked.iter().filter_map(|job| crate::notify::for_stale(job, default.as_ref(), now)) {
+            state.notifications.insert(notification.id.clone(), notification);
+        }
         Ok((marked, next))
     }
 
@@ -612,5 +629,21 @@ impl JobStore for MemoryStore {
         let Some(notification) = state.notifications.get_mut(id) else { return Ok(false) };
         finish.apply(notification);
         Ok(true)
+    }
+
+    async fn list_notifications(
+        &self,
+        job_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        let state = self.state.lock().await;
+        let mut of_job: Vec<_> = state.notifications.values().filter(|n| n.job_id == job_id).cloned().collect();
+        of_job.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        of_job.truncate(limit);
+        Ok(of_job)
+    }
+
+    fn set_notify_default(&self, default: Option<crate::notify::NotifySpec>) {
+        self.notify_default.set(default);
     }
 }

@@ -359,6 +359,16 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
     /// Record how an attempt on notification `id` ended, releasing its lease; `false` when there is no such row.
     async fn finish_notification(&self, id: &str, finish: &crate::notify::ledger::Finish) -> StoreResult<bool>;
+    /// The newest `limit` notifications about job `job_id`, newest first.
+    async fn list_notifications(
+        &self,
+        job_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
+    /// `[notify]`: the notifications of jobs without their own `notify` follow it. The writes that cause
+    /// notifications (a run's outcome, an auto-pause, a stale mark, a missed fire) add them to the ledger in the
+    /// same transaction.
+    fn set_notify_default(&self, default: Option<crate::notify::NotifySpec>);
 }
 
 /// The embedded default store: a fresh machine runs with no database server.

@@ -20,6 +20,7 @@ mod jobs_api;
 mod labels;
 mod library;
 mod metrics;
+mod notifications;
 mod openapi;
 mod policies;
 mod postgres;

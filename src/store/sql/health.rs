@@ -3,12 +3,15 @@
 
 use std::collections::HashSet;
 
-use sqlx::{Executor, FromRow, IntoArguments, Pool};
+use sqlx::{Executor, FromRow, IntoArguments, Pool, Transaction};
 
-use super::{Args, Conn, DbRow, Dialect, Param, arguments, store_error};
+use super::{Args, Conn, DbRow, Dialect, Param, Record, arguments, store_error};
 use crate::health;
-use crate::job::{Run, RunStatus};
+use crate::job::{Job, Run, RunStatus};
+use crate::notify::{self, NotifySpec, ledger::Notification};
 use crate::store::StoreResult;
+
+const JOB_SQL: &str = "SELECT * FROM jobs WHERE id = $1";
 
 const RUN_STATUS_SQL: &str = "SELECT status FROM runs WHERE idempotency_key = $1";
 const SUCCEEDED_SQL: &str = "UPDATE jobs SET consecutive_failures = 0, last_success_at = $2, stale = $3 WHERE id = $1";
@@ -57,8 +60,14 @@ pub fn push_health_filter<D: Dialect>(sql: &mut super::Statement<D>, state: heal
     Ok(())
 }
 
-/// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make; the keys of the runs found.
-pub async fn save_runs<D: Dialect>(pool: &Pool<D::Db>, dialect: &D, runs: &[Run]) -> StoreResult<HashSet<String>>
+/// Save the recorder's batch (`Dialect::save_runs`) and the health its outcomes make, with the notifications they
+/// cause (`default`: `[notify]`); the keys of the runs found.
+pub async fn save_runs<D: Dialect>(
+    pool: &Pool<D::Db>,
+    dialect: &D,
+    runs: &[Run],
+    default: Option<&NotifySpec>,
+) -> StoreResult<HashSet<String>>
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     Args<D>: IntoArguments<D::Db>,
@@ -73,6 +82,36 @@ where
         return dialect.save_runs(&mut connection, runs).await;
     }
     let mut transaction = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    let saved = save_with_health(&mut *transaction, dialect, runs, default).await;
+    finish::<D, _>(transaction, saved).await
+}
+
+/// Commit when `outcome` is a success, else roll back at once: a dropped transaction is rolled back only when its
+/// connection is next used, holding its row locks until then.
+pub async fn finish<D: Dialect, T>(transaction: Transaction<'_, D::Db>, outcome: StoreResult<T>) -> StoreResult<T> {
+    match outcome {
+        Ok(value) => {
+            transaction.commit().await.map_err(store_error)?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = transaction.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+async fn save_with_health<D: Dialect>(
+    transaction: &mut Conn<D>,
+    dialect: &D,
+    runs: &[Run],
+    default: Option<&NotifySpec>,
+) -> StoreResult<HashSet<String>>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+    (String,): for<'r> FromRow<'r, DbRow<D>>,
+{
     // A run recorded with its outcome again (a retried record) counts once: only those not yet ended count.
     let mut outcomes = Vec::new();
     for run in runs.iter().filter(|run| health::counts(run.status)) {
@@ -85,12 +124,14 @@ where
             outcomes.push(run);
         }
     }
-    let found = dialect.save_runs(&mut transaction, runs).await?;
+    let found = dialect.save_runs(transaction, runs).await?;
     outcomes.retain(|run| found.contains(&run.idempotency_key));
     outcomes.sort_by_key(|run| run.finished_at);
     for run in outcomes {
+        let before = job_row::<D>(transaction, &run.job_id).await?;
         let at = Param::Time(Some(run.finished_at.unwrap_or(run.created_at)));
         let id = Param::Text(Some(&run.job_id));
+        let mut auto_paused = false;
         if run.status == RunStatus::Succeeded {
             sqlx::query_with(SUCCEEDED_SQL, arguments::<D>([id, at, Param::Bool(false)])?)
                 .execute(&mut *transaction)
@@ -102,14 +143,50 @@ where
                 .await
                 .map_err(store_error)?;
             let pause = [Param::Text(Some(&run.job_id)), Param::Bool(true), Param::Bool(false)];
-            sqlx::query_with(AUTO_PAUSE_SQL, arguments::<D>(pause)?)
+            let paused = sqlx::query_with(AUTO_PAUSE_SQL, arguments::<D>(pause)?)
                 .execute(&mut *transaction)
                 .await
                 .map_err(store_error)?;
+            auto_paused = D::rows_affected(&paused) > 0;
         }
+        // Only a job that wants notifications is read again.
+        let Some(before) = before.filter(|job| job.notify.is_some() || default.is_some()) else { continue };
+        let Some(after) = job_row::<D>(transaction, &run.job_id).await? else { continue };
+        let notifications = notify::for_outcome(&after, run, before.health.consecutive_failures, auto_paused, default);
+        insert_notifications::<D>(transaction, &notifications).await?;
     }
-    transaction.commit().await.map_err(store_error)?;
     Ok(found)
+}
+
+async fn job_row<D: Dialect>(connection: &mut Conn<D>, id: &str) -> StoreResult<Option<Job>>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+{
+    let row: Option<D::JobRow> = sqlx::query_as_with(JOB_SQL, arguments::<D>([Param::Text(Some(id))])?)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    row.map(Record::into_model).transpose()
+}
+
+/// Add notifications to the ledger inside the caller's transaction.
+pub async fn insert_notifications<D: Dialect>(
+    connection: &mut Conn<D>,
+    notifications: &[Notification],
+) -> StoreResult<()>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+{
+    for notification in notifications {
+        let params = super::rows::notification_params::<D::Json>(notification)?;
+        sqlx::query_with(super::notifications::INSERT_SQL, arguments::<D>(params)?)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -335,12 +335,19 @@ pub struct SqlStore<D: Dialect> {
     pub(in crate::store) dialect: D,
     /// `update_run` hands its run to the recorder, which writes all waiting ones in one statement.
     recorder: RunRecorder,
+    /// `[notify]`, for the jobs without their own `notify`.
+    notify_default: crate::notify::DefaultSpec,
 }
 
 /// By hand: a derive would ask that the database type itself be `Clone`.
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        SqlStore { pool: self.pool.clone(), dialect: self.dialect.clone(), recorder: self.recorder.clone() }
+        SqlStore {
+            pool: self.pool.clone(),
+            dialect: self.dialect.clone(),
+            recorder: self.recorder.clone(),
+            notify_default: self.notify_default.clone(),
+        }
     }
 }
 
@@ -352,14 +359,15 @@ impl<D: Dialect> SqlStore<D> {
         Args<D>: IntoArguments<D::Db>,
         (String,): for<'r> FromRow<'r, DbRow<D>>,
     {
+        let notify_default = crate::notify::DefaultSpec::default();
         let recorder = {
-            let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
+            let (pool, dialect, notify_default) = (pool.clone(), Arc::new(dialect.clone()), notify_default.clone());
             RunRecorder::spawn(move |runs| {
-                let (pool, dialect) = (pool.clone(), dialect.clone());
-                async move { health::save_runs(&pool, &*dialect, &runs).await }
+                let (pool, dialect, default) = (pool.clone(), dialect.clone(), notify_default.get());
+                async move { health::save_runs(&pool, &*dialect, &runs, default.as_ref()).await }
             })
         };
-        let store = SqlStore { pool, dialect, recorder };
+        let store = SqlStore { pool, dialect, recorder, notify_default };
         store.migrate().await?;
         Ok(store)
     }
@@ -660,6 +668,15 @@ where
         } else {
             D::insert_runs_unless_taken(&mut claim.transaction, planned).await?
         };
+        let default = self.notify_default.get();
+        let missed: Vec<_> = inserted
+            .iter()
+            .filter_map(|run| {
+                let job = jobs.iter().find(|job| job.id == run.job_id)?;
+                crate::notify::for_missed(job, run, default.as_ref())
+            })
+            .collect();
+        health::insert_notifications::<D>(&mut claim.transaction, &missed).await?;
         if !advanced.is_empty() {
             D::advance_jobs(&mut claim.transaction, &advanced).await?;
         }
@@ -971,16 +988,25 @@ where
         let jobs = models(candidates)?;
         let next = jobs.iter().filter_map(crate::health::stale_at).filter(|at| *at > now).min();
         let mut marked = Vec::new();
+        let default = self.notify_default.get();
         for job in jobs.into_iter().filter(|job| crate::health::is_stale(job, now)) {
             // Only if no success came meanwhile and no other replica marked it first.
             let since = job.health.last_success_at.unwrap_or(job.created_at);
             let mark = [Param::Text(Some(&job.id)), Param::Bool(true), Param::Bool(false), Param::Time(Some(since))];
             let _turn = self.turn().await;
-            let row: Option<D::JobRow> = sqlx::query_as_with(health::MARK_STALE_SQL, arguments::<D>(mark)?)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-            marked.extend(row.map(Record::into_model).transpose()?);
+            let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+            let mark_one = async {
+                let row: Option<D::JobRow> = sqlx::query_as_with(health::MARK_STALE_SQL, arguments::<D>(mark)?)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                let job = row.map(Record::into_model).transpose()?;
+                let notification = job.as_ref().and_then(|job| crate::notify::for_stale(job, default.as_ref(), now));
+                health::insert_notifications::<D>(&mut transaction, notification.as_slice()).await?;
+                Ok(job)
+            }
+            .await;
+            marked.extend(health::finish::<D, _>(transaction, mark_one).await?);
         }
         Ok((marked, next))
     }
@@ -1024,14 +1050,25 @@ where
         }
         let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-        for notification in notifications {
-            let params = rows::notification_params::<D::Json>(notification)?;
-            sqlx::query_with(notifications::INSERT_SQL, arguments::<D>(params)?)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-        }
-        transaction.commit().await.map_err(store_error)
+        let inserted = health::insert_notifications::<D>(&mut transaction, notifications).await;
+        health::finish::<D, _>(transaction, inserted).await
+    }
+
+    async fn list_notifications(
+        &self,
+        job_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::notify::ledger::Notification>> {
+        let params = [Param::Text(Some(job_id)), Param::Int(Some(limit_of(limit)))];
+        let rows: Vec<D::NotificationRow> = sqlx::query_as_with(notifications::OF_JOB_SQL, arguments::<D>(params)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        models(rows)
+    }
+
+    fn set_notify_default(&self, default: Option<crate::notify::NotifySpec>) {
+        self.notify_default.set(default);
     }
 
     async fn claim_notifications(

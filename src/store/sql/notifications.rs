@@ -1,8 +1,8 @@
 //! The notifications ledger's statements, the same on SQLite and PostgreSQL but for the claim's row locks.
 
 pub const INSERT_SQL: &str = "INSERT INTO notifications (id, job_id, type, payload, state, attempts, \
-    next_attempt_at, lease_until, created_at, delivered_at, last_error) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    next_attempt_at, lease_until, created_at, delivered_at, last_error, target) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// Lease until `$1` at most `$3` pending notifications due at `$2` whose lease (if any) ran out, counting an
 /// attempt, earliest first; one statement, so two claimers cannot both take a row.
@@ -28,3 +28,6 @@ pub const FINISH_SQL: &str = "UPDATE notifications SET state = $2, next_attempt_
 pub const CLAIM_SQL: &str = claim_sql!("");
 /// PostgreSQL: rows another replica holds are skipped, not waited for.
 pub const CLAIM_LOCKED_SQL: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
+
+/// The newest `$2` notifications about job `$1`, newest first.
+pub const OF_JOB_SQL: &str = "SELECT * FROM notifications WHERE job_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";

@@ -410,6 +410,7 @@ pub struct NotificationRow<Time, Json> {
     created_at: Time,
     delivered_at: Option<Time>,
     last_error: Option<String>,
+    target: Option<Json>,
 }
 
 impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> {
@@ -431,6 +432,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> 
             created_at: self.created_at.into_time(&what("created_at"))?,
             delivered_at: self.delivered_at.map(|time| time.into_time(&what("delivered_at"))).transpose()?,
             last_error: self.last_error,
+            target: self.target.map(|target| target.decode(&what("target"))).transpose()?,
             kind: self.kind,
             job_id: self.job_id,
             id: self.id,
@@ -441,7 +443,7 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> 
 /// Every column of `notifications` in table order (`notifications::INSERT_SQL`).
 pub fn notification_params<Json: JsonColumn>(
     notification: &crate::notify::ledger::Notification,
-) -> StoreResult<[Param<'_, Json>; 11]> {
+) -> StoreResult<[Param<'_, Json>; 12]> {
     Ok([
         Param::Text(Some(&notification.id)),
         Param::Text(Some(&notification.job_id)),
@@ -454,5 +456,6 @@ pub fn notification_params<Json: JsonColumn>(
         Param::Time(Some(notification.created_at)),
         Param::Time(notification.delivered_at),
         Param::Text(notification.last_error.as_deref()),
+        Param::NullableJson(notification.target.as_ref().map(|target| Json::encode(target, "target")).transpose()?),
     ])
 }
