@@ -152,6 +152,14 @@ pub enum JobsCommand {
         #[command(flatten)]
         filter: AuditFilter,
     },
+    /// The job's health notifications, newest first: what was sent, how it went (also after it was removed).
+    Notifications {
+        /// The job's id.
+        id: String,
+        /// How many, 1–1000.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Deliver the job's past fires in a range, paced, and follow them with a progress bar (exit 4 if some
     /// failed); --detach returns at once.
     Backfill(backfill::StartArgs),
@@ -876,6 +884,7 @@ async fn jobs(client: &Client, command: JobsCommand, as_json: bool) -> Result<St
             let path = format!("{}/history{}", job_path(&id), filter.query());
             return audit(client, &path, as_json, &format!("no changes of job {id}")).await;
         }
+        JobsCommand::Notifications { id, limit } => return notifications(client, &id, limit, as_json).await,
         JobsCommand::Backfill(args) => return backfill::start(client, args, as_json).await,
     };
     Ok(if as_json { pretty(&answer) } else { human })
@@ -905,6 +914,31 @@ async fn audit(client: &Client, path: &str, as_json: bool, empty: &str) -> Resul
         })
         .collect();
     Ok(table(&["TIME", "ACTOR", "ACTION", "JOB", "CHANGED", "REASON"], &rows))
+}
+
+/// A job's notifications: a table of when, what, how it went and why not, or the notifications as JSON.
+async fn notifications(client: &Client, id: &str, limit: usize, as_json: bool) -> Result<String, CliError> {
+    let answer = client.get(&format!("/jobs/{}/notifications?limit={limit}", segment(id))).await?;
+    let notifications = answer["notifications"].as_array().cloned().unwrap_or_default();
+    if as_json {
+        return Ok(pretty(&Value::Array(notifications)));
+    }
+    if notifications.is_empty() {
+        return Ok(format!("no notifications about job {id}"));
+    }
+    let rows: Vec<Vec<String>> = notifications
+        .iter()
+        .map(|notification| {
+            vec![
+                cell(&notification["created_at"]),
+                cell(&notification["type"]),
+                cell(&notification["state"]),
+                cell(&notification["attempts"]),
+                cell(&notification["last_error"]).replace('\n', " "),
+            ]
+        })
+        .collect();
+    Ok(table(&["CREATED", "TYPE", "STATE", "ATTEMPTS", "LAST ERROR"], &rows))
 }
 
 async fn runs(client: &Client, args: RunsArgs, as_json: bool) -> Result<String, CliError> {

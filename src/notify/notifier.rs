@@ -58,7 +58,7 @@ impl Notifier {
         // meanwhile (a one-shot job is, by its last fire) leaves the target it had when the notification was written.
         let spec = match self.store.get_job(&notification.job_id).await? {
             Some(job) => job.notify.or_else(|| self.default.clone()),
-            None => notification.target.clone(),
+            None => notification.target.clone().or_else(|| self.default.clone()),
         };
         let kind = super::NotifyOn::parse(&notification.kind).map_or("unknown", super::NotifyOn::as_str);
         let Some(spec) = spec else {

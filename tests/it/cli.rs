@@ -16,7 +16,7 @@ const EXIT_USAGE: i32 = 2;
 const EXIT_SERVER: i32 = 3;
 
 #[derive(Debug)]
-struct Outcome {
+pub(crate) struct Outcome {
     code: i32,
     stdout: String,
     stderr: String,
@@ -28,14 +28,14 @@ impl Outcome {
         serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("not JSON ({err}): {self:#?}"))
     }
 
-    fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(self.code, 0, "command failed: {self:#?}");
         &self.stdout
     }
 }
 
 /// Run the binary with `APSCHED_URL` pointing at `server` (and no token unless given), feeding `stdin`.
-async fn apsched(server: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Outcome {
+pub(crate) async fn apsched(server: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Outcome {
     let mut command = tokio::process::Command::new(BIN);
     command
         .args(args)

@@ -142,6 +142,14 @@ async fn the_configured_default_notifies_jobs_without_their_own() {
     server.wait_runs("plain", |runs| runs.len() >= 3).await;
     assert_eq!(wait_notifications(&server.base, "plain", delivered).await.len(), 1);
     assert_eq!(alerts.matching("ok/default").len(), 1);
+    // The command line shows them as a table, and as JSON.
+    let shown = crate::cli::apsched(&server.base, &["jobs", "notifications", "plain"], &[], None).await;
+    let lines: Vec<&str> = shown.ok().lines().collect();
+    assert!(lines[0].starts_with("CREATED") && lines[0].contains(" TYPE "), "{shown:#?}");
+    assert!(lines[1].contains(" failure ") && lines[1].contains(" delivered "), "{shown:#?}");
+    let json = crate::cli::apsched(&server.base, &["jobs", "notifications", "plain", "--json"], &[], None).await;
+    let listed: Value = serde_json::from_str(json.ok()).unwrap();
+    assert_eq!(listed[0]["type"], "failure");
     server.stop().await;
 }
 

@@ -420,6 +420,11 @@ async fn a_person_adds_pauses_and_inspects_a_job_in_the_dashboard() {
     assert!(browser.text("#history tbody tr[data-action=add] .changed").await.starts_with("added"));
     assert!(browser.script("return document.querySelector('#panel-runs').hidden", json!([])).await == true);
     browser.screenshot(&screenshot_dir().join("job-history.png")).await;
+    // The Notifications tab: this job has no notify and none is configured, so it says how to get them.
+    browser.click("#tab-notifications").await;
+    assert!(browser.text("#notifications tbody").await.contains("No notifications"));
+    assert!(browser.text("#config").await.contains("the configured default, if any"));
+    browser.click("#tab-history").await;
     assert_eq!(job["action"]["url"], hook.as_str());
     assert_eq!(job["action"]["headers"]["Authorization"], "********");
 

@@ -29,7 +29,7 @@
   // Bumped on every navigation and every new refresh loop: a late answer for a page left behind is dropped.
   let pageSeq = 0;
   let refreshSeq = 0;
-  // jobTab: which of a job's tabs is shown (runs or history); kept while the page refreshes.
+  // jobTab: which of a job's tabs is shown (runs, history or notifications); kept while the page refreshes.
   const view = { filter: '', state: 'all', selector: '', jobTab: 'runs' };
 
   // ---- the API --------------------------------------------------------------------------------------------
@@ -478,6 +478,10 @@
       if (err.status === 404) return { backfills: [] };
       throw err;
     });
+    const notifications = await api('GET', '/jobs/' + enc(id) + '/notifications?limit=' + HISTORY_PAGE).catch((err) => {
+      if (err.status === 404) return { notifications: [] };
+      throw err;
+    });
     if (!job && !runs.runs.length && !history.entries.length) {
       throw new Problem(404, { detail: 'no job with id ' + JSON.stringify(id) });
     }
@@ -509,6 +513,8 @@
         ['Health', job.health ? [healthBadge(job), ' ' + job.health.consecutive_failures + ' consecutive failures'] : '—'],
         ['Last success', job.health && job.health.last_success_at ? timeCell(job.health.last_success_at, zone) : '—'],
         ['Last failure', job.health && job.health.last_failure_at ? timeCell(job.health.last_failure_at, zone) : '—'],
+        ['Notify', job.notify ? h('span', { class: 'mono', id: 'job-notify' }, job.notify.url + ' on ' + job.notify.on.join(', ')
+          + ' (failure after ' + job.notify.failure_threshold + ')') : 'the configured default, if any'],
         ['Coalesce', String(job.coalesce)], ['Max instances', String(job.max_instances)],
         ['Misfire grace time', job.misfire_grace_time === null ? 'none (always run)' : job.misfire_grace_time + ' s'],
         ['Overlap', job.overlap || 'skip'],
@@ -544,6 +550,7 @@
           .map((c) => h('th', {}, c)))), h('tbody', {}, runRows.length ? runRows
           : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No runs yet.'))))],
         ['history', 'History', historyTable(history.entries)],
+        ['notifications', 'Notifications', notificationTable(notifications.notifications)],
       ]),
       job ? h('details', {}, h('summary', {}, 'As JSON'), h('pre', {}, JSON.stringify(job, null, 2))) : null);
     every(reload);
@@ -593,6 +600,20 @@
     return h('table', { id: 'history' }, h('thead', {}, h('tr', {}, ['Time', 'Who', 'Action', 'Changed', 'Why']
       .map((c) => h('th', {}, c)))), h('tbody', {}, rows.length ? rows
       : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No changes recorded.'))));
+  }
+
+  // The job's health notifications, newest first: what was told, and whether it got through.
+  function notificationTable(notifications) {
+    const zone = scheduler && scheduler.timezone;
+    const rows = notifications.map((n) => h('tr', { 'data-type': n.type, 'data-state': n.state },
+      h('td', {}, timeCell(n.created_at, zone)),
+      h('td', { class: 'mono' }, n.type),
+      h('td', {}, stateBadge(n.state)),
+      h('td', {}, String(n.attempts)),
+      h('td', { class: 'mono' }, n.last_error || '')));
+    return h('table', { id: 'notifications' }, h('thead', {}, h('tr', {}, ['Time', 'Type', 'State', 'Attempts', 'Last error']
+      .map((c) => h('th', {}, c)))), h('tbody', {}, rows.length ? rows
+      : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No notifications. A job with notify (or the configured [notify]) sends them on failure, recovery, auto-pause, staleness and missed fires.'))));
   }
 
   // ---- add and edit ---------------------------------------------------------------------------------------
