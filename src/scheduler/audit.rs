@@ -120,6 +120,35 @@ impl Scheduler {
         total
     }
 
+    /// One round of notifications retention over every store, in batches: delivered and failed notifications
+    /// are kept as long as finished runs (`[runs] retention_seconds`); pending ones until they are sent.
+    pub async fn prune_notifications(&self) -> u64 {
+        let Some(cutoff) = (self.retention.retention_seconds > 0).then(|| {
+            self.now() - chrono::TimeDelta::seconds(i64::try_from(self.retention.retention_seconds).unwrap_or(i64::MAX))
+        }) else {
+            return 0;
+        };
+        let mut total = 0;
+        for (name, store) in self.stores() {
+            loop {
+                match store.prune_notifications(cutoff, PRUNE_AUDIT_BATCH).await {
+                    Ok(deleted) => {
+                        total += deleted;
+                        if deleted < PRUNE_AUDIT_BATCH as u64 || self.stop_firing.is_cancelled() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(store = %name, error = %err, "cannot prune notifications; next round retries");
+                        break;
+                    }
+                }
+            }
+        }
+        total
+    }
+
     /// Make `write`; with `audit` (who, how, and the job before), record the change in the same transaction: an
     /// entry per job the write affected, showing each after the write, or before it when the write removes it.
     pub(super) async fn write(

@@ -620,6 +620,7 @@ impl Scheduler {
             }
             self.prune_runs().await;
             self.prune_audit().await;
+            self.prune_notifications().await;
         }
     }
 

@@ -1721,6 +1721,21 @@ pub(crate) async fn health_changes_write_their_notifications_with_them(store: &d
     // Every one of them is in the ledger to be sent, each once.
     let claimed = store.claim_notifications(at(10_000), at(10_060), 100).await.unwrap();
     assert_eq!(claimed.len(), 5);
+
+    // Retention takes finished ones older than the cutoff, never a pending one.
+    use crate::notify::ledger::Finish;
+    // The stale one stays pending; the others (created at 11, 21, 31 and 31 s) are delivered.
+    for notification in claimed.iter().filter(|n| n.job_id != "quiet") {
+        store.finish_notification(&notification.id, &Finish::Delivered(at(10_001))).await.unwrap();
+    }
+    assert_eq!(store.prune_notifications(at(31), 100).await.unwrap(), 2, "strictly before the cutoff");
+    assert_eq!(store.prune_notifications(at(20_000), 100).await.unwrap(), 2);
+    let left: Vec<_> = ["watched", "plain", "quiet"].iter().map(|id| store.list_notifications(id, 100)).collect();
+    let mut remaining = 0;
+    for listing in left {
+        remaining += listing.await.unwrap().len();
+    }
+    assert_eq!(remaining, 1, "the pending one stays");
 }
 
 store_contract_tests!(memory, memory_fixture());

@@ -643,6 +643,20 @@ impl JobStore for MemoryStore {
         Ok(of_job)
     }
 
+    async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        use crate::notify::ledger::NotificationState;
+        let mut state = self.state.lock().await;
+        let doomed: Vec<String> = (state.notifications.values())
+            .filter(|n| n.state != NotificationState::Pending && n.created_at < before)
+            .take(limit)
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &doomed {
+            state.notifications.remove(id);
+        }
+        Ok(doomed.len() as u64)
+    }
+
     fn set_notify_default(&self, default: Option<crate::notify::NotifySpec>) {
         self.notify_default.set(default);
     }

@@ -365,6 +365,8 @@ pub trait JobStore: Send + Sync + 'static {
         job_id: &str,
         limit: usize,
     ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
+    /// Delete at most `limit` finished (delivered or failed) notifications created before `before`; how many.
+    async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
     /// `[notify]`: the notifications of jobs without their own `notify` follow it. The writes that cause
     /// notifications (a run's outcome, an auto-pause, a stale mark, a missed fire) add them to the ledger in the
     /// same transaction.

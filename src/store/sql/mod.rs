@@ -1067,6 +1067,14 @@ where
         models(rows)
     }
 
+    async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let arguments = arguments::<D>([Param::Time(Some(before)), Param::Int(Some(limit_of(limit)))])?;
+        let _turn = self.turn().await;
+        let result =
+            sqlx::query_with(notifications::PRUNE_SQL, arguments).execute(&self.pool).await.map_err(store_error)?;
+        Ok(D::rows_affected(&result))
+    }
+
     fn set_notify_default(&self, default: Option<crate::notify::NotifySpec>) {
         self.notify_default.set(default);
     }

@@ -31,3 +31,7 @@ pub const CLAIM_LOCKED_SQL: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
 
 /// The newest `$2` notifications about job `$1`, newest first.
 pub const OF_JOB_SQL: &str = "SELECT * FROM notifications WHERE job_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+
+/// Delete at most `$2` delivered or failed notifications created before `$1`.
+pub const PRUNE_SQL: &str = "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
+    WHERE state <> 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2)";
