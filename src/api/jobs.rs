@@ -660,7 +660,7 @@ pub async fn pause_job(
     ChangeBy(change): ChangeBy,
     super::OptionalJson(pause): super::OptionalJson<Option<PauseIn>>,
 ) -> Result<Json<JobOut>> {
-    // No body, or `null`: a plain pause.
+    // No body: a plain pause.
     let pause = pause.unwrap_or_default();
     if let Some(reason) = &pause.reason {
         crate::audit::validate_reason(reason).map_err(|message| ApiError::invalid("reason", message))?;

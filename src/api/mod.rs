@@ -164,7 +164,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Like `ApiJson`, but an empty body means `T::default()`.
+/// Like `ApiJson`, but an empty body means `T::default()`. A body, when sent, is an object as the spec says: `null`
+/// is refused like any other non-object.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
@@ -174,6 +175,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         let body = read_body(request, state).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
+        }
+        if body.trim_ascii() == b"null" {
+            return Err(ApiError::invalid("body", "must be a JSON object, or left out"));
         }
         parse_json(&body).map(OptionalJson)
     }

@@ -206,6 +206,9 @@ async fn bad_queries_previews_and_control_bodies() {
     // serde reads a struct from an array of its fields; a body is an object.
     let array = br#"["maintenance", null]"#.to_vec();
     assert_problem(&server, "POST", "/v1/jobs/any/pause", array, unprocessable, Some("body")).await;
+    // An optional body is an object when sent: `null` is no PauseIn (the spec says so; leave the body out instead).
+    assert_problem(&server, "POST", "/v1/jobs/any/pause", b"null".to_vec(), unprocessable, Some("body")).await;
+    assert_problem(&server, "POST", "/v1/scheduler/shutdown", b" null ".to_vec(), unprocessable, Some("body")).await;
     let catchup = br#"{"max_catchup_runs": 0}"#.to_vec();
     assert_problem(&server, "PATCH", "/v1/jobs?selector=team%3Dnone", catchup, unprocessable, Some("max_catchup_runs"))
         .await;

@@ -143,8 +143,9 @@ impl Server {
         (status, content_type, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// POST `body` as JSON; `Value::Null` sends no body.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send("POST", path, Some(body)).await
+        self.send("POST", path, (!body.is_null()).then_some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
