@@ -103,6 +103,36 @@ pub struct Tick {
     pub next_stale_check: Option<DateTime<Utc>>,
 }
 
+/// The health sweeps (resuming jobs paused until now, marking stale ones) run at most this often, besides when one
+/// is known to be due: during a burst the loop goes round many times a second, and each sweep is a query (a write,
+/// on SQLite) per store.
+const HEALTH_SWEEP_PERIOD: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// When the health sweeps last ran and what they know is due next.
+#[derive(Debug, Default)]
+struct HealthSweeps {
+    last: Option<DateTime<Utc>>,
+    /// The earliest time a watched job may turn stale, as the last sweep found it.
+    next_stale: Option<DateTime<Utc>>,
+    /// The earliest `paused_until`, as the loop last read it.
+    next_resume: Option<DateTime<Utc>>,
+}
+
+impl HealthSweeps {
+    fn due(&self, now: DateTime<Utc>) -> bool {
+        self.last.is_none_or(|last| now - last >= HEALTH_SWEEP_PERIOD)
+            || self.next_stale.is_some_and(|at| at <= now)
+            || self.next_resume.is_some_and(|at| at <= now)
+    }
+
+    /// When the loop should look again for health's sake: the next known stale time, and, after a round that
+    /// skipped the sweeps, the end of the period (a job added meanwhile may be watched).
+    fn next_look(&self, swept: bool) -> Option<DateTime<Utc>> {
+        let period_end = if swept { None } else { self.last.map(|last| last + HEALTH_SWEEP_PERIOD) };
+        [self.next_stale, period_end].into_iter().flatten().min()
+    }
+}
+
 /// A named job store and whether this process is its only user.
 struct StoreEntry {
     store: Arc<dyn JobStore>,
@@ -140,6 +170,8 @@ pub struct Scheduler {
     /// When the loop will next read the stores of its own accord; `None` while it is reading them (or paused, or
     /// riding out an error), when any change must wake it. Lets an add due after that time skip the wake-up.
     next_look: Mutex<Option<DateTime<Utc>>>,
+    /// When the health sweeps last ran, and when one is due next.
+    health_sweeps: Mutex<HealthSweeps>,
     state: watch::Sender<SchedulerState>,
     /// Stops the loop and lease upkeep; deliveries in flight go on.
     stop_firing: CancellationToken,
@@ -200,6 +232,7 @@ impl Scheduler {
             started: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             next_look: Mutex::new(None),
+            health_sweeps: Mutex::new(HealthSweeps::default()),
             state,
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
@@ -455,10 +488,14 @@ impl Scheduler {
                 self.calendar_set()
             }
         };
+        let sweep = self.health_sweeps.lock().unwrap_or_else(|p| p.into_inner()).due(now);
+        let mut next_stale: Option<DateTime<Utc>> = None;
         for (name, entry) in &self.stores {
-            self.resume_due(entry.store.as_ref(), now).await;
-            if let Some(next) = self.sweep_stale(entry.store.as_ref(), now).await {
-                tick.next_stale_check = Some(tick.next_stale_check.map_or(next, |earlier| earlier.min(next)));
+            if sweep {
+                self.resume_due(entry.store.as_ref(), now).await;
+                if let Some(next) = self.sweep_stale(entry.store.as_ref(), now).await {
+                    next_stale = Some(next_stale.map_or(next, |earlier| earlier.min(next)));
+                }
             }
             if entry.unrecorded.load(std::sync::atomic::Ordering::Acquire) > 0 {
                 tick.waiting_for_records = true;
@@ -533,19 +570,28 @@ impl Scheduler {
             // none: one read when there are none.
             tick.submitted += self.promote_buffered(name, &entry.store).await;
         }
+        let mut sweeps = self.health_sweeps.lock().unwrap_or_else(|p| p.into_inner());
+        if sweep {
+            sweeps.last = Some(now);
+            sweeps.next_stale = next_stale;
+        }
+        tick.next_stale_check = sweeps.next_look(sweep);
         tick
     }
 
     async fn earliest_next_run_time(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let mut earliest: Option<DateTime<Utc>> = None;
+        let mut resume: Option<DateTime<Utc>> = None;
         for entry in self.stores.values() {
             if let Some(t) = entry.store.earliest_next_run_time().await? {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
             if let Some(t) = entry.store.earliest_paused_until().await? {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                resume = Some(resume.map_or(t, |e: DateTime<Utc>| e.min(t)));
             }
         }
+        self.health_sweeps.lock().unwrap_or_else(|p| p.into_inner()).next_resume = resume;
         Ok(earliest)
     }
 
