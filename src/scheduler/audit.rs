@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
 use super::error::{Error, Result};
 use super::{JobChanges, JobSpec, Scheduler, SchedulerState};
 use crate::audit::{AuditAction, AuditEntry, AuditQuery, Change};
@@ -90,30 +93,11 @@ impl Scheduler {
 
     /// One round of `[audit]` retention over every store, in batches; the number of entries deleted.
     pub async fn prune_audit(&self) -> u64 {
-        let Some(cutoff) = (self.audit_settings.retention_seconds > 0).then(|| {
-            self.now()
-                - chrono::TimeDelta::seconds(i64::try_from(self.audit_settings.retention_seconds).unwrap_or(i64::MAX))
-        }) else {
-            return 0;
-        };
-        let mut total = 0;
-        for (name, store) in self.stores() {
-            loop {
-                match store.prune_audit(cutoff, PRUNE_AUDIT_BATCH).await {
-                    Ok(deleted) => {
-                        total += deleted;
-                        if deleted < PRUNE_AUDIT_BATCH as u64 || self.stop_firing.is_cancelled() {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    Err(err) => {
-                        tracing::warn!(store = %name, error = %err, "cannot prune the audit; next round retries");
-                        break;
-                    }
-                }
-            }
-        }
+        let total = self
+            .prune_before(self.audit_settings.retention_seconds, "the audit", |store, cutoff| {
+                store.prune_audit(cutoff, PRUNE_AUDIT_BATCH)
+            })
+            .await;
         if total > 0 {
             tracing::info!(entries = total, "pruned the audit");
         }
@@ -123,15 +107,27 @@ impl Scheduler {
     /// One round of notifications retention over every store, in batches: delivered and failed notifications
     /// are kept as long as finished runs (`[runs] retention_seconds`); pending ones until they are sent.
     pub async fn prune_notifications(&self) -> u64 {
-        let Some(cutoff) = (self.retention.retention_seconds > 0).then(|| {
-            self.now() - chrono::TimeDelta::seconds(i64::try_from(self.retention.retention_seconds).unwrap_or(i64::MAX))
-        }) else {
+        self.prune_before(self.retention.retention_seconds, "notifications", |store, cutoff| {
+            store.prune_notifications(cutoff, PRUNE_AUDIT_BATCH)
+        })
+        .await
+    }
+
+    /// Delete, batch by batch (`prune` deletes one of at most `PRUNE_AUDIT_BATCH` older than the cutoff), what is
+    /// older than `retention_seconds` in every store; `0` keeps everything. How many were deleted.
+    async fn prune_before<'s, F>(&'s self, retention_seconds: u64, what: &str, prune: F) -> u64
+    where
+        F: Fn(&'s Arc<dyn JobStore>, DateTime<Utc>) -> BoxFuture<'s, StoreResult<u64>>,
+    {
+        let Some(cutoff) = (retention_seconds > 0)
+            .then(|| self.now() - chrono::TimeDelta::seconds(i64::try_from(retention_seconds).unwrap_or(i64::MAX)))
+        else {
             return 0;
         };
         let mut total = 0;
         for (name, store) in self.stores() {
             loop {
-                match store.prune_notifications(cutoff, PRUNE_AUDIT_BATCH).await {
+                match prune(store, cutoff).await {
                     Ok(deleted) => {
                         total += deleted;
                         if deleted < PRUNE_AUDIT_BATCH as u64 || self.stop_firing.is_cancelled() {
@@ -140,7 +136,7 @@ impl Scheduler {
                         tokio::task::yield_now().await;
                     }
                     Err(err) => {
-                        tracing::warn!(store = %name, error = %err, "cannot prune notifications; next round retries");
+                        tracing::warn!(store = %name, error = %err, "cannot prune {what}; next round retries");
                         break;
                     }
                 }

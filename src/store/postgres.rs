@@ -156,6 +156,9 @@ impl Dialect for PostgresDialect {
     const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
         COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id = ANY($1) \
         AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const RUN_STATUSES_SQL: &'static str = "SELECT idempotency_key, status FROM runs WHERE idempotency_key = ANY($1)";
+    const JOB_HEALTH_SQL: &'static str =
+        "SELECT id, consecutive_failures, notify IS NOT NULL FROM jobs WHERE id = ANY($1)";
     const CANCELLED_AMONG_SQL: &'static str =
         "SELECT idempotency_key FROM runs WHERE idempotency_key = ANY($1) AND status = 'cancelled'";
     /// In id order, as every replica takes them, so two promoting replicas queue instead of deadlocking; a claim

@@ -108,6 +108,10 @@ impl Dialect for SqliteDialect {
     const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
         COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
         AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    const RUN_STATUSES_SQL: &'static str =
+        "SELECT idempotency_key, status FROM runs WHERE idempotency_key IN (SELECT value FROM json_each(?))";
+    const JOB_HEALTH_SQL: &'static str = "SELECT id, CAST(consecutive_failures AS BIGINT), notify IS NOT NULL \
+        FROM jobs WHERE id IN (SELECT value FROM json_each(?))";
     const CANCELLED_AMONG_SQL: &'static str = "SELECT idempotency_key FROM runs \
         WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND status = 'cancelled'";
     /// The write transaction (`BEGIN IMMEDIATE`) holds the only write lock.

@@ -1,7 +1,7 @@
 //! The recorder's batch with health: a run's first outcome (succeeded or failed) updates its job's health, and a
 //! job with `auto_pause_after_failures` is paused, in the same transaction as the outcome, so neither is lost.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Executor, FromRow, IntoArguments, Pool, Transaction};
 
@@ -13,7 +13,6 @@ use crate::store::StoreResult;
 
 const JOB_SQL: &str = "SELECT * FROM jobs WHERE id = $1";
 
-const RUN_STATUS_SQL: &str = "SELECT status FROM runs WHERE idempotency_key = $1";
 const SUCCEEDED_SQL: &str = "UPDATE jobs SET consecutive_failures = 0, last_success_at = $2, stale = $3 WHERE id = $1";
 const FAILED_SQL: &str =
     "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, last_failure_at = $2 WHERE id = $1";
@@ -72,6 +71,8 @@ where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     Args<D>: IntoArguments<D::Db>,
     (String,): for<'r> FromRow<'r, DbRow<D>>,
+    (String, String): for<'r> FromRow<'r, DbRow<D>>,
+    (String, i64, bool): for<'r> FromRow<'r, DbRow<D>>,
 {
     let _writer = match dialect.writer() {
         Some(writer) => Some(writer.lock().await),
@@ -111,28 +112,55 @@ where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     Args<D>: IntoArguments<D::Db>,
     (String,): for<'r> FromRow<'r, DbRow<D>>,
+    (String, String): for<'r> FromRow<'r, DbRow<D>>,
+    (String, i64, bool): for<'r> FromRow<'r, DbRow<D>>,
 {
-    // A run recorded with its outcome again (a retried record) counts once: only those not yet ended count.
-    let mut outcomes = Vec::new();
-    for run in runs.iter().filter(|run| health::counts(run.status)) {
-        let status: Option<(String,)> =
-            sqlx::query_as_with(RUN_STATUS_SQL, arguments::<D>([Param::Text(Some(&run.idempotency_key))])?)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-        if status.is_some_and(|(status,)| RunStatus::parse(&status).is_none_or(|status| !health::counts(status))) {
-            outcomes.push(run);
-        }
-    }
+    // A run recorded with its outcome again (a retried record) counts once: only those not yet ended count. One
+    // read for the batch: a burst records thousands of outcomes a second.
+    let keys: Vec<&str> =
+        runs.iter().filter(|run| health::counts(run.status)).map(|run| run.idempotency_key.as_str()).collect();
+    let statuses: HashMap<String, String> =
+        sqlx::query_as_with(D::RUN_STATUSES_SQL, arguments::<D>([Param::Keys(keys)])?)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
+    let mut outcomes: Vec<&Run> = (runs.iter())
+        .filter(|run| health::counts(run.status))
+        .filter(|run| {
+            let status = statuses.get(&run.idempotency_key).map(|status| RunStatus::parse(status));
+            status.is_some_and(|status| status.is_none_or(|status| !health::counts(status)))
+        })
+        .collect();
     let found = dialect.save_runs(transaction, runs).await?;
     outcomes.retain(|run| found.contains(&run.idempotency_key));
+    if outcomes.is_empty() {
+        return Ok(found);
+    }
     outcomes.sort_by_key(|run| run.finished_at);
+    // The jobs' failures before this batch, and whether they may notify; a job gone (a one-shot job is removed by
+    // its claim) keeps no health.
+    let mut job_ids: Vec<&str> = outcomes.iter().map(|run| run.job_id.as_str()).collect();
+    job_ids.sort_unstable();
+    job_ids.dedup();
+    let mut jobs: HashMap<String, (i64, bool)> =
+        sqlx::query_as_with(D::JOB_HEALTH_SQL, arguments::<D>([Param::Keys(job_ids)])?)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(id, failures, own_notify): (String, i64, bool)| (id, (failures, own_notify)))
+            .collect();
     for run in outcomes {
-        let before = job_row::<D>(transaction, &run.job_id).await?;
+        let Some((failures, own_notify)) = jobs.get_mut(&run.job_id) else { continue };
+        let before = u32::try_from(*failures).unwrap_or(u32::MAX);
+        let succeeded = run.status == RunStatus::Succeeded;
+        *failures = if succeeded { 0 } else { *failures + 1 };
         let at = Param::Time(Some(run.finished_at.unwrap_or(run.created_at)));
         let id = Param::Text(Some(&run.job_id));
         let mut auto_paused = false;
-        if run.status == RunStatus::Succeeded {
+        if succeeded {
             sqlx::query_with(SUCCEEDED_SQL, arguments::<D>([id, at, Param::Bool(false)])?)
                 .execute(&mut *transaction)
                 .await
@@ -149,10 +177,12 @@ where
                 .map_err(store_error)?;
             auto_paused = D::rows_affected(&paused) > 0;
         }
-        // Only a job that wants notifications is read again.
-        let Some(before) = before.filter(|job| job.notify.is_some() || default.is_some()) else { continue };
+        // Only a job that may notify is read whole.
+        if !*own_notify && default.is_none() {
+            continue;
+        }
         let Some(after) = job_row::<D>(transaction, &run.job_id).await? else { continue };
-        let notifications = notify::for_outcome(&after, run, before.health.consecutive_failures, auto_paused, default);
+        let notifications = notify::for_outcome(&after, run, before, auto_paused, default);
         insert_notifications::<D>(transaction, &notifications).await?;
     }
     Ok(found)

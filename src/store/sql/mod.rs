@@ -164,6 +164,10 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     const LOAD_SQL: &'static str;
     /// The keys among `$1` (`Param::Keys`) whose run was cancelled.
     const CANCELLED_AMONG_SQL: &'static str;
+    /// (key, status) of the runs among `$1` (`Param::Keys`).
+    const RUN_STATUSES_SQL: &'static str;
+    /// (id, consecutive failures, whether it has its own `notify`) of the jobs among `$1` (`Param::Keys`).
+    const JOB_HEALTH_SQL: &'static str;
     /// Lock the jobs that have buffered fires, so that promoting them and claiming them take turns; `None` where a
     /// write transaction excludes the others already.
     const LOCK_BUFFERED_JOBS_SQL: Option<&'static str>;
@@ -358,6 +362,8 @@ impl<D: Dialect> SqlStore<D> {
         for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
         Args<D>: IntoArguments<D::Db>,
         (String,): for<'r> FromRow<'r, DbRow<D>>,
+        (String, String): for<'r> FromRow<'r, DbRow<D>>,
+        (String, i64, bool): for<'r> FromRow<'r, DbRow<D>>,
     {
         let notify_default = crate::notify::DefaultSpec::default();
         let recorder = {
