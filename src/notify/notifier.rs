@@ -38,6 +38,8 @@ pub struct Notifier {
     pub metrics: Arc<Metrics>,
     /// The scheduler's clock.
     pub clock: Arc<dyn Clock>,
+    /// This process is the store's only user (memory, SQLite): leases left at start-up are a dead process's.
+    pub exclusive: bool,
 }
 
 impl Notifier {
@@ -83,6 +85,13 @@ impl Notifier {
     /// Run until `stop`, as its own task.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            if self.exclusive {
+                match self.store.release_notification_leases().await {
+                    Ok(0) => {}
+                    Ok(released) => tracing::info!(released, "notifications a stopped process was sending go again"),
+                    Err(err) => tracing::warn!(error = %err, "cannot release the notifications' leases"),
+                }
+            }
             loop {
                 if let Err(err) = self.run_once().await {
                     tracing::warn!(error = %err, "notifications: could not read the ledger; trying again");
@@ -141,6 +150,7 @@ mod tests {
             client: crate::delivery::http::client(policy),
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(SystemClock),
+            exclusive: true,
         };
         let payload = json!({"type": "job.failure", "job": {"id": "nightly"}, "consecutive_failures": 1});
         let notification = Notification::pending("nightly", NotifyOn::Failure, payload.clone(), Utc::now());

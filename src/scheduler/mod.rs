@@ -407,6 +407,7 @@ impl Scheduler {
                     client: self.delivery.http_client(),
                     metrics: self.metrics.clone(),
                     clock: self.clock.clone(),
+                    exclusive: entry.exclusive,
                 }
                 .spawn(self.stop_firing.clone())
             })

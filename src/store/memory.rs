@@ -643,6 +643,12 @@ impl JobStore for MemoryStore {
         Ok(of_job)
     }
 
+    async fn release_notification_leases(&self) -> StoreResult<u64> {
+        let mut state = self.state.lock().await;
+        let leased = state.notifications.values_mut().filter(|n| n.lease_until.is_some());
+        Ok(leased.map(|n| n.lease_until = None).count() as u64)
+    }
+
     async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         use crate::notify::ledger::NotificationState;
         let mut state = self.state.lock().await;

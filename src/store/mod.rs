@@ -365,6 +365,9 @@ pub trait JobStore: Send + Sync + 'static {
         job_id: &str,
         limit: usize,
     ) -> StoreResult<Vec<crate::notify::ledger::Notification>>;
+    /// Release every notification's lease: a store only this process uses holds no lease of a live sender at
+    /// start-up, so what a killed process was sending is sent again at once rather than after its lease.
+    async fn release_notification_leases(&self) -> StoreResult<u64>;
     /// Delete at most `limit` finished (delivered or failed) notifications created before `before`; how many.
     async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
     /// `[notify]`: the notifications of jobs without their own `notify` follow it. The writes that cause

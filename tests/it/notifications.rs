@@ -221,6 +221,52 @@ async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart(
     child.wait().unwrap();
 }
 
+#[tokio::test]
+async fn a_notification_in_flight_at_a_kill_9_goes_again_at_the_restart_not_after_its_lease() {
+    let (jobs, alerts) = (Receiver::start().await, Receiver::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("apsched.toml");
+    let file = dir.path().join("ledger.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = spawn(&config);
+    wait_listening(&base).await;
+    // The alert target takes a minute to answer: the process is killed while the notification is leased to it.
+    let job = json!({"id": "hung", "trigger": {"type": "interval", "seconds": 1}, "auto_pause_after_failures": 1,
+        "action": {"url": jobs.url("status/500/hung"), "retry": {"max_attempts": 1}},
+        "notify": {"url": alerts.url("slow/60000/hung"), "on": ["failure"]}});
+    let response = client.post(format!("{base}/v1/jobs")).json(&job).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    alerts.wait_for("slow/60000/hung", 1).await;
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    // Its lease (60 s) is a dead process's: the restarted one sends it at once, to the mended target.
+    let mut child = spawn(&config);
+    wait_listening(&base).await;
+    let mended = json!({"notify": {"url": alerts.url("ok/hung"), "on": ["failure"]}});
+    let response = client.patch(format!("{base}/v1/jobs/hung")).json(&mended).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let hits = alerts.wait_for("ok/hung", 1).await;
+    assert_eq!(types(&hits), ["job.failure"]);
+    let ledger = wait_notifications(&base, "hung", delivered).await;
+    assert_eq!(ledger.len(), 1);
+    // The killed attempt, and after the restart one or two more (an attempt may start before the PATCH, to the
+    // hung target, and time out); all within the 20 s wait above, where the lease alone would have held 60 s.
+    assert!(ledger[0]["attempts"].as_u64().unwrap() >= 2, "{ledger:#?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_database_send_each_notification_once() {
     let schema = ScratchSchema::create().await;

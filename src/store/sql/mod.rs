@@ -1073,6 +1073,12 @@ where
         models(rows)
     }
 
+    async fn release_notification_leases(&self) -> StoreResult<u64> {
+        let _turn = self.turn().await;
+        let result = sqlx::query(notifications::RELEASE_LEASES_SQL).execute(&self.pool).await.map_err(store_error)?;
+        Ok(D::rows_affected(&result))
+    }
+
     async fn prune_notifications(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         let arguments = arguments::<D>([Param::Time(Some(before)), Param::Int(Some(limit_of(limit)))])?;
         let _turn = self.turn().await;

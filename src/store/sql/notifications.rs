@@ -35,3 +35,7 @@ pub const OF_JOB_SQL: &str = "SELECT * FROM notifications WHERE job_id = $1 ORDE
 /// Delete at most `$2` delivered or failed notifications created before `$1`.
 pub const PRUNE_SQL: &str = "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
     WHERE state <> 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2)";
+
+/// Release every pending notification's lease (an exclusive store's start-up).
+pub const RELEASE_LEASES_SQL: &str =
+    "UPDATE notifications SET lease_until = NULL WHERE state = 'pending' AND lease_until IS NOT NULL";
