@@ -165,6 +165,16 @@ fn spawn(config: &Path) -> Child {
         .unwrap()
 }
 
+/// A configuration for the binary on a SQLite file in `dir`, listening on a free port; its path and base URL.
+fn sqlite_binary_config(dir: &Path) -> (std::path::PathBuf, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.join("apsched.toml");
+    let store =
+        format!("[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n", dir.join("ledger.db").display());
+    std::fs::write(&config, format!("{store}[api]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    (config, format!("http://127.0.0.1:{port}"))
+}
+
 async fn wait_listening(base: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + PATIENCE;
@@ -178,18 +188,7 @@ async fn wait_listening(base: &str) {
 async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart() {
     let (jobs, alerts) = (Receiver::start().await, Receiver::start().await);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("apsched.toml");
-    let file = dir.path().join("ledger.db");
-    std::fs::write(
-        &config,
-        format!(
-            "[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
-            file.display()
-        ),
-    )
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (config, base) = sqlite_binary_config(dir.path());
     let client = reqwest::Client::new();
     let mut child = spawn(&config);
     wait_listening(&base).await;
@@ -225,18 +224,7 @@ async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart(
 async fn a_notification_in_flight_at_a_kill_9_goes_again_at_the_restart_not_after_its_lease() {
     let (jobs, alerts) = (Receiver::start().await, Receiver::start().await);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("apsched.toml");
-    let file = dir.path().join("ledger.db");
-    std::fs::write(
-        &config,
-        format!(
-            "[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
-            file.display()
-        ),
-    )
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (config, base) = sqlite_binary_config(dir.path());
     let client = reqwest::Client::new();
     let mut child = spawn(&config);
     wait_listening(&base).await;
