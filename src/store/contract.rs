@@ -157,6 +157,7 @@ macro_rules! store_contract_tests {
             prune_respects_its_limit_and_needs_a_rule,
             audited_writes_record_one_entry_per_job_in_the_same_step,
             a_write_that_fails_records_nothing,
+            adds_made_together_are_each_answered_alone,
             remove_all_records_each_removed_job,
             audit_entries_round_trip_every_field,
             list_audit_newest_first_filtered_and_paginated,
@@ -1321,6 +1322,40 @@ pub(crate) async fn audited_writes_record_one_entry_per_job_in_the_same_step(sto
     assert_eq!(entries[0].after, None);
     assert_eq!(entries[2].after.as_ref().unwrap()["paused"], true);
     assert_eq!(entries[3].after.as_ref().unwrap()["created_at"], original.created_at.to_rfc3339());
+}
+
+pub(crate) async fn adds_made_together_are_each_answered_alone(store: &dyn JobStore) {
+    let taken = job("taken", Some(at(10)));
+    store.add_job(&taken, false).await.unwrap();
+    let add = entry_of(AuditAction::Add, at(1), false);
+    let jobs = [
+        labelled(job("n1", Some(at(10))), &[("team", "a")]),
+        Job { name: Some("other".into()), ..taken.clone() },
+        job("n2", Some(at(20))),
+        Job { name: Some("second n2".into()), ..job("n2", Some(at(30))) },
+        labelled(job("n3", None), &[("team", "a"), ("tier", "gold")]),
+    ];
+    // join_all submits every add before any is answered: on the SQL stores they wait for the writer together.
+    let written = futures::future::join_all(
+        jobs.iter().map(|job| store.write_audited(JobWrite::Add { job, replace_existing: false }, Some(&add))),
+    )
+    .await;
+    let answers: Vec<Result<Vec<Job>, String>> =
+        written.into_iter().map(|result| result.map_err(|err| format!("{err:?}"))).collect();
+    assert_eq!(answers[0], Ok(vec![jobs[0].clone()]));
+    assert!(answers[1].as_ref().is_err_and(|err| err.starts_with("Conflict")), "{answers:?}");
+    assert_eq!(answers[2], Ok(vec![jobs[2].clone()]), "the first add of an id wins");
+    assert!(answers[3].as_ref().is_err_and(|err| err.starts_with("Conflict")), "{answers:?}");
+    assert_eq!(answers[4], Ok(vec![jobs[4].clone()]));
+
+    assert_eq!(store.get_job("taken").await.unwrap(), Some(taken));
+    assert_eq!(store.get_job("n2").await.unwrap(), Some(jobs[2].clone()));
+    assert_eq!(selected_ids(store, "team=a").await, ["n1", "n3"]);
+    assert_eq!(selected_ids(store, "tier=gold").await, ["n3"]);
+    let entries = store.list_audit(&every_entry()).await.unwrap();
+    let mut audited: Vec<&str> = entries.iter().filter_map(|entry| entry.job_id.as_deref()).collect();
+    audited.sort();
+    assert_eq!(audited, ["n1", "n2", "n3"], "one entry for each job added, none for a conflict");
 }
 
 pub(crate) async fn a_write_that_fails_records_nothing(store: &dyn JobStore) {

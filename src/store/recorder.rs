@@ -1,7 +1,8 @@
-//! Batched ledger writes for `update_run`. A delivery records its run twice (`running`, then the outcome); at a
-//! burst's rate one statement and one commit per record were most of the work (perf: round trips and, on
-//! PostgreSQL, a WAL flush per commit). The recorder takes every update waiting when it is free and saves them in
-//! one statement, so the number of commits falls as the load rises, while a lone update still goes out at once.
+//! Batched writes. A delivery records its run twice (`running`, then the outcome); at a burst's rate one statement
+//! and one commit per record were most of the work (perf: round trips and, on PostgreSQL, a WAL flush per commit).
+//! API adds were the same: five round trips and a commit for each job. A `Batcher` takes every item waiting when
+//! it is free and saves them together, so the number of commits falls as the load rises, while a lone item still
+//! goes out at once.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -15,11 +16,62 @@ use crate::job::Run;
 /// each statement (and the write lock it holds) short.
 const BATCH: usize = 256;
 
-type RunUpdate = (Run, oneshot::Sender<StoreResult<()>>);
+type Waiting<T, R> = (T, oneshot::Sender<R>);
 
+/// A task saving what callers submit, many items a call: each caller gets its own item's answer.
+#[derive(Debug)]
+pub struct Batcher<T, R> {
+    waiting: mpsc::UnboundedSender<Waiting<T, R>>,
+}
+
+/// By hand: a derive would ask that the items be `Clone`.
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Batcher { waiting: self.waiting.clone() }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Start the task. `save` gets at most `limit` items, in the order submitted, and answers one result for each,
+    /// in the same order. The task ends when the last handle is dropped.
+    pub fn spawn<Save, Saving>(limit: usize, save: Save) -> Batcher<T, R>
+    where
+        Save: Fn(Vec<T>) -> Saving + Send + 'static,
+        Saving: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let (waiting, queue) = mpsc::unbounded_channel();
+        tokio::spawn(serve(queue, limit, save));
+        Batcher { waiting }
+    }
+
+    /// Save `item` with whatever else is waiting; `None` when the task has stopped (or answered no result for it).
+    /// A caller that stops waiting does not take its item back: it is saved all the same.
+    pub async fn submit(&self, item: T) -> Option<R> {
+        let (reply, answer) = oneshot::channel();
+        self.waiting.send((item, reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+async fn serve<T, R, Save, Saving>(mut queue: mpsc::UnboundedReceiver<Waiting<T, R>>, limit: usize, save: Save)
+where
+    Save: Fn(Vec<T>) -> Saving,
+    Saving: Future<Output = Vec<R>>,
+{
+    let mut batch = Vec::with_capacity(limit);
+    while queue.recv_many(&mut batch, limit).await > 0 {
+        let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.drain(..).unzip();
+        for (reply, result) in replies.into_iter().zip(save(items).await) {
+            // The caller may have given up waiting.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// The ledger's batched `update_run`.
 #[derive(Clone, Debug)]
 pub struct RunRecorder {
-    waiting: mpsc::UnboundedSender<RunUpdate>,
+    batcher: Batcher<Run, StoreResult<()>>,
 }
 
 impl RunRecorder {
@@ -30,47 +82,33 @@ impl RunRecorder {
         Save: Fn(Vec<Run>) -> Saving + Send + 'static,
         Saving: Future<Output = StoreResult<HashSet<String>>> + Send + 'static,
     {
-        let (waiting, queue) = mpsc::unbounded_channel();
-        tokio::spawn(record(queue, save));
-        RunRecorder { waiting }
+        let batcher = Batcher::spawn(BATCH, move |batch: Vec<Run>| {
+            let keys: Vec<String> = batch.iter().map(|run| run.idempotency_key.clone()).collect();
+            // Later updates of a run supersede earlier ones in the same batch: newest first, keep the first seen.
+            let mut seen = HashSet::with_capacity(batch.len());
+            let runs: Vec<Run> =
+                batch.into_iter().rev().filter(|run| seen.insert(run.idempotency_key.clone())).collect();
+            let saving = save(runs);
+            async move {
+                let outcome = saving.await;
+                keys.into_iter()
+                    .map(|key| match &outcome {
+                        Ok(found) if found.contains(&key) => Ok(()),
+                        Ok(_) => Err(StoreError::NotFound),
+                        Err(StoreError::Corrupt(message)) => Err(StoreError::Corrupt(message.clone())),
+                        Err(other) => Err(StoreError::Unavailable(other.to_string())),
+                    })
+                    .collect()
+            }
+        });
+        RunRecorder { batcher }
     }
 
     /// Save a run's progress; answers once it is committed (or failed).
     pub async fn record(&self, run: &Run) -> StoreResult<()> {
-        let stopped = || StoreError::Unavailable("the run recorder has stopped".into());
-        let (reply, outcome) = oneshot::channel();
-        self.waiting.send((run.clone(), reply)).map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
-    }
-}
-
-async fn record<Save, Saving>(mut queue: mpsc::UnboundedReceiver<RunUpdate>, save: Save)
-where
-    Save: Fn(Vec<Run>) -> Saving,
-    Saving: Future<Output = StoreResult<HashSet<String>>>,
-{
-    let mut batch = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut runs = Vec::with_capacity(batch.len());
-        let mut saved = HashSet::with_capacity(batch.len());
-        // Later updates of a run supersede earlier ones in the same batch: newest first, keep the first seen.
-        for (run, reply) in batch.drain(..).rev() {
-            replies.push((run.idempotency_key.clone(), reply));
-            if saved.insert(run.idempotency_key.clone()) {
-                runs.push(run);
-            }
-        }
-        let outcome = save(runs).await;
-        for (key, reply) in replies {
-            let result = match &outcome {
-                Ok(found) if found.contains(&key) => Ok(()),
-                Ok(_) => Err(StoreError::NotFound),
-                Err(StoreError::Corrupt(message)) => Err(StoreError::Corrupt(message.clone())),
-                Err(other) => Err(StoreError::Unavailable(other.to_string())),
-            };
-            // The caller may have given up waiting; the run is saved all the same.
-            let _ = reply.send(result);
+        match self.batcher.submit(run.clone()).await {
+            Some(outcome) => outcome,
+            None => Err(StoreError::Unavailable("the run recorder has stopped".into())),
         }
     }
 }

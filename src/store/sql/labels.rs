@@ -66,6 +66,15 @@ where
         delete.push(")");
         execute(connection, delete).await?;
     }
+    insert_labels::<D>(connection, jobs).await
+}
+
+/// Write the label rows of `jobs`, which have none yet.
+pub async fn insert_labels<D: Dialect>(connection: &mut Conn<D>, jobs: &[&Job]) -> StoreResult<()>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    Args<D>: IntoArguments<D::Db>,
+{
     let pairs: Vec<(&str, &str, &str)> = jobs
         .iter()
         .flat_map(|job| job.labels.iter().map(|(key, value)| (job.id.as_str(), key.as_str(), value.as_str())))
@@ -128,106 +137,4 @@ where
         .await
         .map_err(store_error)?;
     Ok(D::rows_affected(&result))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use chrono::Utc;
-    use serde_json::json;
-
-    use super::*;
-    use crate::labels::Labels;
-    use crate::scheduler::JobChanges;
-    use crate::store::contract::{ScratchSchema, job};
-    use crate::store::postgres::PostgresStore;
-    use crate::store::sql::SqlStore;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{JobQuery, JobStore};
-
-    /// Jobs in the measurement: the scale the design promises a bulk change handles in seconds.
-    const JOBS: usize = 100_000;
-    /// "Seconds, not minutes": a bound each step must stay under even on a loaded machine.
-    const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
-
-    /// `JOBS` hourly jobs, half labelled `fleet=a` and half `fleet=b`, written in batches.
-    async fn fill<D: Dialect>(store: &SqlStore<D>)
-    where
-        for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
-        Args<D>: IntoArguments<D::Db>,
-    {
-        let now = Utc::now();
-        let trigger: crate::trigger::TriggerSpec =
-            serde_json::from_value(json!({"type": "interval", "hours": 1, "start_date": "2026-01-01T00:00:00Z",
-                "timezone": "UTC"}))
-            .unwrap();
-        let jobs: Vec<Job> = (0..JOBS)
-            .map(|i| {
-                let mut job = job(&format!("job-{i:06}"), Some(now + chrono::TimeDelta::seconds(i as i64)));
-                job.trigger = trigger.clone();
-                job.labels = Labels::from([
-                    ("fleet".to_string(), if i % 2 == 0 { "a" } else { "b" }.to_string()),
-                    ("team".to_string(), format!("team-{}", i % 100)),
-                ]);
-                job
-            })
-            .collect();
-        let mut transaction = store.pool.begin().await.unwrap();
-        for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
-            save_jobs::<D>(&mut transaction, chunk).await.unwrap();
-            write_labels::<D>(&mut transaction, &chunk.iter().collect::<Vec<_>>()).await.unwrap();
-        }
-        transaction.commit().await.unwrap();
-    }
-
-    /// Pause and resume all 100 000 jobs, then remove half of them, each in one bulk call through the library;
-    /// prints the times.
-    async fn measure(kind: &str, store: impl JobStore + Clone) {
-        let scheduler = crate::Scheduler::builder()
-            .jobstore("default", store.clone())
-            .executor("default", 4)
-            .build()
-            .await
-            .unwrap();
-        let (all, half) = (Selector::parse("fleet").unwrap(), Selector::parse("fleet=a").unwrap());
-        let mut times = Vec::new();
-        let started = Instant::now();
-        let page = JobQuery { selector: half.clone(), limit: 100, ..JobQuery::default() };
-        assert_eq!(store.list_jobs(&page).await.unwrap().len(), 100);
-        times.push(("list a page of 100 of the 50 000 with fleet=a", started.elapsed()));
-        for (step, paused) in [("pause all 100 000", true), ("resume all 100 000", false)] {
-            let started = Instant::now();
-            let changes = JobChanges { paused: Some(paused), ..JobChanges::default() };
-            assert_eq!(scheduler.modify_jobs(&all, changes).await.unwrap(), JOBS as u64);
-            times.push((step, started.elapsed()));
-        }
-        let started = Instant::now();
-        assert_eq!(scheduler.remove_jobs(&half, None).await.unwrap(), (JOBS / 2) as u64);
-        times.push(("remove the 50 000 with fleet=a", started.elapsed()));
-        assert_eq!(store.count_jobs().await.unwrap(), (JOBS / 2) as u64);
-        for (step, took) in times {
-            eprintln!("{kind}, {JOBS} jobs: {step}: {took:.2?}");
-            assert!(took < BOUND, "{kind}: {step} took {took:?}");
-        }
-    }
-
-    #[tokio::test]
-    #[ignore = "a measurement: cargo test --release --lib bulk_changes_over -- --ignored --nocapture"]
-    async fn bulk_changes_over_100_000_jobs_in_sqlite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("apsched.db")).await.unwrap();
-        fill(&store).await;
-        measure("SQLite", store).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "a measurement: cargo test --release --lib bulk_changes_over -- --ignored --nocapture"]
-    async fn bulk_changes_over_100_000_jobs_in_postgres() {
-        let schema = ScratchSchema::create().await;
-        let store = PostgresStore::connect(&schema.url, 4).await.unwrap();
-        fill(&store).await;
-        sqlx::query("ANALYZE jobs, job_labels").execute(&store.pool).await.unwrap();
-        measure("PostgreSQL", store).await;
-    }
 }

@@ -5,6 +5,7 @@
 //!
 //! The shared statements number their parameters (`$1`); SQLite reads such names by number as PostgreSQL does.
 
+mod adds;
 mod backfills;
 mod health;
 mod labels;
@@ -27,7 +28,7 @@ pub use rows::{
     limit_of, narrow, run_params, run_progress_params, store_error, to_json_text,
 };
 
-use super::recorder::RunRecorder;
+use super::recorder::{Batcher, RunRecorder};
 use super::{
     AuditEntryOf, CANCELLED, Edit, Edited, Editor, FirePlan, JobCursor, JobQuery, JobStore, JobWrite, Load, Planner,
     Prune, RunQuery, SUPERSEDED, StoreError, StoreResult,
@@ -36,7 +37,7 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::calendar::Calendar;
 use crate::job::{Job, Run};
 use crate::labels::Selector;
-use rows::{audit_params, job_params, models};
+use rows::{job_params, models};
 
 pub type DbRow<D> = <<D as Dialect>::Db as Database>::Row;
 pub type Args<D> = <<D as Dialect>::Db as Database>::Arguments;
@@ -74,7 +75,6 @@ macro_rules! insert_job_sql {
     };
 }
 
-const INSERT_JOB_SQL: &str = insert_job_sql!("");
 /// Every column but created_at, which the replaced job keeps.
 const REPLACE_JOB_SQL: &str = insert_job_sql!(
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, trigger = excluded.trigger, action = excluded.action, \
@@ -96,8 +96,6 @@ const INSERT_RUN_SQL: &str = concat!(
     run_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
-const INSERT_AUDIT_SQL: &str = "INSERT INTO audit (id, recorded_at, actor, action, job_id, reason, job_before, \
-    job_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// The oldest entries before `$1`, at most `$2` of them, from the `audit_newest` index.
 const PRUNE_AUDIT_SQL: &str =
     "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE recorded_at < $1 ORDER BY recorded_at LIMIT $2)";
@@ -339,6 +337,8 @@ pub struct SqlStore<D: Dialect> {
     pub(in crate::store) dialect: D,
     /// `update_run` hands its run to the recorder, which writes all waiting ones in one statement.
     recorder: RunRecorder,
+    /// New jobs (adds that replace nothing) go in many a transaction.
+    adds: Batcher<adds::NewJob, StoreResult<()>>,
     /// `[notify]`, for the jobs without their own `notify`.
     notify_default: crate::notify::DefaultSpec,
 }
@@ -350,6 +350,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             pool: self.pool.clone(),
             dialect: self.dialect.clone(),
             recorder: self.recorder.clone(),
+            adds: self.adds.clone(),
             notify_default: self.notify_default.clone(),
         }
     }
@@ -373,7 +374,14 @@ impl<D: Dialect> SqlStore<D> {
                 async move { health::save_runs(&pool, &*dialect, &runs, default.as_ref()).await }
             })
         };
-        let store = SqlStore { pool, dialect, recorder, notify_default };
+        let adds = {
+            let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
+            Batcher::spawn(adds::BATCH, move |batch| {
+                let (pool, dialect) = (pool.clone(), dialect.clone());
+                async move { adds::insert_new_jobs(&pool, &*dialect, batch).await }
+            })
+        };
+        let store = SqlStore { pool, dialect, recorder, adds, notify_default };
         store.migrate().await?;
         Ok(store)
     }
@@ -386,6 +394,12 @@ impl<D: Dialect> SqlStore<D> {
     /// Close the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Insert `job`, whose id is not taken (else `Conflict`), with the adds waiting beside it.
+    async fn insert_new_job(&self, job: &Job, audit: Option<AuditEntry>) -> StoreResult<()> {
+        let add = adds::NewJob { job: job.clone(), audit };
+        self.adds.submit(add).await.unwrap_or_else(|| Err(StoreError::Unavailable("the job writer has stopped".into())))
     }
 
     /// The writer's turn, on a single-writer database.
@@ -421,22 +435,15 @@ where
     }
 
     async fn add_job(&self, job: &Job, replace_existing: bool) -> StoreResult<()> {
-        let sql = if replace_existing { REPLACE_JOB_SQL } else { INSERT_JOB_SQL };
-        let arguments = arguments::<D>(job_params(job)?)?;
-        let conflict = |err: sqlx::Error| match is_unique_violation(&err) {
-            true => StoreError::Conflict(format!("job {:?} exists", job.id)),
-            false => store_error(err),
-        };
-        let _turn = self.turn().await;
-        // A new job without labels has no label rows to write (nor a replaced job's to clear): one statement.
-        if job.labels.is_empty() && !replace_existing {
-            sqlx::query_with(sql, arguments).execute(&self.pool).await.map_err(conflict)?;
-            return Ok(());
+        if !replace_existing {
+            return self.insert_new_job(job, None).await;
         }
+        let arguments = arguments::<D>(job_params(job)?)?;
+        let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-        if let Err(err) = sqlx::query_with(sql, arguments).execute(&mut *transaction).await {
+        if let Err(err) = sqlx::query_with(REPLACE_JOB_SQL, arguments).execute(&mut *transaction).await {
             transaction.rollback().await.map_err(store_error)?;
-            return Err(conflict(err));
+            return Err(store_error(err));
         }
         labels::write_labels::<D>(&mut transaction, &[job]).await?;
         transaction.commit().await.map_err(store_error)
@@ -808,22 +815,26 @@ where
 
     async fn write_audited(&self, write: JobWrite<'_>, audit: Option<AuditEntryOf<'_>>) -> StoreResult<Vec<Job>> {
         // The statements of the plain operations, so a column added to them is written here too.
+        if let JobWrite::Add { job, replace_existing: false } = write {
+            // A new job is stored as it is given.
+            self.insert_new_job(job, audit.map(|audit| audit(job))).await?;
+            return Ok(vec![job.clone()]);
+        }
         let returning = |sql: &str| sqlx::AssertSqlSafe(format!("{sql} RETURNING *"));
         let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
         let rows: Vec<D::JobRow> = match write {
-            JobWrite::Add { job, replace_existing } => {
-                let sql = if replace_existing { REPLACE_JOB_SQL } else { INSERT_JOB_SQL };
-                match sqlx::query_as_with(returning(sql), arguments::<D>(job_params(job)?)?)
+            // A replacement (new jobs went in above).
+            JobWrite::Add { job, .. } => {
+                match sqlx::query_as_with(returning(REPLACE_JOB_SQL), arguments::<D>(job_params(job)?)?)
                     .fetch_all(&mut *transaction)
                     .await
                 {
                     Ok(rows) => rows,
-                    Err(err) if is_unique_violation(&err) => {
+                    Err(err) => {
                         transaction.rollback().await.map_err(store_error)?;
-                        return Err(StoreError::Conflict(format!("job {:?} exists", job.id)));
+                        return Err(store_error(err));
                     }
-                    Err(err) => return Err(store_error(err)),
                 }
             }
             JobWrite::Update(job) => {
@@ -869,13 +880,8 @@ where
             _ => models(rows)?,
         };
         if let Some(audit) = audit {
-            for job in &affected {
-                let entry = audit(job);
-                sqlx::query_with(INSERT_AUDIT_SQL, arguments::<D>(audit_params(&entry)?)?)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(store_error)?;
-            }
+            let entries: Vec<AuditEntry> = affected.iter().map(audit).collect();
+            adds::insert_audit::<D>(&mut transaction, &entries.iter().collect::<Vec<_>>()).await?;
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(affected)
@@ -887,12 +893,7 @@ where
         }
         let _turn = self.turn().await;
         let mut transaction = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-        for entry in entries {
-            sqlx::query_with(INSERT_AUDIT_SQL, arguments::<D>(audit_params(entry)?)?)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-        }
+        adds::insert_audit::<D>(&mut transaction, &entries.iter().collect::<Vec<_>>()).await?;
         transaction.commit().await.map_err(store_error)
     }
 
