@@ -18,6 +18,7 @@ pub mod plan;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,13 @@ use settings::RunsConfig;
 /// Due jobs claimed per store in one transaction: large enough for a burst, small enough to keep the transaction
 /// (and the lock it holds) short. A full batch makes the loop go round again at once.
 pub const CLAIM_BATCH: usize = 500;
+/// Runs handed to delivery that have not yet started (waiting for a worker, or queued behind the claim that took
+/// them) at most, before the loop claims more: a burst larger than the workers can take stays in the store, where
+/// other replicas can claim it, instead of in this process's memory (a 100 000-job burst held 600 MiB). Runs
+/// waiting for their jitter, a target's rate limit or a retry are not counted: they never hold up other jobs.
+pub const MAX_BACKLOG: usize = 2 * CLAIM_BATCH;
+/// While the backlog is full, the loop waits for it to drain; this bounds the wait should a wake-up be lost.
+const BACKLOG_SAFETY_WAKE: Duration = Duration::from_secs(1);
 /// With nothing due the loop still wakes this often, a safety net should a wake-up ever be lost.
 const IDLE_SAFETY_WAKE: Duration = Duration::from_secs(300);
 /// Backoff while a store is unreachable: start fast to ride out a blip, cap so an outage costs little.
@@ -75,6 +83,24 @@ pub enum SchedulerState {
     Stopped,
 }
 
+/// A run counted in the scheduler's backlog until dropped: at its first turn to be attempted, or when its delivery
+/// ends before that (cancelled, stopping).
+struct Backlogged(Arc<Scheduler>);
+
+impl Backlogged {
+    fn enter(scheduler: Arc<Scheduler>) -> Backlogged {
+        scheduler.backlog.fetch_add(1, Ordering::SeqCst);
+        Backlogged(scheduler)
+    }
+}
+
+impl Drop for Backlogged {
+    fn drop(&mut self) {
+        self.0.backlog.fetch_sub(1, Ordering::SeqCst);
+        self.0.backlog_drained();
+    }
+}
+
 /// What one round of the loop (`tick`) did.
 #[derive(Debug, Default)]
 pub struct Tick {
@@ -98,6 +124,8 @@ pub struct Tick {
     pub failed_stores: Vec<(String, StoreError)>,
     /// A store was not claimed: this process is still recording runs there (see `StoreEntry::unrecorded`).
     pub waiting_for_records: bool,
+    /// Claims stopped at `MAX_BACKLOG`: the loop goes round again once deliveries have started.
+    pub held_for_backlog: bool,
     /// The earliest time a job watching for staleness (`stale_after_seconds`) may become stale: the loop looks
     /// again then.
     pub next_stale_check: Option<DateTime<Utc>>,
@@ -142,7 +170,7 @@ struct StoreEntry {
     /// Runs of this store whose record this process is still retrying (the store was unreachable). Claims wait
     /// for them: the ledger would count a finished call as still running, and `max_instances` would skip the
     /// fires that fell due meanwhile.
-    unrecorded: std::sync::atomic::AtomicUsize,
+    unrecorded: AtomicUsize,
 }
 
 /// The scheduler: job stores, executors, the loop that fires jobs, and the job operations (`add_job`,
@@ -165,7 +193,7 @@ pub struct Scheduler {
     audit_settings: crate::audit::AuditSettings,
     capacity: Capacity,
     /// Set once the loop has been started; a scheduler starts once.
-    started: std::sync::atomic::AtomicBool,
+    started: AtomicBool,
     wake: Notify,
     /// When the loop will next read the stores of its own accord; `None` while it is reading them (or paused, or
     /// riding out an error), when any change must wake it. Lets an add due after that time skip the wake-up.
@@ -179,6 +207,10 @@ pub struct Scheduler {
     /// Runs being delivered, by idempotency key → store name, whose leases this process extends, and the token
     /// that aborts the delivery when the run is cancelled.
     in_flight: Mutex<HashMap<String, (String, CancellationToken)>>,
+    /// Runs handed to delivery and not yet at their first attempt (`MAX_BACKLOG`), and whether the loop waits for
+    /// them to drain.
+    backlog: AtomicUsize,
+    held_for_backlog: AtomicBool,
     /// Jobs seen with `overlap: buffer_one` or `buffer_all`: when one of their runs ends, buffered fires may go.
     buffering_jobs: Mutex<HashSet<String>>,
     /// What templated actions of claimed fires see of their job, by idempotency key, until delivered (see
@@ -229,7 +261,7 @@ impl Scheduler {
             retention: parts.runs,
             audit_settings: parts.audit,
             capacity: Capacity::new(parts.max_jobs_per_store),
-            started: std::sync::atomic::AtomicBool::new(false),
+            started: AtomicBool::new(false),
             wake: Notify::new(),
             next_look: Mutex::new(None),
             health_sweeps: Mutex::new(HealthSweeps::default()),
@@ -237,6 +269,8 @@ impl Scheduler {
             stop_firing: CancellationToken::new(),
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
+            backlog: AtomicUsize::new(0),
+            held_for_backlog: AtomicBool::new(false),
             buffering_jobs: Mutex::new(HashSet::new()),
             template_jobs: Mutex::new(HashMap::new()),
             events: EventBus::new(EVENT_BUFFER),
@@ -349,7 +383,7 @@ impl Scheduler {
     /// on the Tokio runtime; the handle ends once the scheduler is shut down. A scheduler starts once: starting it
     /// again, or after `shutdown`, returns a handle that is already done.
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) || self.stop_firing.is_cancelled() {
+        if self.started.swap(true, Ordering::SeqCst) || self.stop_firing.is_cancelled() {
             tracing::warn!("the scheduler was started before; starting it again does nothing");
             return tokio::spawn(async {});
         }
@@ -437,6 +471,8 @@ impl Scheduler {
             let next_stale_check = tick.next_stale_check;
             let sleep_for = match tick.failed_stores.into_iter().next() {
                 None if tick.more => continue,
+                // Woken as deliveries start.
+                None if tick.held_for_backlog => BACKLOG_SAFETY_WAKE,
                 // Woken when the records are written; the backoff only paces the other stores meanwhile.
                 None if tick.waiting_for_records => backoff.next_wait(),
                 None => match self.earliest_next_run_time().await {
@@ -498,13 +534,18 @@ impl Scheduler {
                     next_stale = Some(next_stale.map_or(next, |earlier| earlier.min(next)));
                 }
             }
-            if entry.unrecorded.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if entry.unrecorded.load(Ordering::Acquire) > 0 {
                 tick.waiting_for_records = true;
+                continue;
+            }
+            let limit = self.claim_room().min(CLAIM_BATCH);
+            if limit == 0 {
+                tick.held_for_backlog = true;
                 continue;
             }
             let planner = RulesPlanner::with_calendars(self.default_tz, calendars.clone());
             let claiming = std::time::Instant::now();
-            let runs = match entry.store.claim_due(now, CLAIM_BATCH, lease_until, &planner).await {
+            let runs = match entry.store.claim_due(now, limit, lease_until, &planner).await {
                 Ok(runs) => runs,
                 Err(err) => {
                     tick.failed_stores.push((name.clone(), err));
@@ -512,7 +553,7 @@ impl Scheduler {
                 }
             };
             tracing::debug!(store = %name, runs = runs.len(), took = ?claiming.elapsed(), "claimed");
-            tick.more |= runs.len() >= CLAIM_BATCH;
+            tick.more |= runs.len() >= limit;
             // Published only now, after the claim committed: what the planner decided is then the ledger's.
             let (to_deliver, recorded): (Vec<Run>, Vec<Run>) =
                 runs.into_iter().partition(|run| run.status.is_unfinished());
@@ -710,6 +751,33 @@ impl Scheduler {
 
     /// Queue claimed runs of one job for delivery, one after another, on its executor's pool; `delays` are their
     /// jitter.
+    /// How many runs the loop may claim now (`MAX_BACKLOG`). At none, the loop is marked as waiting, and the
+    /// deliveries that drain the backlog wake it.
+    fn claim_room(&self) -> usize {
+        // Marked before counting: a delivery that starts after the count sees the mark and wakes the loop.
+        self.held_for_backlog.store(true, Ordering::SeqCst);
+        let room = MAX_BACKLOG.saturating_sub(self.waiting_to_start());
+        if room > 0 {
+            self.held_for_backlog.store(false, Ordering::SeqCst);
+        }
+        room
+    }
+
+    /// Runs handed to delivery that have not started: the backlog and those waiting for a worker.
+    fn waiting_to_start(&self) -> usize {
+        self.backlog.load(Ordering::SeqCst) + self.executors.queued()
+    }
+
+    /// A run started (or left the backlog): wake the loop if it waits and a whole claim fits again.
+    fn backlog_drained(&self) {
+        if self.held_for_backlog.load(Ordering::SeqCst)
+            && MAX_BACKLOG.saturating_sub(self.waiting_to_start()) >= CLAIM_BATCH
+            && self.held_for_backlog.swap(false, Ordering::SeqCst)
+        {
+            self.wake();
+        }
+    }
+
     fn submit(
         self: &Arc<Self>,
         store_name: &str,
@@ -732,9 +800,12 @@ impl Scheduler {
         }
         let scheduler = self.clone();
         let store_name = store_name.to_string();
+        // A jittered run joins no backlog: it waits for its own time, not for room.
+        let backlogged: Vec<Option<Backlogged>> =
+            (delays.iter()).map(|delay| delay.is_none().then(|| Backlogged::enter(self.clone()))).collect();
         self.deliveries.spawn(async move {
-            for (run, delay) in chain.into_iter().zip(delays) {
-                scheduler.deliver(&store, &store_name, run, delay).await;
+            for ((run, delay), backlogged) in chain.into_iter().zip(delays).zip(backlogged) {
+                scheduler.deliver(&store, &store_name, run, delay, backlogged).await;
             }
         });
     }
@@ -743,14 +814,21 @@ impl Scheduler {
     /// slot is held only during an attempt; while waiting the run stays `running` in the ledger (so it counts
     /// against max_instances and keeps its lease), and the scheduler loop goes on firing regardless. A run cancelled
     /// meanwhile (`overlap: cancel_other`) stops at once, its call aborted; the ledger already says `cancelled`.
-    async fn deliver(self: &Arc<Self>, store: &Arc<dyn JobStore>, store_name: &str, run: Run, delay: Option<Duration>) {
+    async fn deliver(
+        self: &Arc<Self>,
+        store: &Arc<dyn JobStore>,
+        store_name: &str,
+        run: Run,
+        delay: Option<Duration>,
+        backlogged: Option<Backlogged>,
+    ) {
         let cancelled = self.cancel_token(&run.idempotency_key);
         let key = run.idempotency_key.clone();
         let job_id = run.job_id.clone();
         let outcome = tokio::select! {
             biased;
             _ = cancelled.cancelled() => None,
-            outcome = self.attempts(store.as_ref(), store_name, run, delay) => Some(outcome),
+            outcome = self.attempts(store.as_ref(), store_name, run, delay, backlogged) => Some(outcome),
         };
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         // Taken by the first attempt; still here if the run was cancelled before it.
@@ -783,6 +861,7 @@ impl Scheduler {
         store_name: &str,
         mut run: Run,
         delay: Option<Duration>,
+        mut backlogged: Option<Backlogged>,
     ) -> Option<Run> {
         // Jitter is waited out before taking a worker, so a jittered fire holds none idle.
         if let Some(delay) = delay {
@@ -791,8 +870,11 @@ impl Scheduler {
         let pool = self.executors.pool(&run.executor);
         let job = self.template_job(store, &run).await;
         loop {
+            // A wait for the target's rate limit is not backlog: it must not hold up other jobs' claims.
+            drop(backlogged.take());
             self.delivery.wait_turn(&run).await;
             let slot = pool.slot().await;
+            self.backlog_drained();
             let started = self.clock.now();
             if run.started_at.is_none() {
                 run.started_at = Some(started);
@@ -934,7 +1016,7 @@ impl Scheduler {
                     tracing::warn!(job_id = %run.job_id, error = %err, "cannot record a run; retrying");
                     if !counted {
                         if let Some(count) = unrecorded {
-                            count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                            count.fetch_add(1, Ordering::AcqRel);
                         }
                         counted = true;
                     }
@@ -953,7 +1035,7 @@ impl Scheduler {
             }
             if counted {
                 if let Some(count) = unrecorded {
-                    count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    count.fetch_sub(1, Ordering::AcqRel);
                 }
                 // Claims waited for this record: go round now rather than at the next retry.
                 self.wake();

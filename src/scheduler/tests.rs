@@ -475,3 +475,73 @@ async fn bulk_changes_by_selector_report_their_count_and_resume_from_now() {
     let refused = scheduler.remove_jobs(&everything, None).await.unwrap_err();
     assert!(matches!(refused, super::Error::Invalid { ref field, .. } if field == "selector"), "{refused:?}");
 }
+
+#[tokio::test]
+async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_for_more() {
+    use super::{CLAIM_BATCH, MAX_BACKLOG};
+    let clock = Arc::new(ManualClock::new(t0()));
+    let scheduler = Scheduler::builder()
+        .jobstore("default", crate::store::Memory::new())
+        .executor("default", 1)
+        .clock(clock)
+        .build()
+        .await
+        .unwrap();
+    // Each call waits for a permit: until the test gives some, one run holds the only worker and the rest wait.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (held_gate, counter) = (gate.clone(), calls.clone());
+    scheduler.register_fn("held", move |_context| {
+        let (gate, counter) = (held_gate.clone(), counter.clone());
+        async move {
+            gate.acquire().await.expect("never closed").forget();
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let jobs = MAX_BACKLOG + CLAIM_BATCH / 5;
+    for i in 0..jobs {
+        let spec = JobSpec::new(every_ten_seconds(), Action::function("held")).id(format!("job-{i}"));
+        scheduler.add_job(spec).await.unwrap();
+    }
+    let due = t0() + TimeDelta::seconds(10);
+    let first = scheduler.tick(due).await;
+    assert_eq!((first.submitted, first.more), (CLAIM_BATCH, true));
+    let second = scheduler.tick(due).await;
+    assert_eq!(second.submitted, MAX_BACKLOG - CLAIM_BATCH);
+    // Only the run holding the worker has started; what waits for it fills the backlog.
+    let mut claimed = first.submitted + second.submitted;
+    let mut held = false;
+    for _ in 0..3 {
+        let tick = scheduler.tick(due).await;
+        claimed += tick.submitted;
+        if tick.held_for_backlog {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "claims stop at the backlog");
+    assert!(claimed <= MAX_BACKLOG + 1, "{claimed} claimed: the backlog and the one run started");
+    // The adds left a wake-up stored; the one awaited next must come from the deliveries.
+    let _ = futures::FutureExt::now_or_never(scheduler.wake.notified());
+
+    gate.add_permits(jobs);
+    tokio::time::timeout(PATIENCE, scheduler.wake.notified()).await.expect("the deliveries wake the loop");
+    tokio::time::timeout(PATIENCE, async {
+        while calls.load(Ordering::SeqCst) + MAX_BACKLOG - CLAIM_BATCH < claimed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the claimed runs are delivered");
+    let rest = scheduler.tick(due).await;
+    assert_eq!(rest.submitted, jobs - claimed, "what the backlog held back is claimed once there is room");
+    tokio::time::timeout(PATIENCE, async {
+        while calls.load(Ordering::SeqCst) < jobs {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every job is delivered");
+    assert_eq!(calls.load(Ordering::SeqCst), jobs, "each fire once");
+}
