@@ -261,6 +261,26 @@ def api_section(api):
     return lines
 
 
+def bulk_section(bulk):
+    lines = [
+        f"### 4b. Bulk changes by selector over {bulk['jobs']:,} labelled jobs, against one raw statement",
+        "",
+        "`PATCH /v1/jobs?selector=fleet=a` pausing and resuming every job, and `DELETE /v1/jobs?selector=fleet=a`, "
+        "each beside the same rows changed by one `UPDATE` (or `DELETE`) run by the database's own client in the "
+        "same run. The raw resume writes a constant next run time; the API computes each job's from its trigger.",
+        "",
+        "| store | step | API s | raw statement s | API / raw |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for kind in stores_in(bulk):
+        row = bulk[kind]
+        for step in ("pause", "resume", "remove"):
+            api, raw = row[f"api_{step}_s"], row[f"raw_{step}_s"]
+            lines.append(f"| {store_name(kind)} | {step} all | {api:.2f} | {raw:.2f} | {api / raw:.1f}× |")
+    lines.append("")
+    return lines
+
+
 def cron_section(cron):
     lines = ["### 5. Cron arithmetic: next fire time per call against APScheduler's CronTrigger", ""]
     if not cron:
@@ -415,6 +435,8 @@ def markdown(results):
         lines += idle_section(results["idle"])
     if "api" in results:
         lines += api_section(results["api"])
+    if results.get("bulk"):
+        lines += bulk_section(results["bulk"])
     if "cron" in results:
         lines += cron_section(results["cron"])
     if results.get("peers"):

@@ -394,6 +394,50 @@ class Suite:
         self.results["api"] = figures
         print(f"api: {json.dumps(figures)}", file=sys.stderr)
 
+    # 4b. bulk changes -----------------------------------------------------------------------------------------
+    def bulk(self):
+        """Bulk changes by selector over `jobs` labelled jobs through the API (pause all, resume all, remove all),
+        each beside the same rows changed by one raw statement in the same database: what the database itself
+        takes for it."""
+        jobs = 2_000 if self.quick else 100_000
+        figures = {"jobs": jobs}
+        for kind, url in self.stores():
+            if kind == "memory":
+                continue
+            directory, store = self.fresh_store(kind, url)
+            server = Apsched(self.args.apsched, directory, store).start()
+            server.post("/v1/scheduler/pause")
+            template = {"id": "bulk-0", "trigger": {"type": "cron", "month": 1, "day": 1},
+                        "action": action(self.sink), "labels": {"fleet": "a"}}
+            server.post("/v1/jobs", template)
+            clone_jobs(store, "bulk-0", "bulk-", jobs, labels=True)
+            row = {}
+            # Raw: the rows a bulk pause and resume write, as one UPDATE each (no trigger arithmetic).
+            row["raw_pause_s"] = timed(lambda: raw_sql(store, "UPDATE jobs SET paused = {true}, "
+                                                              "next_run_time = NULL, updated_at = created_at"))
+            row["raw_resume_s"] = timed(lambda: raw_sql(store, "UPDATE jobs SET paused = {false}, "
+                                                               "next_run_time = created_at, updated_at = created_at"))
+            selector = {"selector": "fleet=a"}
+            for step, paused in [("pause", True), ("resume", False)]:
+                def change():
+                    response = requests.patch(f"{server.api}/v1/jobs", params=selector, json={"paused": paused})
+                    if response.json().get("modified") != jobs:
+                        raise RuntimeError(f"bulk {step}: {response.status_code} {response.text}")
+                row[f"api_{step}_s"] = timed(change)
+
+            def remove():
+                response = requests.delete(f"{server.api}/v1/jobs", params=selector)
+                if response.json().get("removed") != jobs:
+                    raise RuntimeError(f"bulk remove: {response.status_code} {response.text}")
+            row["api_remove_s"] = timed(remove)
+            server.post("/v1/jobs", template)
+            clone_jobs(store, "bulk-0", "bulk-", jobs, labels=True)
+            row["raw_remove_s"] = timed(lambda: raw_sql(store, "DELETE FROM jobs"))
+            server.stop()
+            figures[kind] = row
+            print(f"bulk {kind}: {json.dumps(row)}", file=sys.stderr)
+        self.results["bulk"] = figures
+
     # 6. peers --------------------------------------------------------------------------------------------------
     def peers(self):
         """APScheduler 4, graphile-worker and pg-boss on the same PostgreSQL and sink as apsched (bench/peers/): the
@@ -610,16 +654,39 @@ def summarise(summary):
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items() if k != "values"}
 
 
-def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None):
+def timed(step):
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
+
+
+def raw_sql(store, statement):
+    """One statement, `{true}`/`{false}` spelled as the store's dialect spells them, in its own transaction."""
+    truth = {"true": "1", "false": "0"} if store["type"] == "sqlite" else {"true": "true", "false": "false"}
+    sql = statement.format(**truth)
+    if store["type"] == "sqlite":
+        db = sqlite3.connect(store["url"].removeprefix("sqlite://"), timeout=30)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript(f"BEGIN; {sql}; COMMIT;")
+        db.close()
+    else:
+        run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", store["url"], "-c", sql])
+
+
+def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None, labels=False):
     """Bulk-load copies of a job the API stored, differing only in id: `prefix`1 … `prefix`(count − 1) beside the
     template; or, for an interval template (`start_us` given), `prefix`0 … `prefix`(count − 1) replacing it, job i
     with start_date and next_run_time start_us + i × step_us, written as the API writes them (RFC 3339, UTC,
     fractional seconds only when there are any). Exactly the rows the API would have stored, at the database's
-    own speed."""
+    own speed. With `labels`, the copies have the template's labels, in the job and in the label index."""
     spread = start_us is not None
     first = 0 if spread else 1
     columns = ("name, {trigger}, action, coalesce, max_instances, misfire_grace_time, executor, jobstore, "
-               "{next_run_time}, paused, created_at, updated_at")
+               "{next_run_time}, paused, created_at, updated_at" + (", labels" if labels else ""))
+    label_rows = (f"INSERT INTO job_labels (job_id, key, value) SELECT jobs.id, l.key, l.value FROM jobs, job_labels l "
+                  f"WHERE l.job_id = '{template_id}' AND jobs.id LIKE '{prefix}%' AND jobs.id <> '{template_id}';"
+                  if labels else "")
     names = columns.format(trigger="trigger", next_run_time="next_run_time")
     if store["type"] == "sqlite":
         text = ("strftime('%Y-%m-%dT%H:%M:%S', t / 1000000, 'unixepoch') || CASE WHEN t % 1000000 = 0 THEN '' "
@@ -635,6 +702,7 @@ def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None):
         """
         if spread:
             sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        sql += label_rows
         db = sqlite3.connect(store["url"].removeprefix("sqlite://"))
         db.executescript(f"BEGIN; {sql} COMMIT;")
         db.close()
@@ -654,8 +722,9 @@ def clone_jobs(store, template_id, prefix, count, start_us=None, step_us=None):
         """
         if spread:
             sql += f"DELETE FROM jobs WHERE id = '{template_id}';"
+        sql += label_rows
         run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", store["url"], "-c", sql])
-        run(["psql", "-q", store["url"], "-c", "VACUUM ANALYZE jobs"])
+        run(["psql", "-q", store["url"], "-c", "VACUUM ANALYZE jobs, job_labels"])
     else:
         raise RuntimeError(f"cannot bulk-load a {store['type']} store")
 
@@ -679,23 +748,29 @@ def main():
     parser.add_argument("--postgres")
     parser.add_argument("--peer-python", default=sys.executable, help="a Python with APScheduler 4, asyncpg, aiohttp")
     parser.add_argument("--node-peers", help="a directory with node_peer.js and its node_modules (bench/run.sh)")
-    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "cron", "peers", "replicas", "midnight"])
+    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "bulk", "cron", "peers", "replicas", "midnight"])
     parser.add_argument("--results", default=str(BENCH / "results.json"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the other scenarios' results already in --results (a partial rerun)")
     args = parser.parse_args()
     suite = Suite(args)
     started = time.time()
+    # How long each scenario took, to keep the whole run within its budget.
+    scenario_seconds = {}
     try:
         for scenario in args.only:
             print(f"== {scenario}", file=sys.stderr)
+            began = time.time()
             getattr(suite, scenario)()
+            scenario_seconds[scenario] = round(time.time() - began, 1)
+            print(f"== {scenario}: {scenario_seconds[scenario]} s", file=sys.stderr)
     finally:
         suite.close()
     suite.results["meta"] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": args.quick,
         "seconds": time.time() - started,
+        "scenario_seconds": scenario_seconds,
         "workers": WORKERS,
         "clients": CLIENTS,
         "machine": machine(),
