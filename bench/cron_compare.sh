@@ -12,7 +12,8 @@ python=${APSCHED_BENCH_PYTHON:-/work/venv-aps/bin/python}
 criterion_dir=${CARGO_TARGET_DIR:-target}/criterion
 
 before=$("$python" bench/cron_apscheduler.py)
-cargo bench --bench cron -- --noplot >&2
+# The profiling profile (release with debug info) is the one bench/run.sh builds: no second optimised build.
+cargo bench --profile profiling --locked --bench cron -- --noplot >&2
 after=$("$python" bench/cron_apscheduler.py)
 
 python3 - "$criterion_dir" "$before" "$after" <<'REPORT'

@@ -120,6 +120,55 @@ def stores_in(row):
     return [kind for kind in ("sqlite", "postgres", "memory") if kind in row]
 
 
+def postgres_targets(results):
+    """The production store's targets, each a ratio within this run: against the bare-reqwest limit, SQLite,
+    APScheduler, the durable peers, idle jobs and the raw INSERT; and the suite's own duration."""
+    lines = ["### PostgreSQL targets at a glance", ""]
+    burst = results.get("burst") or {}
+    pg = (burst.get("postgres") or {}).get("per_second")
+    if pg:
+        limit, sqlite, aps = burst["limit"]["per_second"], burst["sqlite"]["per_second"], burst["apscheduler"]["per_second"]
+        lines.append(f"- burst: {pg / limit:.2f}× the bare-reqwest limit (target ≥ 0.3×: {verdict(pg / limit >= 0.3)}; "
+                     f"≥ 0.2×: {verdict(pg / limit >= 0.2)}), {pg / sqlite:.2f}× the SQLite burst (target ≥ 1.0×: "
+                     f"{verdict(pg / sqlite >= 1.0)}), {pg / aps:.1f}× APScheduler 3 (target ≥ 20×: "
+                     f"{verdict(pg / aps >= 20)})")
+    peers = results.get("peers") or {}
+    if peers and pg:
+        durable = {name: row["per_second"] for name, row in peers["burst"].items() if name != "apsched" and row}
+        fastest = max(durable, key=durable.get)
+        ours = peers["burst"]["apsched"]["per_second"]
+        lines.append(f"- burst against the fastest durable peer ({PEER_NAMES.get(fastest, fastest)}): "
+                     f"{ours / durable[fastest]:.1f}× (target ≥ 2×: {verdict(ours / durable[fastest] >= 2)})")
+        row = peers["rates"].get("1000") or peers["rates"].get(1000)
+        if row:
+            best = min((r["p99_ms"], name) for name, r in row.items()
+                       if name not in ("apsched", "window_s") and "not_run" not in r)
+            ours_p99 = row["apsched"]["p99_ms"]
+            lines.append(f"- lateness p99 at 1 000 fires/s: {ours_p99:.1f} ms against the best peer's {best[0]:.1f} ms "
+                         f"({PEER_NAMES.get(best[1], best[1])}) (target ≤: {verdict(ours_p99 <= best[0])})")
+    idle = results.get("idle") or {}
+    for kind in ("sqlite", "postgres"):
+        rows = idle.get(kind) or {}
+        if len(rows) > 1:
+            ratio = rows[max(rows, key=int)]["p99_ms"] / rows[min(rows, key=int)]["p99_ms"]
+            lines.append(f"- {store_name(kind)}: p99 lateness among {int(max(rows, key=int)):,} jobs {ratio:.2f}× that "
+                         f"among {int(min(rows, key=int)):,} (target ≤ 1.5×: {verdict(ratio <= 1.5)})")
+    api = results.get("api") or {}
+    for kind in ("sqlite", "postgres"):
+        row = api.get(kind) or {}
+        if row.get("insert_per_second"):
+            ratio = row["api_per_second"] / row["insert_per_second"]
+            lines.append(f"- {store_name(kind)}: API adds {ratio:.2f}× the raw INSERT (target ≥ 0.5×: "
+                         f"{verdict(ratio >= 0.5)})")
+    meta = results["meta"]
+    if not meta.get("quick"):
+        minutes = meta["seconds"] / 60
+        lines.append(f"- the whole suite: {minutes:.1f} minutes of scenarios (target ≤ 15: {verdict(minutes <= 15)}), "
+                     "plus the profiling build")
+    lines.append("")
+    return lines
+
+
 def burst_section(burst):
     jobs = burst["jobs"]
     lines = [
@@ -426,6 +475,7 @@ def markdown(results):
         "## Results",
         "",
     ]
+    lines += postgres_targets(results)
     if "burst" in results:
         lines += burst_section(results["burst"])
         lines.append("")

@@ -45,7 +45,7 @@ cp bench/peers/node_peer.js "$node_peers/"
 target=${CARGO_TARGET_DIR:-target}
 # The debug build's directory is target/debug although its profile is called `dev`.
 if [[ "$profile" == profiling ]]; then
-  cargo build --profile profiling --locked --bin apsched --example bench >&2
+  cargo build --profile profiling --locked --bin apsched --example bench --bench cron >&2
 else
   cargo build --locked --bin apsched --example bench >&2
 fi

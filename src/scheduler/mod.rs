@@ -53,7 +53,7 @@ pub const CLAIM_BATCH: usize = 500;
 /// them) at most, before the loop claims more: a burst larger than the workers can take stays in the store, where
 /// other replicas can claim it, instead of in this process's memory (a 100 000-job burst held 600 MiB). Runs
 /// waiting for their jitter, a target's rate limit or a retry are not counted: they never hold up other jobs.
-pub const MAX_BACKLOG: usize = 2 * CLAIM_BATCH;
+pub const MAX_BACKLOG: usize = 4 * CLAIM_BATCH;
 /// While the backlog is full, the loop waits for it to drain; this bounds the wait should a wake-up be lost.
 const BACKLOG_SAFETY_WAKE: Duration = Duration::from_secs(1);
 /// With nothing due the loop still wakes this often, a safety net should a wake-up ever be lost.

@@ -7,6 +7,8 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, StoreResult};
@@ -33,14 +35,15 @@ impl<T, R> Clone for Batcher<T, R> {
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Start the task. `save` gets at most `limit` items, in the order submitted, and answers one result for each,
-    /// in the same order. The task ends when the last handle is dropped.
-    pub fn spawn<Save, Saving>(limit: usize, save: Save) -> Batcher<T, R>
+    /// in the same order; up to `parallel` calls run at once (1 keeps the batches in order). The task ends when the
+    /// last handle is dropped.
+    pub fn spawn<Save, Saving>(limit: usize, parallel: usize, save: Save) -> Batcher<T, R>
     where
         Save: Fn(Vec<T>) -> Saving + Send + 'static,
         Saving: Future<Output = Vec<R>> + Send + 'static,
     {
         let (waiting, queue) = mpsc::unbounded_channel();
-        tokio::spawn(serve(queue, limit, save));
+        tokio::spawn(serve(queue, limit, parallel.max(1), save));
         Batcher { waiting }
     }
 
@@ -53,19 +56,36 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 }
 
-async fn serve<T, R, Save, Saving>(mut queue: mpsc::UnboundedReceiver<Waiting<T, R>>, limit: usize, save: Save)
-where
+async fn serve<T, R, Save, Saving>(
+    mut queue: mpsc::UnboundedReceiver<Waiting<T, R>>,
+    limit: usize,
+    parallel: usize,
+    save: Save,
+) where
     Save: Fn(Vec<T>) -> Saving,
     Saving: Future<Output = Vec<R>>,
 {
     let mut batch = Vec::with_capacity(limit);
-    while queue.recv_many(&mut batch, limit).await > 0 {
-        let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.drain(..).unzip();
-        for (reply, result) in replies.into_iter().zip(save(items).await) {
-            // The caller may have given up waiting.
-            let _ = reply.send(result);
+    let mut saving = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            received = queue.recv_many(&mut batch, limit), if saving.len() < parallel => {
+                if received == 0 {
+                    break;
+                }
+                let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.drain(..).unzip();
+                let saved = save(items);
+                saving.push(async move {
+                    for (reply, result) in replies.into_iter().zip(saved.await) {
+                        // The caller may have given up waiting.
+                        let _ = reply.send(result);
+                    }
+                });
+            }
+            Some(()) = saving.next(), if !saving.is_empty() => {}
         }
     }
+    while saving.next().await.is_some() {}
 }
 
 /// The ledger's batched `update_run`.
@@ -82,7 +102,8 @@ impl RunRecorder {
         Save: Fn(Vec<Run>) -> Saving + Send + 'static,
         Saving: Future<Output = StoreResult<HashSet<String>>> + Send + 'static,
     {
-        let batcher = Batcher::spawn(BATCH, move |batch: Vec<Run>| {
+        // One batch at a time: a run's updates are saved in the order they were made.
+        let batcher = Batcher::spawn(BATCH, 1, move |batch: Vec<Run>| {
             let keys: Vec<String> = batch.iter().map(|run| run.idempotency_key.clone()).collect();
             // Later updates of a run supersede earlier ones in the same batch: newest first, keep the first seen.
             let mut seen = HashSet::with_capacity(batch.len());

@@ -19,6 +19,9 @@ use super::rows::{audit_params, job_params};
 /// database's parameter limit (21 a job).
 pub const BATCH: usize = 128;
 
+/// Batches in flight at once where the database takes writers side by side.
+pub const PARALLEL_BATCHES: usize = 4;
+
 /// A job to insert (its id not yet taken) and the audit entry recorded with it.
 #[derive(Debug)]
 pub struct NewJob {

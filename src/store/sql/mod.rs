@@ -375,8 +375,11 @@ impl<D: Dialect> SqlStore<D> {
             })
         };
         let adds = {
+            // Where writers proceed side by side, a few batches commit at once (PostgreSQL's adds wait on commits,
+            // not on CPU); on a single-writer database they would only queue for its turn.
+            let parallel = if dialect.writer().is_some() { 1 } else { adds::PARALLEL_BATCHES };
             let (pool, dialect) = (pool.clone(), Arc::new(dialect.clone()));
-            Batcher::spawn(adds::BATCH, move |batch| {
+            Batcher::spawn(adds::BATCH, parallel, move |batch| {
                 let (pool, dialect) = (pool.clone(), dialect.clone());
                 async move { adds::insert_new_jobs(&pool, &*dialect, batch).await }
             })
