@@ -427,6 +427,7 @@ where
     (String, i64, i64): for<'r> FromRow<'r, DbRow<D>>,
     (String,): for<'r> FromRow<'r, DbRow<D>>,
     (D::Json,): for<'r> FromRow<'r, DbRow<D>>,
+    (Option<D::Time>, Option<D::Time>): for<'r> FromRow<'r, DbRow<D>>,
 {
     fn kind(&self) -> super::StoreType {
         D::KIND
@@ -1019,6 +1020,20 @@ where
             marked.extend(health::finish::<D, _>(transaction, mark_one).await?);
         }
         Ok((marked, next))
+    }
+
+    async fn earliest_times(&self) -> StoreResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        let sql = format!("SELECT ({}), ({})", D::EARLIEST_NEXT_RUN_TIME_SQL, health::EARLIEST_PAUSED_UNTIL_SQL);
+        let arguments = arguments::<D>([Param::Bool(true)])?;
+        let (next, resume): (Option<D::Time>, Option<D::Time>) =
+            sqlx::query_as_with(sqlx::AssertSqlSafe(sql), arguments)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok((
+            next.map(|time| time.into_time("next_run_time")).transpose()?,
+            resume.map(|time| time.into_time("paused_until")).transpose()?,
+        ))
     }
 
     async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
