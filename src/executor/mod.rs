@@ -157,11 +157,6 @@ impl Executors {
         self.pools.get(name).or_else(|| self.pools.get("default")).expect("configuration guarantees a default executor")
     }
 
-    /// Deliveries waiting for a worker, in every pool.
-    pub fn queued(&self) -> usize {
-        self.pools.values().map(|pool| pool.queued.load(Ordering::Relaxed)).sum()
-    }
-
     /// Every pool's status, by name.
     pub fn status(&self) -> BTreeMap<String, PoolStatus> {
         self.pools.iter().map(|(name, pool)| (name.clone(), pool.status())).collect()

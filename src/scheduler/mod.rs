@@ -49,10 +49,10 @@ use settings::RunsConfig;
 /// Due jobs claimed per store in one transaction: large enough for a burst, small enough to keep the transaction
 /// (and the lock it holds) short. A full batch makes the loop go round again at once.
 pub const CLAIM_BATCH: usize = 500;
-/// Runs handed to delivery that have not yet started (waiting for a worker, or queued behind the claim that took
-/// them) at most, before the loop claims more: a burst larger than the workers can take stays in the store, where
-/// other replicas can claim it, instead of in this process's memory (a 100 000-job burst held 600 MiB). Runs
-/// waiting for their jitter, a target's rate limit or a retry are not counted: they never hold up other jobs.
+/// Claimed runs this process holds at most (waiting for a worker, being called, or being recorded) before the loop
+/// claims more: a burst larger than the workers can take stays in the store, where other replicas can claim it,
+/// instead of in this process's memory (a 100 000-job burst held 600 MiB). Runs waiting for their jitter, a
+/// target's rate limit or a retry are not counted: they never hold up other jobs.
 pub const MAX_BACKLOG: usize = 4 * CLAIM_BATCH;
 /// While the backlog is full, the loop waits for it to drain; this bounds the wait should a wake-up be lost.
 const BACKLOG_SAFETY_WAKE: Duration = Duration::from_secs(1);
@@ -83,8 +83,7 @@ pub enum SchedulerState {
     Stopped,
 }
 
-/// A run counted in the scheduler's backlog until dropped: at its first turn to be attempted, or when its delivery
-/// ends before that (cancelled, stopping).
+/// A run counted in the scheduler's backlog until dropped, when its delivery ends (recorded, cancelled, stopping).
 struct Backlogged(Arc<Scheduler>);
 
 impl Backlogged {
@@ -98,6 +97,24 @@ impl Drop for Backlogged {
     fn drop(&mut self) {
         self.0.backlog.fetch_sub(1, Ordering::SeqCst);
         self.0.backlog_drained();
+    }
+}
+
+/// A backlogged run waiting of its own accord (its jitter, a target's rate limit, a retry's backoff): not counted
+/// against `MAX_BACKLOG` until dropped.
+struct Excused<'a>(&'a Scheduler);
+
+impl Excused<'_> {
+    fn new(scheduler: &Scheduler) -> Excused<'_> {
+        scheduler.excused.fetch_add(1, Ordering::SeqCst);
+        scheduler.backlog_drained();
+        Excused(scheduler)
+    }
+}
+
+impl Drop for Excused<'_> {
+    fn drop(&mut self) {
+        self.0.excused.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -207,9 +224,10 @@ pub struct Scheduler {
     /// Runs being delivered, by idempotency key → store name, whose leases this process extends, and the token
     /// that aborts the delivery when the run is cancelled.
     in_flight: Mutex<HashMap<String, (String, CancellationToken)>>,
-    /// Runs handed to delivery and not yet at their first attempt (`MAX_BACKLOG`), and whether the loop waits for
-    /// them to drain.
+    /// Runs handed to delivery and not yet finished (`MAX_BACKLOG`), of them those waiting of their own accord
+    /// (jitter, rate limit, retry), and whether the loop waits for the backlog to drain.
     backlog: AtomicUsize,
+    excused: AtomicUsize,
     held_for_backlog: AtomicBool,
     /// Jobs seen with `overlap: buffer_one` or `buffer_all`: when one of their runs ends, buffered fires may go.
     buffering_jobs: Mutex<HashSet<String>>,
@@ -270,6 +288,7 @@ impl Scheduler {
             deliveries: TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
             backlog: AtomicUsize::new(0),
+            excused: AtomicUsize::new(0),
             held_for_backlog: AtomicBool::new(false),
             buffering_jobs: Mutex::new(HashSet::new()),
             template_jobs: Mutex::new(HashMap::new()),
@@ -538,7 +557,7 @@ impl Scheduler {
                 tick.waiting_for_records = true;
                 continue;
             }
-            let limit = self.claim_room().min(CLAIM_BATCH);
+            let limit = self.claim_room();
             if limit == 0 {
                 tick.held_for_backlog = true;
                 continue;
@@ -625,10 +644,11 @@ impl Scheduler {
         let mut earliest: Option<DateTime<Utc>> = None;
         let mut resume: Option<DateTime<Utc>> = None;
         for entry in self.stores.values() {
-            if let Some(t) = entry.store.earliest_next_run_time().await? {
+            let (next_run_time, paused_until) = entry.store.earliest_times().await?;
+            if let Some(t) = next_run_time {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
-            if let Some(t) = entry.store.earliest_paused_until().await? {
+            if let Some(t) = paused_until {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
                 resume = Some(resume.map_or(t, |e: DateTime<Utc>| e.min(t)));
             }
@@ -751,27 +771,29 @@ impl Scheduler {
 
     /// Queue claimed runs of one job for delivery, one after another, on its executor's pool; `delays` are their
     /// jitter.
-    /// How many runs the loop may claim now (`MAX_BACKLOG`). At none, the loop is marked as waiting, and the
-    /// deliveries that drain the backlog wake it.
+    /// How many runs the loop may claim now: a whole batch while the backlog has room for one (`MAX_BACKLOG`), else
+    /// none, and the loop is marked as waiting for the deliveries that drain the backlog to wake it. (A claim of the
+    /// few runs that would fit costs nearly what a whole batch costs.)
     fn claim_room(&self) -> usize {
-        // Marked before counting: a delivery that starts after the count sees the mark and wakes the loop.
+        // Marked before counting: a delivery that ends after the count sees the mark and wakes the loop.
         self.held_for_backlog.store(true, Ordering::SeqCst);
-        let room = MAX_BACKLOG.saturating_sub(self.waiting_to_start());
-        if room > 0 {
-            self.held_for_backlog.store(false, Ordering::SeqCst);
+        if MAX_BACKLOG.saturating_sub(self.in_hand()) < CLAIM_BATCH {
+            return 0;
         }
-        room
+        self.held_for_backlog.store(false, Ordering::SeqCst);
+        CLAIM_BATCH
     }
 
-    /// Runs handed to delivery that have not started: the backlog and those waiting for a worker.
-    fn waiting_to_start(&self) -> usize {
-        self.backlog.load(Ordering::SeqCst) + self.executors.queued()
+    /// Claimed runs in hand: handed to delivery and not finished, less those waiting of their own accord. (Read
+    /// as two counters, so it can be off by a run that moves between them meanwhile.)
+    fn in_hand(&self) -> usize {
+        self.backlog.load(Ordering::SeqCst).saturating_sub(self.excused.load(Ordering::SeqCst))
     }
 
-    /// A run started (or left the backlog): wake the loop if it waits and a whole claim fits again.
+    /// A run finished (or began waiting of its own accord): wake the loop if it waits and a whole claim fits again.
     fn backlog_drained(&self) {
         if self.held_for_backlog.load(Ordering::SeqCst)
-            && MAX_BACKLOG.saturating_sub(self.waiting_to_start()) >= CLAIM_BATCH
+            && MAX_BACKLOG.saturating_sub(self.in_hand()) >= CLAIM_BATCH
             && self.held_for_backlog.swap(false, Ordering::SeqCst)
         {
             self.wake();
@@ -800,9 +822,7 @@ impl Scheduler {
         }
         let scheduler = self.clone();
         let store_name = store_name.to_string();
-        // A jittered run joins no backlog: it waits for its own time, not for room.
-        let backlogged: Vec<Option<Backlogged>> =
-            (delays.iter()).map(|delay| delay.is_none().then(|| Backlogged::enter(self.clone()))).collect();
+        let backlogged: Vec<Backlogged> = chain.iter().map(|_| Backlogged::enter(self.clone())).collect();
         self.deliveries.spawn(async move {
             for ((run, delay), backlogged) in chain.into_iter().zip(delays).zip(backlogged) {
                 scheduler.deliver(&store, &store_name, run, delay, backlogged).await;
@@ -820,7 +840,8 @@ impl Scheduler {
         store_name: &str,
         run: Run,
         delay: Option<Duration>,
-        backlogged: Option<Backlogged>,
+        // Counted against `MAX_BACKLOG` until the delivery ends, its outcome recorded.
+        _backlogged: Backlogged,
     ) {
         let cancelled = self.cancel_token(&run.idempotency_key);
         let key = run.idempotency_key.clone();
@@ -828,7 +849,7 @@ impl Scheduler {
         let outcome = tokio::select! {
             biased;
             _ = cancelled.cancelled() => None,
-            outcome = self.attempts(store.as_ref(), store_name, run, delay, backlogged) => Some(outcome),
+            outcome = self.attempts(store.as_ref(), store_name, run, delay) => Some(outcome),
         };
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         // Taken by the first attempt; still here if the run was cancelled before it.
@@ -861,20 +882,21 @@ impl Scheduler {
         store_name: &str,
         mut run: Run,
         delay: Option<Duration>,
-        mut backlogged: Option<Backlogged>,
     ) -> Option<Run> {
         // Jitter is waited out before taking a worker, so a jittered fire holds none idle.
         if let Some(delay) = delay {
+            let _excused = Excused::new(self);
             tokio::time::sleep(delay).await;
         }
         let pool = self.executors.pool(&run.executor);
         let job = self.template_job(store, &run).await;
         loop {
-            // A wait for the target's rate limit is not backlog: it must not hold up other jobs' claims.
-            drop(backlogged.take());
-            self.delivery.wait_turn(&run).await;
+            {
+                // A wait for the target's rate limit must not hold up other jobs' claims.
+                let _excused = Excused::new(self);
+                self.delivery.wait_turn(&run).await;
+            }
             let slot = pool.slot().await;
-            self.backlog_drained();
             let started = self.clock.now();
             if run.started_at.is_none() {
                 run.started_at = Some(started);
@@ -923,7 +945,7 @@ impl Scheduler {
             ));
             tracing::info!(job_id = %run.job_id, attempt = run.attempts, http_status = ?run.http_status, ?wait, "delivery failed; retrying");
             self.save_run(store, store_name, &run).await;
-            let _waiting = pool.waiting_to_retry();
+            let _waiting = (pool.waiting_to_retry(), Excused::new(self));
             tokio::select! {
                 biased;
                 _ = self.stop_firing.cancelled() => {

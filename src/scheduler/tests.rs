@@ -505,7 +505,7 @@ async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_
         scheduler.add_job(spec).await.unwrap();
     }
     let due = t0() + TimeDelta::seconds(10);
-    // Full claims until the backlog is full; only the run holding the worker has started meanwhile.
+    // Full claims until the backlog is full: the run holding the worker and those waiting for it.
     let mut claimed = 0;
     let mut held = false;
     for _ in 0..MAX_BACKLOG / CLAIM_BATCH + 3 {
@@ -517,21 +517,21 @@ async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_
             break;
         }
     }
-    assert!(claimed >= MAX_BACKLOG, "{claimed} claimed before the backlog held claims");
+    // Nothing has finished: every claimed run is in hand, and claims stopped exactly at the bound.
+    assert_eq!(claimed, MAX_BACKLOG);
     assert!(held, "claims stop at the backlog");
-    assert!(claimed <= MAX_BACKLOG + 1, "{claimed} claimed: the backlog and the one run started");
     // The adds left a wake-up stored; the one awaited next must come from the deliveries.
     let _ = futures::FutureExt::now_or_never(scheduler.wake.notified());
 
     gate.add_permits(jobs);
     tokio::time::timeout(PATIENCE, scheduler.wake.notified()).await.expect("the deliveries wake the loop");
     tokio::time::timeout(PATIENCE, async {
-        while calls.load(Ordering::SeqCst) + MAX_BACKLOG - CLAIM_BATCH < claimed {
+        while scheduler.in_hand() > MAX_BACKLOG - CLAIM_BATCH {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the claimed runs are delivered");
+    .expect("the claimed runs are delivered and recorded");
     let rest = scheduler.tick(due).await;
     assert_eq!(rest.submitted, jobs - claimed, "what the backlog held back is claimed once there is room");
     tokio::time::timeout(PATIENCE, async {
