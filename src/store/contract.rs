@@ -166,6 +166,7 @@ macro_rules! store_contract_tests {
             the_calendar_version_counts_every_change,
             jobs_with_calendars_are_those_whose_trigger_names_one,
             health_follows_each_runs_first_outcome_and_survives_job_writes,
+            outcomes_recorded_together_keep_each_jobs_health_in_finishing_order,
             auto_pause_after_failures_pauses_with_the_outcome,
             due_resumes_are_taken_once_and_the_earliest_is_known,
             a_job_without_success_for_stale_after_seconds_is_marked_stale_once,
@@ -1584,6 +1585,36 @@ async fn record_outcome(store: &dyn JobStore, job_id: &str, seconds: i64, status
     ended
 }
 
+pub(crate) async fn outcomes_recorded_together_keep_each_jobs_health_in_finishing_order(store: &dyn JobStore) {
+    add_all(store, &[job("mixed", Some(at(600))), job("fine", Some(at(600))), job("down", Some(at(600)))]).await;
+    let mut ended = Vec::new();
+    for (job_id, seconds, status) in [
+        ("mixed", 0, RunStatus::Succeeded),
+        ("fine", 0, RunStatus::Succeeded),
+        ("mixed", 10, RunStatus::Failed),
+        ("down", 10, RunStatus::Failed),
+        ("fine", 20, RunStatus::Succeeded),
+        ("mixed", 20, RunStatus::Succeeded),
+        ("down", 30, RunStatus::Failed),
+    ] {
+        let pending = run(job_id, at(seconds), status);
+        store.insert_run(&Run { status: RunStatus::Pending, ..pending.clone() }).await.unwrap();
+        ended.push(Run { attempts: 1, finished_at: Some(at(seconds + 1)), ..pending });
+    }
+    // join_all submits every record before any is answered: the SQL stores' recorder takes them as one batch.
+    for outcome in futures::future::join_all(ended.iter().map(|run| store.update_run(run))).await {
+        outcome.unwrap();
+    }
+    let health = |job: Option<Job>| job.expect("the job").health;
+    let mixed = health(store.get_job("mixed").await.unwrap());
+    assert_eq!((mixed.consecutive_failures, mixed.last_success_at), (0, Some(at(21))), "{mixed:?}");
+    assert_eq!(mixed.last_failure_at, Some(at(11)));
+    let fine = health(store.get_job("fine").await.unwrap());
+    assert_eq!((fine.consecutive_failures, fine.last_success_at, fine.last_failure_at), (0, Some(at(21)), None));
+    let down = health(store.get_job("down").await.unwrap());
+    assert_eq!((down.consecutive_failures, down.last_success_at, down.last_failure_at), (2, None, Some(at(31))));
+}
+
 pub(crate) async fn health_follows_each_runs_first_outcome_and_survives_job_writes(store: &dyn JobStore) {
     use crate::health::{Health, HealthState};
     let added = job("h", Some(at(600)));
@@ -1653,6 +1684,7 @@ pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: 
     let until = |id: &str, seconds: i64| Job { paused_until: Some(at(seconds)), ..paused_job(id) };
     add_all(store, &[until("soon", 10), until("later", 20), paused_job("forever"), job("active", Some(at(30)))]).await;
     assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(10)));
+    assert_eq!(store.earliest_times().await.unwrap(), (Some(at(30)), Some(at(10))), "both in one read");
     assert!(store.take_due_resumes(at(9)).await.unwrap().is_empty());
     assert_eq!(ids(&store.take_due_resumes(at(10)).await.unwrap()), ["soon"]);
     // Taken: no other taker gets it again.
@@ -1662,6 +1694,9 @@ pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: 
     assert_eq!(ids(&taken), ["later"]);
     assert_eq!(taken[0].paused_until, None);
     assert_eq!(store.earliest_paused_until().await.unwrap(), None);
+    assert_eq!(store.earliest_times().await.unwrap(), (Some(at(30)), None));
+    store.remove_job("active").await.unwrap();
+    assert_eq!(store.earliest_times().await.unwrap(), (None, None));
 }
 
 pub(crate) async fn a_job_without_success_for_stale_after_seconds_is_marked_stale_once(store: &dyn JobStore) {
