@@ -93,6 +93,47 @@ bare-reqwest limit of each run the bursts are unchanged (above), and a before/af
 compilers ran beside them (so both noisy) showed no regression: SQLite burst 13.7× → 19.6× APScheduler, PostgreSQL
 6.9× → 14.1×, lateness p99 at 1 000 fires/s 0.39 → 0.07 (SQLite) and 0.58 → 0.15 (PostgreSQL) of APScheduler's.
 
+**Fourth session (issue 16: PostgreSQL, peers, replicas).** Before/after pairs below are ratios within one run, or
+two runs of one scenario alone minutes apart; the tables above are the final run.
+- **API adds**: each add was five round trips and a commit of its own (the job, a label-row delete even for a new
+  job, the audit entry), one add at a time behind SQLite's writer: 0.17× (SQLite) and 0.43× (PostgreSQL) the raw
+  INSERT in the run of 3 December 10:21. Adds waiting together now go in one transaction of three statements
+  (`src/store/sql/adds.rs`; a taken id is a conflict for that add alone): 0.69× and 0.55× in the next run. On
+  PostgreSQL adds wait on commits, not CPU, so up to four batches now commit at once: 0.55× → 0.90×.
+- **A burst in memory**: the loop claimed as fast as the database allowed, so a 100 000-job midnight on PostgreSQL
+  held every fire at once (596 MiB peak), and its 10.5 s to the last *delivery* hid a ledger still writing
+  outcomes afterwards. Claims now stop while 2 000 claimed fires are in hand (waiting for a worker, being called
+  or being recorded; docs/ledger.md). Counting only those waiting for a worker left 376 MiB (SQLite) and 408 MiB
+  (PostgreSQL): finished calls piled up waiting for the recorder. Counting them too: 66 and 59 MiB.
+- **The recorder and health**: with that bound the daily burst showed the recorder's real pace, 37 s on
+  PostgreSQL: it reset each succeeded job's failure streak with one statement per outcome (256 round trips a
+  batch). Successes of jobs that cannot notify and have no failure in the batch now take one statement a batch:
+  the 100 000-job midnight 36.9 → 13.8 s on PostgreSQL and 24.6 → 15.2 s on SQLite (the scenario alone, twice).
+  Claims also wait for a whole batch of room: a claim of the dozen fires that fit cost nearly a full one.
+- **Why PostgreSQL's burst trails SQLite's here**: CPU over one 10 000-job burst: on PostgreSQL apsched used
+  0.86 s and the PostgreSQL server 1.19 s, in 1.57 s; on SQLite apsched used 1.18 s, in 1.03 s (the sink 0.3 s
+  either way). apsched's own work per fire is lower on PostgreSQL (86 against 118 µs); the server's 119 µs per
+  fire (claim, ledger insert, outcome update, index upkeep) runs on the same two cores as apsched, the sink and the
+  load. On this machine that is the gap; with the database on cores of its own it would not be (not measured: no
+  second machine).
+- **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`, the database alone,
+  against a single-connection INSERT loop in the same run, 2 652 rows/s): claims of 500 take 11 800 fires/s with
+  one replica and 17 900 with three (4.5× and 6.8× the INSERT loop); claims plus the ledger writes of delivery
+  (running, then the outcome, for existing hourly jobs) 4 500 fires/s with three. That is the fleet's ceiling:
+  replicas add delivery capacity (HTTP and CPU) until the fleet reaches the database's claim-and-record rate R,
+  and no further. A sustained N fires/s needs ⌈N / R⌉ databases, each its own job store (several
+  `[jobstores.*]` in one process, or a fleet each), jobs placed by `jobstore`; measure R with `claim_rate` against
+  the production server. On this 2-core machine, shared with the load, R ≈ 4 500: 10 000 fires/s would need three.
+  In the replicas table the burst grows less than that (the three replicas, the server and the sink share two
+  cores), and the lateness stays where one replica has it.
+- **Distributed SQL instead** (CockroachDB, YugabyteDB; on paper, neither runs here): they speak PostgreSQL's
+  protocol but the store relies on what such engines may lack or do differently, each to be checked or replaced:
+  LISTEN/NOTIFY and a PL/pgSQL statement trigger for wake-ups (replaceable by polling `earliest_times` every few
+  hundred ms); `FOR UPDATE SKIP LOCKED` for claims side by side (else replicas would claim disjoint id ranges);
+  partial indexes and `INSERT … ON CONFLICT DO NOTHING RETURNING`; and serializable transactions, whose
+  retryable aborts (SQLSTATE 40001) the claim and the recorder would have to retry rather than report as an
+  outage. In exchange claims and ledger writes would spread over nodes, past one server's R.
+
 - **Noise**: the machine is shared; one burst is a fraction of a second, which is why every runner bursts three
   times and the table shows medians with every round listed.
 """
@@ -176,8 +217,9 @@ def burst_section(burst):
         "",
         "Time from the moment they are due (the scheduler is resumed once all are stored) to the last delivery at "
         "the sink. Ratios: apsched's fires per second over APScheduler's and over the bare-reqwest limit's. "
-        f"Each runner bursts {burst.get('rounds', 1)} times (a fresh store each time) and its median round is "
-        "shown; the limit shows its best round, the fastest the machine allowed. Every round is listed.",
+        f"apsched and the limit burst {burst.get('rounds', 1)} times each (a fresh store each time) and apsched's "
+        "median round is shown; the limit shows its best round, the fastest the machine allowed. APScheduler "
+        "bursts once: its rounds take about 18 s and agreed within 1 % when it ran three. Every round is listed.",
         "",
         "| runner | seconds | fires/s | × APScheduler | × limit | rounds (s) |",
         "|---|---:|---:|---:|---:|---|",
