@@ -141,7 +141,7 @@ pub struct Tick {
     pub failed_stores: Vec<(String, StoreError)>,
     /// A store was not claimed: this process is still recording runs there (see `StoreEntry::unrecorded`).
     pub waiting_for_records: bool,
-    /// Claims stopped at `MAX_BACKLOG`: the loop goes round again once deliveries have started.
+    /// Claims stopped at `MAX_BACKLOG`: the loop goes round again once fires in hand have finished.
     pub held_for_backlog: bool,
     /// The earliest time a job watching for staleness (`stale_after_seconds`) may become stale: the loop looks
     /// again then.
@@ -490,7 +490,7 @@ impl Scheduler {
             let next_stale_check = tick.next_stale_check;
             let sleep_for = match tick.failed_stores.into_iter().next() {
                 None if tick.more => continue,
-                // Woken as deliveries start.
+                // Woken as the fires in hand finish.
                 None if tick.held_for_backlog => BACKLOG_SAFETY_WAKE,
                 // Woken when the records are written; the backoff only paces the other stores meanwhile.
                 None if tick.waiting_for_records => backoff.next_wait(),
