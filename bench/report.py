@@ -451,7 +451,8 @@ def replicas_section(replicas):
         "### 7. Replicas on one PostgreSQL",
         "",
         f"1, 2 and 3 apsched processes on one database. Burst: {replicas['jobs']:,} date jobs due together (added "
-        "through the first replica while all run), from the due time to the last delivery. Lateness: "
+        "through the first replica while all are paused, then every replica resumed), from that release to the "
+        "last delivery. Lateness: "
         f"{replicas['active']:,} interval jobs every {replicas['period_s']} s "
         f"({fmt(replicas['active'] / replicas['period_s'])} fires/s) over {replicas['window_s']} s. Double fires: "
         "fires the sink received more than once (same job and scheduled time).",
