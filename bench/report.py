@@ -124,8 +124,8 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   and no further. A sustained N fires/s needs ⌈N / R⌉ databases, each its own job store (several
   `[jobstores.*]` in one process, or a fleet each), jobs placed by `jobstore`; measure R with `claim_rate` against
   the production server. On this 2-core machine, shared with the load, R ≈ 4 500: 10 000 fires/s would need three.
-  In the replicas table the burst grows less than that (the three replicas, the server and the sink share two
-  cores), and the lateness stays where one replica has it.
+  In the replicas table the burst does not grow at all on this machine: one replica, the server and the sink
+  already fill its two cores, which more replicas only share; lateness stays where one replica has it.
 - **Distributed SQL instead** (CockroachDB, YugabyteDB; on paper, neither runs here): they speak PostgreSQL's
   protocol but the store relies on what such engines may lack or do differently, each to be checked or replaced:
   LISTEN/NOTIFY and a PL/pgSQL statement trigger for wake-ups (replaceable by polling `earliest_times` every few
