@@ -107,14 +107,8 @@ where
     for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
         let mut upsert = Statement::<D>::new(format!("INSERT INTO jobs ({}) VALUES ", columns.join(", ")));
         for (index, job) in chunk.iter().enumerate() {
-            upsert.push(if index > 0 { ", (" } else { "(" });
-            for (column, param) in job_params::<D::Json>(job)?.into_iter().enumerate() {
-                if column > 0 {
-                    upsert.push(", ");
-                }
-                upsert.param(param)?;
-            }
-            upsert.push(")");
+            upsert.push(if index > 0 { ", " } else { "" });
+            super::adds::push_row(&mut upsert, job_params::<D::Json>(job)?)?;
         }
         // An upsert is the one multi-row update both databases write alike; the rows are locked (or the database
         // is), so it only ever updates.
