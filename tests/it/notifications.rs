@@ -153,45 +153,70 @@ async fn the_configured_default_notifies_jobs_without_their_own() {
     server.stop().await;
 }
 
-/// The binary on a SQLite file, logging beside it.
-fn spawn(config: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("server.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_apsched"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+/// The binary on a SQLite file in a directory of its own, listening on a free port, logging beside the file.
+struct Binary {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    base: String,
+    child: Child,
 }
 
-/// A configuration for the binary on a SQLite file in `dir`, listening on a free port; its path and base URL.
-fn sqlite_binary_config(dir: &Path) -> (std::path::PathBuf, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.join("apsched.toml");
-    let store =
-        format!("[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n", dir.join("ledger.db").display());
-    std::fs::write(&config, format!("{store}[api]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
-    (config, format!("http://127.0.0.1:{port}"))
+impl Binary {
+    async fn start() -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("apsched.toml");
+        let ledger = dir.path().join("ledger.db");
+        let store = format!("[jobstores.default]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n", ledger.display());
+        std::fs::write(&config, format!("{store}[api]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+        let child = Binary::spawn(&config);
+        let binary = Binary { _dir: dir, config, base: format!("http://127.0.0.1:{port}"), child };
+        binary.wait_listening().await;
+        binary
+    }
+
+    fn spawn(config: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("server.log"));
+        Command::new(env!("CARGO_BIN_EXE_apsched"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log.unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn wait_listening(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        while client.get(format!("{}/healthz", self.base)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, then a new process on the same file and port.
+    async fn kill_9_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+        self.child = Binary::spawn(&self.config);
+        self.wait_listening().await;
+    }
 }
 
-async fn wait_listening(base: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + PATIENCE;
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 #[tokio::test]
 async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart() {
     let (jobs, alerts) = (Receiver::start().await, Receiver::start().await);
-    let dir = tempfile::tempdir().unwrap();
-    let (config, base) = sqlite_binary_config(dir.path());
+    let mut binary = Binary::start().await;
+    let base = binary.base.clone();
     let client = reqwest::Client::new();
-    let mut child = spawn(&config);
-    wait_listening(&base).await;
 
     // The alert target is down (503): the failure notification stays pending, retried with a backoff.
     let job = json!({"id": "crashy", "trigger": {"type": "interval", "seconds": 1}, "auto_pause_after_failures": 1,
@@ -201,12 +226,8 @@ async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart(
     assert_eq!(response.status(), 201);
     let pending = wait_notifications(&base, "crashy", |n| n.len() == 1 && !n[0]["last_error"].is_null()).await;
     assert_eq!(pending[0]["state"], "pending");
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
-
     // Restarted, with the alert target mended: the same notification (same id) arrives once.
-    let mut child = spawn(&config);
-    wait_listening(&base).await;
+    binary.kill_9_and_restart().await;
     let mended = json!({"notify": {"url": alerts.url("ok/crashy"), "on": ["failure"], "signing_secret": "********"}});
     let response = client.patch(format!("{base}/v1/jobs/crashy")).json(&mended).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
@@ -216,18 +237,14 @@ async fn a_notification_pending_at_a_kill_9_is_delivered_once_after_the_restart(
     assert_eq!(alerts.matching("ok/crashy").len(), 1);
     assert_eq!(hits[0].header("webhook-id").unwrap().as_str(), pending[0]["id"].as_str().unwrap());
     verify(SECRET, &hits[0]).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]
 async fn a_notification_in_flight_at_a_kill_9_goes_again_at_the_restart_not_after_its_lease() {
     let (jobs, alerts) = (Receiver::start().await, Receiver::start().await);
-    let dir = tempfile::tempdir().unwrap();
-    let (config, base) = sqlite_binary_config(dir.path());
+    let mut binary = Binary::start().await;
+    let base = binary.base.clone();
     let client = reqwest::Client::new();
-    let mut child = spawn(&config);
-    wait_listening(&base).await;
     // The alert target takes a minute to answer: the process is killed while the notification is leased to it.
     let job = json!({"id": "hung", "trigger": {"type": "interval", "seconds": 1}, "auto_pause_after_failures": 1,
         "action": {"url": jobs.url("status/500/hung"), "retry": {"max_attempts": 1}},
@@ -235,12 +252,8 @@ async fn a_notification_in_flight_at_a_kill_9_goes_again_at_the_restart_not_afte
     let response = client.post(format!("{base}/v1/jobs")).json(&job).send().await.unwrap();
     assert_eq!(response.status(), 201);
     alerts.wait_for("slow/60000/hung", 1).await;
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
-
     // Its lease (60 s) is a dead process's: the restarted one sends it at once, to the mended target.
-    let mut child = spawn(&config);
-    wait_listening(&base).await;
+    binary.kill_9_and_restart().await;
     let mended = json!({"notify": {"url": alerts.url("ok/hung"), "on": ["failure"]}});
     let response = client.patch(format!("{base}/v1/jobs/hung")).json(&mended).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
@@ -251,8 +264,6 @@ async fn a_notification_in_flight_at_a_kill_9_goes_again_at_the_restart_not_afte
     // The killed attempt, and after the restart one or two more (an attempt may start before the PATCH, to the
     // hung target, and time out); all within the 20 s wait above, where the lease alone would have held 60 s.
     assert!(ledger[0]["attempts"].as_u64().unwrap() >= 2, "{ledger:#?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
