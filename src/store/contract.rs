@@ -1683,17 +1683,15 @@ pub(crate) async fn auto_pause_after_failures_pauses_with_the_outcome(store: &dy
 pub(crate) async fn due_resumes_are_taken_once_and_the_earliest_is_known(store: &dyn JobStore) {
     let until = |id: &str, seconds: i64| Job { paused_until: Some(at(seconds)), ..paused_job(id) };
     add_all(store, &[until("soon", 10), until("later", 20), paused_job("forever"), job("active", Some(at(30)))]).await;
-    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(10)));
-    assert_eq!(store.earliest_times().await.unwrap(), (Some(at(30)), Some(at(10))), "both in one read");
+    assert_eq!(store.earliest_times().await.unwrap(), (Some(at(30)), Some(at(10))));
     assert!(store.take_due_resumes(at(9)).await.unwrap().is_empty());
     assert_eq!(ids(&store.take_due_resumes(at(10)).await.unwrap()), ["soon"]);
     // Taken: no other taker gets it again.
     assert!(store.take_due_resumes(at(10)).await.unwrap().is_empty());
-    assert_eq!(store.earliest_paused_until().await.unwrap(), Some(at(20)));
+    assert_eq!(store.earliest_times().await.unwrap().1, Some(at(20)));
     let taken = store.take_due_resumes(at(100)).await.unwrap();
     assert_eq!(ids(&taken), ["later"]);
     assert_eq!(taken[0].paused_until, None);
-    assert_eq!(store.earliest_paused_until().await.unwrap(), None);
     assert_eq!(store.earliest_times().await.unwrap(), (Some(at(30)), None));
     store.remove_job("active").await.unwrap();
     assert_eq!(store.earliest_times().await.unwrap(), (None, None));

@@ -562,9 +562,10 @@ impl JobStore for MemoryStore {
         Ok((marked, next))
     }
 
-    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
+    async fn earliest_times(&self) -> StoreResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        let next_run_time = self.earliest_next_run_time().await?;
         let state = self.state.lock().await;
-        Ok(state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min())
+        Ok((next_run_time, state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min()))
     }
 
     async fn create_backfill(&self, backfill: &crate::backfill::Backfill) -> StoreResult<()> {

@@ -324,14 +324,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Take the paused jobs whose `paused_until` is at or before `now`, clearing it in one conditional write, so
     /// that of replicas sharing the store exactly one takes each (and resumes it).
     async fn take_due_resumes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Job>>;
-    /// The earliest `paused_until` of a paused job: when the loop must look again.
-    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// `earliest_next_run_time` and `earliest_paused_until` together, in one read where the store can: the loop
-    /// asks after every round, and at a thousand fires a second each round trip to a database server shows in
-    /// the fires' lateness.
-    async fn earliest_times(&self) -> StoreResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
-        Ok((self.earliest_next_run_time().await?, self.earliest_paused_until().await?))
-    }
+    /// `earliest_next_run_time` and the earliest `paused_until` of a paused job (when the loop must look again),
+    /// in one read: the loop asks after every round, and at a thousand fires a second each round trip to a
+    /// database server shows in the fires' lateness.
+    async fn earliest_times(&self) -> StoreResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
     /// Mark stale every active job with `stale_after_seconds` and no success for that long at `now` (counted from
     /// its last success, or from when it was added) that is not stale yet, returning them: a conditional write, so
     /// of replicas sharing the store one marks each, once per stale period (a success ends the period).
