@@ -79,12 +79,12 @@ where
         Some(writer) => Some(writer.lock().await),
         None => None,
     };
-    if !runs.iter().any(|run| health::counts(run.status)) {
-        let mut connection = pool.acquire().await.map_err(store_error)?;
-        return dialect.save_runs(&mut connection, runs).await;
-    }
-    let mut transaction = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-    let saved = save_with_health(&mut *transaction, dialect, runs, default).await;
+    let mut transaction = pool.begin_with(D::BEGIN_BY_KEY).await.map_err(store_error)?;
+    let saved = if runs.iter().any(|run| health::counts(run.status)) {
+        save_with_health(&mut *transaction, dialect, runs, default).await
+    } else {
+        dialect.save_runs(&mut transaction, runs).await
+    };
     finish::<D, _>(transaction, saved).await
 }
 

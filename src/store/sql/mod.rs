@@ -180,6 +180,9 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     const PRUNE_BY_AGE_SQL: &'static str;
     /// How a transaction that reads before it writes begins.
     const BEGIN_WRITE: &'static str;
+    /// How the claim's and the recorder's transactions begin: every row they touch is found by a key or in the
+    /// order of an index, so a plan that scans a whole table is never the right one for them.
+    const BEGIN_BY_KEY: &'static str;
     /// Appended to a select whose rows the transaction will write, to keep other writers off them until it ends
     /// (empty where `BEGIN_WRITE` already holds the whole database).
     const LOCK_ROWS: &'static str;
@@ -1034,15 +1037,6 @@ where
             next.map(|time| time.into_time("next_run_time")).transpose()?,
             resume.map(|time| time.into_time("paused_until")).transpose()?,
         ))
-    }
-
-    async fn earliest_paused_until(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let arguments = arguments::<D>([Param::Bool(true)])?;
-        let row: Option<(D::Time,)> = sqlx::query_as_with(health::EARLIEST_PAUSED_UNTIL_SQL, arguments)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.map(|(time,)| time.into_time("paused_until")).transpose()
     }
 
     async fn create_backfill(&self, backfill: &crate::backfill::Backfill) -> StoreResult<()> {
