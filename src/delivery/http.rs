@@ -74,8 +74,13 @@ pub fn client(policy: std::sync::Arc<super::policy::TargetPolicy>) -> reqwest::C
         .expect("a client with static settings builds")
 }
 
-/// Make one attempt of the call.
-pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &DeliveryHeaders<'_>) -> Attempt {
+/// Make one attempt of the call to `url`, the action's URL as parsed for the target policy.
+pub async fn attempt(
+    client: &reqwest::Client,
+    action: &HttpAction,
+    url: reqwest::Url,
+    delivery: &DeliveryHeaders<'_>,
+) -> Attempt {
     let started = Instant::now();
     let mut headers = HeaderMap::new();
     for (name, value) in &action.headers {
@@ -115,7 +120,7 @@ pub async fn attempt(client: &reqwest::Client, action: &HttpAction, delivery: &D
             }
         }
     }
-    let mut request = client.request(action.method.as_reqwest(), &action.url).timeout(action.timeout());
+    let mut request = client.request(action.method.as_reqwest(), url).timeout(action.timeout());
     if action.json.is_some() || action.body.is_some() {
         request = request.body(body);
     }

@@ -174,9 +174,10 @@ impl Delivery {
             action
         };
         // A literal address never reaches the policy's resolver; names are checked there, after resolution.
-        if let Err(reason) = self.policy.check_url(&action.url) {
-            return Attempt::refused(format!("target policy: {reason}; no request was made"));
-        }
+        let url = match policy::parse_url(&action.url).and_then(|url| self.policy.check_parsed(&url).map(|()| url)) {
+            Ok(url) => url,
+            Err(reason) => return Attempt::refused(format!("target policy: {reason}; no request was made")),
+        };
         let signing_key = self.signing_key_for(run, action);
         let headers = DeliveryHeaders {
             job_id: &run.job_id,
@@ -185,7 +186,7 @@ impl Delivery {
             signing: signing_key.as_ref().map(|key| (key, now.timestamp())),
             backfill: run.kind == crate::job::RunKind::Backfill,
         };
-        http::attempt(&self.http, action, &headers).await
+        http::attempt(&self.http, action, url, &headers).await
     }
 
     /// The key that signs a run's calls: the action's own secret, else the configured one. A stored secret that

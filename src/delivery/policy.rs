@@ -141,7 +141,11 @@ impl TargetPolicy {
     /// A URL's host, as far as it can be checked without DNS: a literal address fully, a name by pattern. Used when
     /// a job is saved and before each delivery (a literal address never reaches the resolver).
     pub fn check_url(&self, url: &str) -> Result<(), String> {
-        let url = reqwest::Url::parse(url).map_err(|err| format!("{url:?} is not a URL: {err}"))?;
+        self.check_parsed(&parse_url(url)?)
+    }
+
+    /// `check_url` for a URL already parsed: a delivery parses its target once, for the policy and the request.
+    pub fn check_parsed(&self, url: &reqwest::Url) -> Result<(), String> {
         let host = url.host_str().ok_or_else(|| "the URL has no host".to_string())?;
         match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(addr) => self.check_addr(addr, false),
@@ -152,6 +156,11 @@ impl TargetPolicy {
     fn host_allowed(&self, host: &str) -> bool {
         self.allow.host_matches(host)
     }
+}
+
+/// A webhook URL, parsed, or why it is not one.
+pub fn parse_url(url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|err| format!("{url:?} is not a URL: {err}"))
 }
 
 /// reqwest's resolver for deliveries: the system resolver, then the policy over every address it returned. Only
