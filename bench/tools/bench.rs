@@ -1,8 +1,9 @@
 //! The benchmark suite's Rust tools (bench/run.sh drives them; see BENCHMARKS.md):
 //!
 //! - `sink`: the receiver every scheduler under test delivers to. Records the arrival time of each request with its
-//!   `apsched-job-id` and `apsched-scheduled-time` headers; `GET /count` says how many arrived, `GET /dump` returns
-//!   them as CSV (`arrival_us,job_id,scheduled_us`) and forgets them.
+//!   `apsched-job-id` and `apsched-scheduled-time` headers; `GET /count` says how many arrived (with
+//!   `?at_least=N&wait_ms=M`, once N have or M ms have passed), `GET /dump` returns them as CSV
+//!   (`arrival_us,job_id,scheduled_us`) and forgets them.
 //! - `limit`: the machine's limit, a bare tokio + reqwest loop POSTing to the sink as fast as it can.
 //! - `add-jobs`: jobs added per second through `POST /v1/jobs`.
 //! - `insert-rate`: the database's own single-row insert rate into the same `jobs` table, same row.
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{any, get};
 use chrono::DateTime;
@@ -33,8 +34,22 @@ struct Arrival {
     scheduled_us: Option<i64>,
 }
 
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<Arrival>>>);
+/// The arrivals, and their count for waiters: the suite waits for a burst's last delivery with one request
+/// instead of polling, which took a fifth of a core from the scheduler under test (and none from the bare-reqwest
+/// limit, whose tool times itself).
+#[derive(Clone)]
+struct Inbox {
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CountQuery {
+    #[serde(default)]
+    at_least: usize,
+    #[serde(default)]
+    wait_ms: u64,
+}
 
 fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
@@ -46,16 +61,23 @@ async fn record(State(inbox): State<Inbox>, headers: HeaderMap) -> &'static str 
     let scheduled_us =
         DateTime::parse_from_rfc3339(&header("apsched-scheduled-time")).ok().map(|t| t.timestamp_micros());
     let arrival = Arrival { arrival_us, job_id: header("apsched-job-id"), scheduled_us };
-    inbox.0.lock().unwrap_or_else(|p| p.into_inner()).push(arrival);
+    let mut arrivals = inbox.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+    arrivals.push(arrival);
+    inbox.arrived.send_replace(arrivals.len());
     ""
 }
 
-async fn count(State(inbox): State<Inbox>) -> String {
-    inbox.0.lock().unwrap_or_else(|p| p.into_inner()).len().to_string()
+async fn count(State(inbox): State<Inbox>, Query(query): Query<CountQuery>) -> String {
+    let mut arrived = inbox.arrived.subscribe();
+    let wait = arrived.wait_for(|count| *count >= query.at_least);
+    let _ = tokio::time::timeout(Duration::from_millis(query.wait_ms), wait).await;
+    inbox.arrivals.lock().unwrap_or_else(|p| p.into_inner()).len().to_string()
 }
 
 async fn dump(State(inbox): State<Inbox>) -> String {
-    let arrivals = std::mem::take(&mut *inbox.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut arrivals = inbox.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+    let arrivals = std::mem::take(&mut *arrivals);
+    inbox.arrived.send_replace(0);
     let mut csv = String::with_capacity(arrivals.len() * 48);
     for a in arrivals {
         let scheduled = a.scheduled_us.map(|t| t.to_string()).unwrap_or_default();
@@ -69,7 +91,7 @@ async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
         .route("/count", get(count))
         .route("/dump", get(dump))
         .fallback(any(record))
-        .with_state(Inbox::default());
+        .with_state(Inbox { arrivals: Arc::default(), arrived: Arc::new(tokio::sync::watch::Sender::new(0)) });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     eprintln!("sink listening on {listen}");
     axum::serve(listener, app).await?;
