@@ -110,12 +110,25 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   batch). Successes of jobs that cannot notify and have no failure in the batch now take one statement a batch:
   the 100 000-job midnight 36.9 → 13.8 s on PostgreSQL and 24.6 → 15.2 s on SQLite (the scenario alone, twice).
   Claims also wait for a whole batch of room: a claim of the dozen fires that fit cost nearly a full one.
-- **Why PostgreSQL's burst trails SQLite's here**: CPU over one 10 000-job burst: on PostgreSQL apsched used
-  0.86 s and the PostgreSQL server 1.19 s, in 1.57 s; on SQLite apsched used 1.18 s, in 1.03 s (the sink 0.3 s
-  either way). apsched's own work per fire is lower on PostgreSQL (86 against 118 µs); the server's 119 µs per
-  fire (claim, ledger insert, outcome update, index upkeep) runs on the same two cores as apsched, the sink and the
-  load. On this machine that is the gap; with the database on cores of its own it would not be (not measured: no
-  second machine).
+- **Why PostgreSQL's burst trailed SQLite's** (fifth session): `auto_explain` on the server during a burst showed
+  every claim reading all 10 000 due jobs and sorting them (a sequential or bitmap scan, then a sort: 12 to 30 ms a
+  claim of 500, against 0.8 ms down the `jobs_due` index), and the recorder's updates joining whole scans of
+  `runs`. The jobs had just been added, and until autovacuum analyzes a table the planner takes it for a small
+  one. The claim's and the recorder's transactions now rule out scans and sorts (`SET LOCAL`; a test checks the
+  claim's plan on 10 000 unanalyzed jobs) and plan their statements once per connection (re-planning was about 7 %
+  of the server's CPU). The server's CPU over one 10 000-job burst went from 1.19 s to 0.54–0.75 s, and the burst
+  from 0.79× to 1.00× SQLite's (10 286 against 10 338 fires/s in this run). A webhook's URL is also parsed once
+  per attempt instead of twice (URL parsing was 5 % of apsched's CPU).
+- **The harness took CPU from the runner under test**: the suite waited for a burst's last delivery by asking the
+  sink for its count every 5 ms, a fifth of a core taken from apsched and the peers but not from the bare-reqwest
+  limit (its tool times itself). One long-polling request now waits. Every runner gained, the peers as much as
+  apsched: graphile-worker's burst went from 3 001 to 6 176 fires/s, so apsched on PostgreSQL is 1.7× it in this
+  run against 2.2× in the last; the limit reached 59 000/s, 1.3× its last best. The 100 000-job midnight went
+  from 14.3 to 9.8 s on PostgreSQL and from 22.5 to 10.5 s on SQLite.
+- **What is left between PostgreSQL and the targets here**: over one burst apsched uses 0.5–0.7 s of CPU, the
+  server 0.5–0.75 s and the sink about 0.3 s, on two cores: the machine is full. Of the server's share a quarter
+  is index upkeep (`runs` gets four index entries at the claim and four at the outcome) and 6 % the cascade to
+  `job_labels` when a date job is deleted; of apsched's, a quarter is the kernel's loopback TCP.
 - **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`, the database alone,
   against a single-connection INSERT loop in the same run, 2 652 rows/s): claims of 500 take 11 800 fires/s with
   one replica and 17 900 with three (4.5× and 6.8× the INSERT loop); claims plus the ledger writes of delivery
