@@ -153,9 +153,11 @@ impl Dialect for PostgresDialect {
     /// Rows another replica is claiming are skipped, not waited for.
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE NOT paused AND next_run_time IS NOT NULL \
         AND next_run_time <= $1 ORDER BY next_run_time, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
-        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id = ANY($1) \
-        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    /// Each half from its partial index (`runs_unfinished`, `runs_buffered`).
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status <> 'buffered'), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM (\
+        SELECT job_id, status FROM runs WHERE job_id = ANY($1) AND status IN ('pending', 'running') UNION ALL \
+        SELECT job_id, status FROM runs WHERE job_id = ANY($1) AND status = 'buffered') AS open GROUP BY job_id";
     const RUN_STATUSES_SQL: &'static str = "SELECT idempotency_key, status FROM runs WHERE idempotency_key = ANY($1)";
     const JOB_HEALTH_SQL: &'static str =
         "SELECT id, consecutive_failures, notify IS NOT NULL FROM jobs WHERE id = ANY($1)";
@@ -376,9 +378,10 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::job::RunStatus;
     use crate::store::contract::{Advance, ScratchSchema, at, job};
-    use crate::store::sql::list_jobs_statement;
-    use crate::store::{JobQuery, JobStore};
+    use crate::store::sql::{list_jobs_statement, list_runs_statement};
+    use crate::store::{JobQuery, JobStore, RunQuery};
 
     /// Bound for what a test waits for (a notification, a claim finishing): generous for a loaded CI machine.
     const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -560,7 +563,10 @@ mod tests {
         assert!(plan.contains("jobs_due"), "{plan}");
         let expired = Sql::TAKE_EXPIRED_RUNS_SQL.replace("$1", "now()").replace("$2", "now()");
         let plan = plan_of(&store, explain(&expired)).await;
-        assert!(plan.contains("runs_unfinished_lease"), "{plan}");
+        assert!(plan.contains("runs_unfinished"), "{plan}");
+        let load = Sql::LOAD_SQL.replace("$1", "ARRAY['j']");
+        let plan = plan_of(&store, explain(&load)).await;
+        assert!(plan.contains("runs_unfinished") && plan.contains("runs_buffered"), "{plan}");
         let page = JobQuery {
             after: Some(JobCursor { next_run_time: Some(at(0)), id: "a".to_string() }),
             limit: 10,
@@ -568,6 +574,10 @@ mod tests {
         };
         let plan = plan_of(&store, list_jobs_statement::<Sql>("EXPLAIN ", &page).unwrap()).await;
         assert!(plan.contains("jobs_list_order") && plan.contains("Index Cond"), "{plan}");
+        // A job's failures among its successes, from the index of the runs that did not succeed.
+        let failures = RunQuery { status: Some(RunStatus::Failed), after: None, limit: 10 };
+        let plan = plan_of(&store, list_runs_statement::<Sql>("EXPLAIN ", "j", &failures).unwrap()).await;
+        assert!(plan.contains("runs_by_status"), "{plan}");
 
         // A selector is answered from job_labels' indexes: (key, value) for the jobs that have a label, each job's
         // own rows (the primary key) for the jobs that have not.

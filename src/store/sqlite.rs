@@ -105,9 +105,13 @@ impl Dialect for SqliteDialect {
     const CLAIM_DUE_SQL: &'static str = "SELECT * FROM jobs WHERE paused = 0 AND next_run_time IS NOT NULL \
         AND next_run_time <= ? ORDER BY next_run_time, id LIMIT ?";
     /// A claim's statements take its jobs and runs as JSON arrays, so their number does not grow with the claim.
-    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status IN ('pending', 'running')), \
-        COUNT(*) FILTER (WHERE status = 'buffered') FROM runs WHERE job_id IN (SELECT value FROM json_each(?)) \
-        AND status IN ('pending', 'running', 'buffered') GROUP BY job_id";
+    /// Each half from its partial index (`runs_unfinished`, `runs_buffered`).
+    const LOAD_SQL: &'static str = "SELECT job_id, COUNT(*) FILTER (WHERE status <> 'buffered'), \
+        COUNT(*) FILTER (WHERE status = 'buffered') FROM (\
+        SELECT job_id, status FROM runs WHERE job_id IN (SELECT value FROM json_each(?1)) \
+        AND status IN ('pending', 'running') UNION ALL \
+        SELECT job_id, status FROM runs WHERE job_id IN (SELECT value FROM json_each(?1)) AND status = 'buffered') \
+        GROUP BY job_id";
     const RUN_STATUSES_SQL: &'static str =
         "SELECT idempotency_key, status FROM runs WHERE idempotency_key IN (SELECT value FROM json_each(?))";
     const JOB_HEALTH_SQL: &'static str = "SELECT id, CAST(consecutive_failures AS BIGINT), notify IS NOT NULL \
@@ -435,10 +439,12 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         assert_seeks(&plan_of(&store, explain(Sql::CLAIM_DUE_SQL).bind(0_i64).bind(10_i64)).await, "jobs", "jobs_due");
         assert_seeks(&plan_of(&store, explain(Sql::EARLIEST_NEXT_RUN_TIME_SQL)).await, "jobs", "jobs_due");
-        assert_seeks(&plan_of(&store, explain(Sql::LOAD_SQL).bind("j")).await, "runs", "runs_job_status");
+        let load = plan_of(&store, explain(Sql::LOAD_SQL).bind("[\"j\"]")).await;
+        assert_seeks(&load, "runs", "runs_unfinished");
+        assert_seeks(&load, "runs", "runs_buffered");
         // A scan, but of a partial index that holds only the unfinished runs.
         let expired = plan_of(&store, explain(Sql::TAKE_EXPIRED_RUNS_SQL).bind(0_i64).bind(0_i64)).await;
-        assert!(expired.contains("INDEX runs_unfinished_lease"), "{expired}");
+        assert!(expired.contains("INDEX runs_unfinished"), "{expired}");
         let by_age = plan_of(&store, explain(Sql::PRUNE_BY_AGE_SQL).bind(0_i64).bind(10_i64)).await;
         assert!(by_age.contains("INDEX runs_finished_age"), "{by_age}");
 
@@ -450,7 +456,7 @@ mod tests {
         let cursor = RunCursor { scheduled_time: at(0), idempotency_key: "k".to_string() };
         let history = RunQuery { status: Some(RunStatus::Failed), after: Some(cursor.clone()), limit: 10 };
         let runs = list_runs_statement::<Sql>("EXPLAIN QUERY PLAN ", "j", &history).unwrap();
-        assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_job_status");
+        assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_by_status");
         let history = RunQuery { status: None, after: Some(cursor), limit: 10 };
         let runs = list_runs_statement::<Sql>("EXPLAIN QUERY PLAN ", "j", &history).unwrap();
         assert_seeks(&plan_of(&store, built(runs)).await, "runs", "runs_one_per_fire");
