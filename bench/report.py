@@ -117,18 +117,25 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   one. The claim's and the recorder's transactions now rule out scans and sorts (`SET LOCAL`; a test checks the
   claim's plan on 10 000 unanalyzed jobs) and plan their statements once per connection (re-planning was about 7 %
   of the server's CPU). The server's CPU over one 10 000-job burst went from 1.19 s to 0.54–0.75 s, and the burst
-  from 0.79× to 1.00× SQLite's (10 286 against 10 338 fires/s in this run). A webhook's URL is also parsed once
-  per attempt instead of twice (URL parsing was 5 % of apsched's CPU).
+  from 0.79× SQLite's to 1.00× (10 286 against 10 338 fires/s, a full run of that commit). Then `runs` lost two
+  of its indexes (`runs_unfinished` serves what `runs_job_status` and `runs_unfinished_lease` did; a fire makes
+  three index entries at its claim and three at its outcome instead of four): the server's CPU per burst 0.63 →
+  0.55 s (median of five bursts each). In this run 0.97× SQLite (12 444 against 12 802 fires/s): the two stores
+  are level within this machine's noise, which moves either by 10 % between runs. A webhook's URL is also parsed
+  once per attempt instead of twice (URL parsing was 5 % of apsched's CPU).
 - **The harness took CPU from the runner under test**: the suite waited for a burst's last delivery by asking the
   sink for its count every 5 ms, a fifth of a core taken from apsched and the peers but not from the bare-reqwest
-  limit (its tool times itself). One long-polling request now waits. Every runner gained, the peers as much as
-  apsched: graphile-worker's burst went from 3 001 to 6 176 fires/s, so apsched on PostgreSQL is 1.7× it in this
-  run against 2.2× in the last; the limit reached 59 000/s, 1.3× its last best. The 100 000-job midnight went
-  from 14.3 to 9.8 s on PostgreSQL and from 22.5 to 10.5 s on SQLite.
+  limit (its tool times itself). One long-polling request now waits. Every runner gained, the peers too: in the
+  first run with it graphile-worker's burst was 6 176 fires/s (3 001 in the run before; 4 321 in this one). The
+  100 000-job midnight went from 14.3 to 9.7 s on PostgreSQL and from 22.5 to 10.7 s on SQLite.
+- **Noise in this run**: PostgreSQL's idle-scale ratio (2.22×: one 90 ms stall among the 1 000 000 jobs' fires)
+  and its API adds (0.44×) missed here; the same two scenarios rerun alone a minute later on the same build gave
+  0.58× and 1.05× (the raw-INSERT baseline is bound by commit latency and ranged from 1 774 to 4 240 rows/s across
+  these runs), and the run before this one 0.35× and 0.62×.
 - **What is left between PostgreSQL and the targets here**: over one burst apsched uses 0.5–0.7 s of CPU, the
-  server 0.5–0.75 s and the sink about 0.3 s, on two cores: the machine is full. Of the server's share a quarter
-  is index upkeep (`runs` gets four index entries at the claim and four at the outcome) and 6 % the cascade to
-  `job_labels` when a date job is deleted; of apsched's, a quarter is the kernel's loopback TCP.
+  server about 0.55 s and the sink about 0.3 s, on two cores: the machine is full. Of the server's share the
+  largest parts are index upkeep and the cascade to `job_labels` when a date job is deleted (about 6 %); of
+  apsched's, a quarter is the kernel's loopback TCP.
 - **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`, the database alone,
   against a single-connection INSERT loop in the same run, 2 652 rows/s): claims of 500 take 11 800 fires/s with
   one replica and 17 900 with three (4.5× and 6.8× the INSERT loop); claims plus the ledger writes of delivery
