@@ -563,8 +563,8 @@ impl JobStore for MemoryStore {
     }
 
     async fn earliest_times(&self) -> StoreResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
-        let next_run_time = self.earliest_next_run_time().await?;
         let state = self.state.lock().await;
+        let next_run_time = state.due.first().map(|(time, _)| *time);
         Ok((next_run_time, state.jobs.values().filter(|job| job.paused).filter_map(|job| job.paused_until).min()))
     }
 

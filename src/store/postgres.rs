@@ -186,7 +186,10 @@ impl Dialect for PostgresDialect {
     /// whole scans of `runs` too. For these transactions alone (SET LOCAL), scans and sorts are the last resort, and
     /// with no other plan in the running their statements are planned once per connection rather than at every
     /// execution (planning was about 7 % of the server's CPU in a burst).
-    const BEGIN_BY_KEY: &'static str = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_generic_plan";
+    const BEGIN_BY_KEY: &'static str = concat!(
+        "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; ",
+        "SET LOCAL plan_cache_mode = force_generic_plan"
+    );
     const LOCK_ROWS: &'static str = " FOR UPDATE";
 
     fn bind(arguments: &mut PgArguments, param: Param<'_, serde_json::Value>) -> StoreResult<()> {

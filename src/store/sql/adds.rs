@@ -159,7 +159,7 @@ where
 }
 
 /// `(p1, p2, …)`.
-pub fn push_row<'a, D: Dialect>(
+pub(super) fn push_row<'a, D: Dialect>(
     statement: &mut Statement<D>,
     params: impl IntoIterator<Item = Param<'a, D::Json>>,
 ) -> StoreResult<()> {
