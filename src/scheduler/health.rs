@@ -15,9 +15,14 @@ impl Scheduler {
     /// After `run`'s outcome was recorded: if that failure paused its job, say so, once. Only the outcome that
     /// reached the count finds the job paused with exactly that count, so one deliverer on one replica tells it.
     pub(super) async fn after_outcome(&self, store: &dyn JobStore, run: &Run) {
-        if run.status != RunStatus::Failed {
-            return;
+        if run.status == RunStatus::Failed {
+            // Boxed: this future (a job read, an audit write) is larger than the rest of a delivery's together, and
+            // inline it would be carried, and copied, by every delivery, though only failures reach it.
+            Box::pin(self.after_failure(store, run)).await;
         }
+    }
+
+    async fn after_failure(&self, store: &dyn JobStore, run: &Run) {
         let job = match store.get_job(&run.job_id).await {
             Ok(Some(job)) => job,
             Ok(None) => return,

@@ -905,18 +905,19 @@ impl Scheduler {
             run.status = RunStatus::Running;
             // A run taken over after a crash gets at least one more attempt, even if its count says it had all.
             run.attempts += 1;
-            let call = async {
-                let attempt = self.delivery.attempt_for(&run, &job, started).await;
-                drop(slot);
-                attempt
-            };
             // `running` is written only once a call has taken `SHOW_RUNNING_AFTER`, never before the request goes
             // out: the fire is already in the ledger, pending and leased, so a crash in between delivers it again
             // either way, and a quick call goes from pending to its outcome in one write instead of two (a burst's
             // ledger writes halve) with no commit on its path to the receiver. A `running` write under way when
             // the call ends is queued ahead of the outcome, so the ledger never goes back to `running`.
             let attempt = {
-                tokio::pin!(call);
+                // Boxed: the call's future (the request, its headers, a template's variables) is the bulk of a
+                // delivery's, and inline it made every delivery task ~5 KB, copied at each level it was awaited through.
+                let mut call = Box::pin(async {
+                    let attempt = self.delivery.attempt_for(&run, &job, started).await;
+                    drop(slot);
+                    attempt
+                });
                 tokio::select! {
                     biased;
                     attempt = &mut call => attempt,
