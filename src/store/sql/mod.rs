@@ -941,7 +941,7 @@ where
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
-        row.map(|(json,)| json.decode(&format!("calendar {id:?}"))).transpose()
+        row.map(|(json,)| json.decode(format!("calendar {id:?}"))).transpose()
     }
 
     async fn list_calendars(&self) -> StoreResult<Vec<Calendar>> {

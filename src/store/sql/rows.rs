@@ -2,6 +2,8 @@
 //! name them, errors mapped to `StoreError`, and the conversion to and from `Job` and `Run`. A dialect only says
 //! how its columns hold a time and a JSON document (`TimeColumn`, `JsonColumn`).
 
+use std::fmt::{self, Display};
+
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::FromRow;
 
@@ -24,8 +26,22 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-pub fn narrow<T: TryFrom<i64>>(value: i64, column: &str) -> StoreResult<T> {
+pub fn narrow<T: TryFrom<i64>>(value: i64, column: impl Display) -> StoreResult<T> {
     T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column}: {value} is out of range")))
+}
+
+/// A column of one stored row, as errors name it (`job "a" trigger`). Written out only for an error: a row is
+/// read many times a second, and formatting each column's name up front cost more than decoding most of them.
+pub struct RowColumn<'a> {
+    pub record: &'static str,
+    pub key: &'a str,
+    pub column: &'static str,
+}
+
+impl Display for RowColumn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} {}", self.record, self.key, self.column)
+    }
 }
 
 pub fn limit_of(limit: usize) -> i64 {
@@ -39,7 +55,7 @@ pub fn to_json_text<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<S
 /// How a dialect's columns hold a time.
 pub trait TimeColumn: Sized {
     fn from_time(time: DateTime<Utc>) -> Self;
-    fn into_time(self, column: &str) -> StoreResult<DateTime<Utc>>;
+    fn into_time(self, column: impl Display) -> StoreResult<DateTime<Utc>>;
 
     /// `time` as it reads back once stored: what the column keeps of it.
     fn stored(time: DateTime<Utc>) -> DateTime<Utc> {
@@ -54,7 +70,7 @@ impl TimeColumn for DateTime<Utc> {
         time.trunc_subsecs(6)
     }
 
-    fn into_time(self, _column: &str) -> StoreResult<DateTime<Utc>> {
+    fn into_time(self, _column: impl Display) -> StoreResult<DateTime<Utc>> {
         Ok(self)
     }
 }
@@ -70,7 +86,7 @@ impl TimeColumn for Micros {
         Micros(time.timestamp_micros())
     }
 
-    fn into_time(self, column: &str) -> StoreResult<DateTime<Utc>> {
+    fn into_time(self, column: impl Display) -> StoreResult<DateTime<Utc>> {
         DateTime::from_timestamp_micros(self.0)
             .ok_or_else(|| StoreError::Corrupt(format!("{column}: {} µs is not a representable time", self.0)))
     }
@@ -79,7 +95,7 @@ impl TimeColumn for Micros {
 /// How a dialect's columns hold a JSON document (a job's trigger and action, a run's action).
 pub trait JsonColumn: Sized {
     fn encode<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<Self>;
-    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T>;
+    fn decode<T: serde::de::DeserializeOwned>(self, what: impl Display) -> StoreResult<T>;
 }
 
 /// JSON as text.
@@ -88,7 +104,7 @@ impl JsonColumn for String {
         to_json_text(value, what)
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T> {
+    fn decode<T: serde::de::DeserializeOwned>(self, what: impl Display) -> StoreResult<T> {
         serde_json::from_str(&self).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
     }
 }
@@ -99,7 +115,7 @@ impl JsonColumn for serde_json::Value {
         serde_json::to_value(value).map_err(|err| StoreError::Corrupt(format!("cannot encode {what}: {err}")))
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(self, what: &str) -> StoreResult<T> {
+    fn decode<T: serde::de::DeserializeOwned>(self, what: impl Display) -> StoreResult<T> {
         serde_json::from_value(self).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
     }
 }
@@ -148,45 +164,45 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for JobRow<Time, Json> {
     }
 
     fn into_model(self) -> StoreResult<Job> {
-        let what = |column: &str| format!("job {:?} {column}", self.id);
+        let what = |column| RowColumn { record: "job", key: &self.id, column };
         Ok(Job {
-            trigger: self.trigger.decode(&what("trigger"))?,
-            action: self.action.decode(&what("action"))?,
-            max_instances: narrow(self.max_instances, &what("max_instances"))?,
+            trigger: self.trigger.decode(what("trigger"))?,
+            action: self.action.decode(what("action"))?,
+            max_instances: narrow(self.max_instances, what("max_instances"))?,
             misfire_grace_time: self
                 .misfire_grace_time
-                .map(|seconds| narrow(seconds, &what("misfire_grace_time")))
+                .map(|seconds| narrow(seconds, what("misfire_grace_time")))
                 .transpose()?,
-            max_catchup_runs: self.max_catchup_runs.map(|runs| narrow(runs, &what("max_catchup_runs"))).transpose()?,
+            max_catchup_runs: self.max_catchup_runs.map(|runs| narrow(runs, what("max_catchup_runs"))).transpose()?,
             overlap: Overlap::parse(&self.overlap)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("overlap"), self.overlap)))?,
-            next_run_time: self.next_run_time.map(|time| time.into_time(&what("next_run_time"))).transpose()?,
-            created_at: self.created_at.into_time(&what("created_at"))?,
-            updated_at: self.updated_at.into_time(&what("updated_at"))?,
-            labels: self.labels.decode(&what("labels"))?,
+            next_run_time: self.next_run_time.map(|time| time.into_time(what("next_run_time"))).transpose()?,
+            created_at: self.created_at.into_time(what("created_at"))?,
+            updated_at: self.updated_at.into_time(what("updated_at"))?,
+            labels: self.labels.decode(what("labels"))?,
             auto_pause_after_failures: self
                 .auto_pause_after_failures
-                .map(|runs| narrow(runs, &what("auto_pause_after_failures")))
+                .map(|runs| narrow(runs, what("auto_pause_after_failures")))
                 .transpose()?,
             stale_after_seconds: self
                 .stale_after_seconds
-                .map(|seconds| narrow(seconds, &what("stale_after_seconds")))
+                .map(|seconds| narrow(seconds, what("stale_after_seconds")))
                 .transpose()?,
-            paused_until: self.paused_until.map(|time| time.into_time(&what("paused_until"))).transpose()?,
+            paused_until: self.paused_until.map(|time| time.into_time(what("paused_until"))).transpose()?,
             health: crate::health::Health {
-                consecutive_failures: narrow(self.consecutive_failures.max(0), &what("consecutive_failures"))?,
+                consecutive_failures: narrow(self.consecutive_failures.max(0), what("consecutive_failures"))?,
                 last_success_at: self
                     .last_success_at
-                    .map(|time| time.into_time(&what("last_success_at")))
+                    .map(|time| time.into_time(what("last_success_at")))
                     .transpose()?,
                 last_failure_at: self
                     .last_failure_at
-                    .map(|time| time.into_time(&what("last_failure_at")))
+                    .map(|time| time.into_time(what("last_failure_at")))
                     .transpose()?,
                 stale: self.stale,
             },
             paused_reason: self.paused_reason,
-            notify: self.notify.map(|notify| notify.decode(&what("notify"))).transpose()?,
+            notify: self.notify.map(|notify| notify.decode(what("notify"))).transpose()?,
             name: self.name,
             coalesce: self.coalesce,
             executor: self.executor,
@@ -227,23 +243,23 @@ impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Ti
     }
 
     fn into_model(self) -> StoreResult<Run> {
-        let what = |column: &str| format!("run {:?} {column}", self.idempotency_key);
+        let what = |column| RowColumn { record: "run", key: &self.idempotency_key, column };
         let optional_time =
-            |time: Option<Time>, column: &str| time.map(|time| time.into_time(&what(column))).transpose();
+            |time: Option<Time>, column: &'static str| time.map(|time| time.into_time(what(column))).transpose();
         Ok(Run {
-            scheduled_time: self.scheduled_time.into_time(&what("scheduled_time"))?,
+            scheduled_time: self.scheduled_time.into_time(what("scheduled_time"))?,
             status: RunStatus::parse(&self.status)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("status"), self.status)))?,
             kind: RunKind::parse(&self.kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("kind"), self.kind)))?,
-            attempts: narrow(self.attempts, &what("attempts"))?,
+            attempts: narrow(self.attempts, what("attempts"))?,
             started_at: optional_time(self.started_at, "started_at")?,
             finished_at: optional_time(self.finished_at, "finished_at")?,
-            http_status: self.http_status.map(|status| narrow(status.into(), &what("http_status"))).transpose()?,
-            duration_ms: self.duration_ms.map(|ms| narrow(ms, &what("duration_ms"))).transpose()?,
-            action: self.action.decode(&what("action"))?,
+            http_status: self.http_status.map(|status| narrow(status.into(), what("http_status"))).transpose()?,
+            duration_ms: self.duration_ms.map(|ms| narrow(ms, what("duration_ms"))).transpose()?,
+            action: self.action.decode(what("action"))?,
             lease_expires_at: optional_time(self.lease_expires_at, "lease_expires_at")?,
-            created_at: self.created_at.into_time(&what("created_at"))?,
+            created_at: self.created_at.into_time(what("created_at"))?,
             idempotency_key: self.idempotency_key,
             job_id: self.job_id,
             error: self.error,
@@ -274,13 +290,13 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for AuditRow<Time, Json> {
     }
 
     fn into_model(self) -> StoreResult<AuditEntry> {
-        let what = |column: &str| format!("audit entry {:?} {column}", self.id);
+        let what = |column| RowColumn { record: "audit entry", key: &self.id, column };
         Ok(AuditEntry {
-            time: self.recorded_at.into_time(&what("recorded_at"))?,
+            time: self.recorded_at.into_time(what("recorded_at"))?,
             action: AuditAction::parse(&self.action)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("action"), self.action)))?,
-            before: self.job_before.map(|json| json.decode(&what("job_before"))).transpose()?,
-            after: self.job_after.map(|json| json.decode(&what("job_after"))).transpose()?,
+            before: self.job_before.map(|json| json.decode(what("job_before"))).transpose()?,
+            after: self.job_after.map(|json| json.decode(what("job_after"))).transpose()?,
             actor: self.actor,
             job_id: self.job_id,
             reason: self.reason,
@@ -421,18 +437,18 @@ impl<Time: TimeColumn, Json: JsonColumn> Record for NotificationRow<Time, Json> 
     }
 
     fn into_model(self) -> StoreResult<crate::notify::ledger::Notification> {
-        let what = |column: &str| format!("notification {:?} {column}", self.id);
+        let what = |column| RowColumn { record: "notification", key: &self.id, column };
         Ok(crate::notify::ledger::Notification {
-            payload: self.payload.decode(&what("payload"))?,
+            payload: self.payload.decode(what("payload"))?,
             state: crate::notify::ledger::NotificationState::parse(&self.state)
                 .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown {:?}", what("state"), self.state)))?,
-            attempts: narrow(self.attempts.max(0), &what("attempts"))?,
-            next_attempt_at: self.next_attempt_at.into_time(&what("next_attempt_at"))?,
-            lease_until: self.lease_until.map(|time| time.into_time(&what("lease_until"))).transpose()?,
-            created_at: self.created_at.into_time(&what("created_at"))?,
-            delivered_at: self.delivered_at.map(|time| time.into_time(&what("delivered_at"))).transpose()?,
+            attempts: narrow(self.attempts.max(0), what("attempts"))?,
+            next_attempt_at: self.next_attempt_at.into_time(what("next_attempt_at"))?,
+            lease_until: self.lease_until.map(|time| time.into_time(what("lease_until"))).transpose()?,
+            created_at: self.created_at.into_time(what("created_at"))?,
+            delivered_at: self.delivered_at.map(|time| time.into_time(what("delivered_at"))).transpose()?,
             last_error: self.last_error,
-            target: self.target.map(|target| target.decode(&what("target"))).transpose()?,
+            target: self.target.map(|target| target.decode(what("target"))).transpose()?,
             kind: self.kind,
             job_id: self.job_id,
             id: self.id,
