@@ -953,13 +953,16 @@ pub(crate) async fn prune_keeps_buffered_fires(store: &dyn JobStore) {
 }
 
 pub(crate) async fn claim_removes_a_job_whose_plan_has_no_next_run_time(store: &dyn JobStore) {
-    add_all(store, &[job("once", Some(at(-1))), job("other", Some(at(100)))]).await;
+    add_all(store, &[labelled(job("once", Some(at(-1))), &[("team", "ops")]), job("other", Some(at(100)))]).await;
     let claimed = store.claim_due(at(0), 10, at(30), &LastFire).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].scheduled_time, at(-1));
     assert_eq!(store.get_job("once").await.unwrap(), None);
     assert_eq!(store.count_jobs().await.unwrap(), 1);
     assert_eq!(store.list_runs("once", &all_runs()).await.unwrap(), claimed, "its last fire is still delivered");
+    // Its labels went with it: the same id added again without them is not selected by them.
+    store.add_job(&job("once", Some(at(100))), false).await.unwrap();
+    assert!(selected_ids(store, "team").await.is_empty());
 }
 
 pub(crate) async fn claim_returns_every_inserted_run_and_leases_only_pending_ones(store: &dyn JobStore) {
