@@ -478,7 +478,7 @@ async fn bulk_changes_by_selector_report_their_count_and_resume_from_now() {
 
 #[tokio::test]
 async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_for_more() {
-    use super::{CLAIM_BATCH, MAX_BACKLOG};
+    use super::{CLAIM_BATCH, FIRST_CLAIM, MAX_BACKLOG};
     let clock = Arc::new(ManualClock::new(t0()));
     let scheduler = Scheduler::builder()
         .jobstore("default", crate::store::Memory::new())
@@ -505,21 +505,24 @@ async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_
         scheduler.add_job(spec).await.unwrap();
     }
     let due = t0() + TimeDelta::seconds(10);
-    // Full claims until the backlog is full: the run holding the worker and those waiting for it.
+    // Claims growing from FIRST_CLAIM (twice the runs in hand each time) until the backlog is full: the run holding
+    // the worker and those waiting for it. Nothing finishes meanwhile, so the sizes are exactly these.
     let mut claimed = 0;
-    let mut held = false;
-    for _ in 0..MAX_BACKLOG / CLAIM_BATCH + 3 {
+    let mut sizes = Vec::new();
+    loop {
         let tick = scheduler.tick(due).await;
-        assert!(tick.submitted <= CLAIM_BATCH, "{tick:?}");
-        claimed += tick.submitted;
         if tick.held_for_backlog {
-            held = true;
+            assert_eq!(tick.submitted, 0, "{tick:?}");
             break;
         }
+        claimed += tick.submitted;
+        sizes.push(tick.submitted);
+        assert!(sizes.len() <= MAX_BACKLOG / FIRST_CLAIM, "claims never stopped: {sizes:?}");
     }
-    // Nothing has finished: every claimed run is in hand, and claims stopped exactly at the bound.
-    assert_eq!(claimed, MAX_BACKLOG);
-    assert!(held, "claims stop at the backlog");
+    assert_eq!(sizes, [FIRST_CLAIM, 2 * FIRST_CLAIM, 6 * FIRST_CLAIM, CLAIM_BATCH, CLAIM_BATCH]);
+    // Every claimed run is in hand, and claims stopped short of the bound by less than a batch.
+    assert_eq!(scheduler.in_hand(), claimed);
+    assert!(claimed <= MAX_BACKLOG && claimed > MAX_BACKLOG - CLAIM_BATCH, "{claimed}");
     // The adds left a wake-up stored; the one awaited next must come from the deliveries.
     let _ = futures::FutureExt::now_or_never(scheduler.wake.notified());
 
@@ -532,8 +535,21 @@ async fn claims_stop_at_the_backlog_and_the_deliveries_that_start_wake_the_loop_
     })
     .await
     .expect("the claimed runs are delivered and recorded");
-    let rest = scheduler.tick(due).await;
-    assert_eq!(rest.submitted, jobs - claimed, "what the backlog held back is claimed once there is room");
+    // What the backlog held back is claimed once there is room, by claims of the sizes the runs in hand allow.
+    tokio::time::timeout(PATIENCE, async {
+        while claimed < jobs {
+            let tick = scheduler.tick(due).await;
+            assert!(tick.submitted <= CLAIM_BATCH, "{tick:?}");
+            assert!(tick.submitted > 0 || tick.held_for_backlog, "nothing claimed with room: {tick:?}");
+            claimed += tick.submitted;
+            if tick.held_for_backlog {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+    .await
+    .expect("the rest is claimed");
+    assert_eq!(claimed, jobs);
     tokio::time::timeout(PATIENCE, async {
         while calls.load(Ordering::SeqCst) < jobs {
             tokio::time::sleep(Duration::from_millis(10)).await;
