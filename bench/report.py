@@ -123,6 +123,22 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   0.55 s (median of five bursts each). In this run 0.97× SQLite (12 444 against 12 802 fires/s): the two stores
   are level within this machine's noise, which moves either by 10 % between runs. A webhook's URL is also parsed
   once per attempt instead of twice (URL parsing was 5 % of apsched's CPU).
+- **Sixth session, apsched's side of a burst**: memmove was 8 % of apsched's samples. A delivery task was 5.0 KB,
+  copied at each level it was awaited through (and its fresh heap pages zeroed): the health follow-up that only a
+  failure reaches was 2.4 KB of it. That follow-up and the webhook call are now boxed (3.8 KB). Every job and run
+  read also formatted about seven column names for error messages up front (some 140 000 small allocations a
+  burst); they are written out only for an error now. On PostgreSQL a deleted job's label rows go in one statement
+  per DELETE (a statement trigger over the deleted rows) instead of the foreign key's cascade, a DELETE per job.
+  Together apsched's and the server's CPU per burst fell about 4 % (1.415 → 1.36 s, medians of ten alternating
+  bursts each), the burst rate level within noise. Then claims grew with the fires in hand: the first out of a
+  quiet spell takes 64 due fires instead of 500, each next twice the fires in hand up to 500, so a burst's first
+  calls go out after a small transaction instead of after one core waited ~30 ms for a full claim: the first
+  delivery ~22 ms after the burst was due instead of ~39, and the median burst 11 100 against 10 500 fires/s
+  (ten alternating rounds each). This run: PostgreSQL 1.13× SQLite and 24× APScheduler 3, but 0.22× the limit,
+  whose best round was 57 000 fires/s here against 42 600 in the run before, while APScheduler's own rounds were
+  a third slower than in that run (its burst 19.4 s against 14.3; its midnight 221 s against 161, which also
+  took the suite past 15 minutes). The machine does not keep one speed from run to run; ratios against a
+  baseline of the same run are what this file can show, and both sides of them move.
 - **The harness took CPU from the runner under test**: the suite waited for a burst's last delivery by asking the
   sink for its count every 5 ms, a fifth of a core taken from apsched and the peers but not from the bare-reqwest
   limit (its tool times itself). One long-polling request now waits. Every runner gained, the peers too: in the
@@ -134,8 +150,9 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   these runs), and the run before this one 0.35× and 0.62×.
 - **What is left between PostgreSQL and the targets here**: over one burst apsched uses 0.5–0.7 s of CPU, the
   server about 0.55 s and the sink about 0.3 s, on two cores: the machine is full. Of the server's share the
-  largest parts are index upkeep and the cascade to `job_labels` when a date job is deleted (about 6 %); of
-  apsched's, a quarter is the kernel's loopback TCP.
+  largest part is index upkeep (a fire's outcome cannot be a heap-only update: its status is in the partial
+  indexes' conditions); of apsched's, a quarter is the kernel's loopback TCP and most of the rest is the HTTP
+  client and the task runtime, per request as in the bare-reqwest loop.
 - **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`, the database alone,
   against a single-connection INSERT loop in the same run, 2 652 rows/s): claims of 500 take 11 800 fires/s with
   one replica and 17 900 with three (4.5× and 6.8× the INSERT loop); claims plus the ledger writes of delivery
@@ -148,8 +165,8 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   already fill its two cores, which more replicas only share; lateness stays where one replica has it.
 - **Distributed SQL instead** (CockroachDB, YugabyteDB; on paper, neither runs here): they speak PostgreSQL's
   protocol but the store relies on what such engines may lack or do differently, each to be checked or replaced:
-  LISTEN/NOTIFY and a PL/pgSQL statement trigger for wake-ups (replaceable by polling `earliest_times` every few
-  hundred ms); `FOR UPDATE SKIP LOCKED` for claims side by side (else replicas would claim disjoint id ranges);
+  LISTEN/NOTIFY and PL/pgSQL statement triggers for wake-ups and label rows (wake-ups replaceable by polling
+  `earliest_times` every few hundred ms, label rows by each delete removing them); `FOR UPDATE SKIP LOCKED` for claims side by side (else replicas would claim disjoint id ranges);
   partial indexes and `INSERT … ON CONFLICT DO NOTHING RETURNING`; and serializable transactions, whose
   retryable aborts (SQLSTATE 40001) the claim and the recorder would have to retry rather than report as an
   outage. In exchange claims and ledger writes would spread over nodes, past one server's R.
