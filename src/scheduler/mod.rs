@@ -775,8 +775,8 @@ impl Scheduler {
 
     /// How many runs the loop may claim now: a batch twice the runs in hand, at least `FIRST_CLAIM` and at most
     /// `CLAIM_BATCH`, while the backlog has room for it (`MAX_BACKLOG`); else none, and the loop is marked as waiting
-    /// for the deliveries that drain the backlog to wake it. (A claim of the few runs that would fit costs nearly
-    /// what a whole batch costs.)
+    /// for the deliveries that drain the backlog to wake it. (Claiming just the few runs that fit in a nearly full
+    /// backlog would cost nearly what a whole batch costs.)
     fn claim_room(&self) -> usize {
         // Marked before counting: a delivery that ends after the count sees the mark and wakes the loop.
         self.held_for_backlog.store(true, Ordering::SeqCst);
@@ -918,8 +918,8 @@ impl Scheduler {
             // ledger writes halve) with no commit on its path to the receiver. A `running` write under way when
             // the call ends is queued ahead of the outcome, so the ledger never goes back to `running`.
             let attempt = {
-                // Boxed: the call's future (the request, its headers, a template's variables) is the bulk of a
-                // delivery's, and inline it made every delivery task ~5 KB, copied at each level it was awaited through.
+                // Boxed, as the request's future is large: inline, every delivery task would carry it and copy it at
+                // each level it is awaited through.
                 let mut call = Box::pin(async {
                     let attempt = self.delivery.attempt_for(&run, &job, started).await;
                     drop(slot);

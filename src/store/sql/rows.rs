@@ -32,10 +32,10 @@ pub fn narrow<T: TryFrom<i64>>(value: i64, column: impl Display) -> StoreResult<
 
 /// A column of one stored row, as errors name it (`job "a" trigger`). Written out only for an error: a row is
 /// read many times a second, and formatting each column's name up front cost more than decoding most of them.
-pub struct RowColumn<'a> {
-    pub record: &'static str,
-    pub key: &'a str,
-    pub column: &'static str,
+struct RowColumn<'a> {
+    record: &'static str,
+    key: &'a str,
+    column: &'static str,
 }
 
 impl Display for RowColumn<'_> {
