@@ -166,10 +166,11 @@ two runs of one scenario alone minutes apart; the tables above are the final run
 - **Distributed SQL instead** (CockroachDB, YugabyteDB; on paper, neither runs here): they speak PostgreSQL's
   protocol but the store relies on what such engines may lack or do differently, each to be checked or replaced:
   LISTEN/NOTIFY and PL/pgSQL statement triggers for wake-ups and label rows (wake-ups replaceable by polling
-  `earliest_times` every few hundred ms, label rows by each delete removing them); `FOR UPDATE SKIP LOCKED` for claims side by side (else replicas would claim disjoint id ranges);
-  partial indexes and `INSERT … ON CONFLICT DO NOTHING RETURNING`; and serializable transactions, whose
-  retryable aborts (SQLSTATE 40001) the claim and the recorder would have to retry rather than report as an
-  outage. In exchange claims and ledger writes would spread over nodes, past one server's R.
+  `earliest_times` every few hundred ms, label rows by each delete removing them); `FOR UPDATE SKIP LOCKED` for
+  claims side by side (else replicas would claim disjoint id ranges); partial indexes and `INSERT … ON CONFLICT DO
+  NOTHING RETURNING`; and serializable transactions, whose retryable aborts (SQLSTATE 40001) the claim and the
+  recorder would have to retry rather than report as an outage. In exchange claims and ledger writes would spread
+  over nodes, past one server's R.
 
 - **Noise**: the machine is shared; one burst is a fraction of a second, which is why every runner bursts three
   times and the table shows medians with every round listed.
@@ -180,11 +181,14 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def ratio_against(value, target, digits=2):
-    """`value`× to two decimals, or as many more as it takes not to read as the other side of `target` (0.995
-    against 1.0 printed "1.00×, missed")."""
+def ratio_against(value, target, digits=2, at_most=False):
+    """`value`× to `digits` decimals, or as many more as it takes not to read as the other side of a target of at
+    least (or, `at_most`, at most) `target` (0.995 against 1.0 printed "1.00×, missed")."""
+    def meets(x):
+        return x <= target if at_most else x >= target
+
     text = f"{value:.{digits}f}"
-    while (float(text) >= target) != (value >= target) and digits < 6:
+    while meets(float(text)) != meets(value) and digits < 6:
         digits += 1
         text = f"{value:.{digits}f}"
     return f"{text}×"
@@ -219,14 +223,14 @@ def postgres_targets(results):
         lines.append(f"- burst: {ratio_against(pg / limit, 0.3)} the bare-reqwest limit (target ≥ 0.3×: "
                      f"{verdict(pg / limit >= 0.3)}; ≥ 0.2×: {verdict(pg / limit >= 0.2)}), "
                      f"{ratio_against(pg / sqlite, 1.0)} the SQLite burst (target ≥ 1.0×: {verdict(pg / sqlite >= 1.0)}), "
-                     f"{pg / aps:.1f}× APScheduler 3 (target ≥ 20×: {verdict(pg / aps >= 20)})")
+                     f"{ratio_against(pg / aps, 20, 1)} APScheduler 3 (target ≥ 20×: {verdict(pg / aps >= 20)})")
     peers = results.get("peers") or {}
     if peers and pg:
         durable = {name: row["per_second"] for name, row in peers["burst"].items() if name != "apsched" and row}
         fastest = max(durable, key=durable.get)
         ours = peers["burst"]["apsched"]["per_second"]
         lines.append(f"- burst against the fastest durable peer ({PEER_NAMES.get(fastest, fastest)}): "
-                     f"{ours / durable[fastest]:.1f}× (target ≥ 2×: {verdict(ours / durable[fastest] >= 2)})")
+                     f"{ratio_against(ours / durable[fastest], 2, 1)} (target ≥ 2×: {verdict(ours / durable[fastest] >= 2)})")
         row = peers["rates"].get("1000") or peers["rates"].get(1000)
         if row:
             best = min((r["p99_ms"], name) for name, r in row.items()
@@ -239,7 +243,7 @@ def postgres_targets(results):
         rows = idle.get(kind) or {}
         if len(rows) > 1:
             ratio = rows[max(rows, key=int)]["p99_ms"] / rows[min(rows, key=int)]["p99_ms"]
-            lines.append(f"- {store_name(kind)}: p99 lateness among {int(max(rows, key=int)):,} jobs {ratio:.2f}× that "
+            lines.append(f"- {store_name(kind)}: p99 lateness among {int(max(rows, key=int)):,} jobs {ratio_against(ratio, 1.5, at_most=True)} that "
                          f"among {int(min(rows, key=int)):,} (target ≤ 1.5×: {verdict(ratio <= 1.5)})")
     api = results.get("api") or {}
     for kind in ("sqlite", "postgres"):
@@ -291,8 +295,9 @@ def burst_section(burst):
     lines.append("")
     for kind in stores_in(burst):
         per_second = burst[kind]["per_second"]
-        lines.append(f"- {store_name(kind)}: {per_second / aps:.1f}× APScheduler (target ≥ 20×: "
-                     f"{verdict(per_second / aps >= TARGETS['burst_vs_apscheduler'])}), {per_second / limit:.2f}× "
+        lines.append(f"- {store_name(kind)}: {ratio_against(per_second / aps, TARGETS['burst_vs_apscheduler'], 1)} "
+                     f"APScheduler (target ≥ 20×: {verdict(per_second / aps >= TARGETS['burst_vs_apscheduler'])}), "
+                     f"{ratio_against(per_second / limit, TARGETS['burst_vs_limit'])} "
                      f"the limit (target ≥ 0.8×: {verdict(per_second / limit >= TARGETS['burst_vs_limit'])})")
     return lines
 
