@@ -368,9 +368,17 @@ class Suite:
         totals = [1_000, 10_000] if self.quick else [1_000, 1_000_000]
         figures = {"active": active, "period_s": period, "window_s": window}
         kinds = [(kind, url) for kind, url in self.stores() if kind != "memory"]
+        # Without idle jobs the run is the lateness scenario's own (same jobs, period and window): its figures are
+        # taken rather than measured twice, which keeps the suite within its 15 minutes.
+        same = (self.results.get("lateness") or {}).get(active) or {}
+        if (same.get("period_s"), same.get("window_s")) != (period, window):
+            same = {}
         for kind, url in kinds:
             figures[kind] = {}
             for total in totals:
+                if total == active and kind in same:
+                    figures[kind][total] = same[kind]
+                    continue
                 summary = self.schedule(kind, url, active, period, window, idle=total - active)
                 figures[kind][total] = summary
                 print(f"idle {total} {kind}: {summarise(summary)}", file=sys.stderr)
