@@ -266,6 +266,10 @@ pub struct Run {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// When the row was created: when the fire was claimed, or run now.
     pub created_at: DateTime<Utc>,
+    /// The job as its claim found it, when that claim removed it (its trigger had finished: a one-shot job's only
+    /// fire) and an outcome of this run may notify: the outcome's notification is written from it, the job's row
+    /// being gone. Carried in memory with the run, not stored: a run taken over after a crash has none.
+    pub removed_job: Option<std::sync::Arc<Job>>,
 }
 
 impl Run {
@@ -305,6 +309,7 @@ impl Run {
             timezone: timezone.name().to_string(),
             lease_expires_at: None,
             created_at: now,
+            removed_job: None,
         }
     }
 

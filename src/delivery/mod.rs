@@ -249,6 +249,7 @@ mod tests {
             timezone: "UTC".into(),
             lease_expires_at: None,
             created_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            removed_job: None,
         }
     }
 

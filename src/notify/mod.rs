@@ -346,6 +346,23 @@ pub fn for_outcome(
     notifications
 }
 
+/// What a claim that removes `job` (its trigger has finished) keeps of it on the job's runs, for their outcomes'
+/// notifications: the job as claimed, if an outcome may notify.
+pub fn keep_removed_job(job: &Job, default: Option<&NotifySpec>) -> Option<Arc<Job>> {
+    let spec = spec_for(job, default)?;
+    (spec.wants(NotifyOn::Failure) || spec.wants(NotifyOn::Recovery)).then(|| Arc::new(job.clone()))
+}
+
+/// The notifications the first outcome of a run whose job its claim removed causes: as `for_outcome` would for the
+/// job as claimed, its health moved on by this outcome (it can no longer be paused).
+pub fn for_outcome_of_removed_job(run: &Run, default: Option<&NotifySpec>) -> Vec<Notification> {
+    let Some(job) = run.removed_job.as_deref() else { return Vec::new() };
+    let mut after = job.clone();
+    let before = after.health.consecutive_failures;
+    after.health.record(run.status == RunStatus::Succeeded, run.finished_at.unwrap_or(run.created_at));
+    for_outcome(&after, run, before, false, default)
+}
+
 /// The notification a job turning stale at `now` causes, if it wants one.
 pub fn for_stale(job: &Job, default: Option<&NotifySpec>, now: DateTime<Utc>) -> Option<Notification> {
     let spec = spec_for(job, default)?;

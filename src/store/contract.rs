@@ -175,6 +175,7 @@ macro_rules! store_contract_tests {
             a_cancelled_backfill_takes_no_more_fires,
             notifications_are_claimed_once_under_a_lease,
             health_changes_write_their_notifications_with_them,
+            the_outcome_of_a_removed_jobs_last_run_notifies_from_the_job_as_claimed,
         ]);
     };
     (@cases $module:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
@@ -249,6 +250,7 @@ pub(crate) fn run(job_id: &str, scheduled_time: DateTime<Utc>, status: RunStatus
         timezone: "UTC".to_string(),
         lease_expires_at: None,
         created_at: scheduled_time,
+        removed_job: None,
     }
 }
 
@@ -2033,6 +2035,38 @@ pub(crate) async fn an_entry_that_cannot_be_written_undoes_its_change(database: 
 
 sql_store_contract_tests!(sqlite_shared, sqlite_database());
 sql_store_contract_tests!(postgres_shared, postgres_database());
+
+pub(crate) async fn the_outcome_of_a_removed_jobs_last_run_notifies_from_the_job_as_claimed(store: &dyn JobStore) {
+    // A one-shot job is removed by the claim of its only fire: the fire's failure is told all the same.
+    let alerts = |url: &str| crate::notify::parse(json!({ "url": url })).unwrap();
+    let mut watched = labelled(job("once-watched", Some(at(-1))), &[("team", "ops")]);
+    watched.notify = Some(alerts("https://alerts.internal/n"));
+    add_all(store, &[watched, job("once-silent", Some(at(-1)))]).await;
+    let claimed = store.claim_due(at(0), 10, at(30), &LastFire).await.unwrap();
+    assert_eq!(store.count_jobs().await.unwrap(), 0);
+    let claimed_run = |id: &str| claimed.iter().find(|run| run.job_id == id).expect("a claimed run").clone();
+    assert!(claimed_run("once-silent").removed_job.is_none(), "a job that cannot notify is not kept");
+    let end = |run: Run, status| Run { status, attempts: 1, finished_at: Some(at(1)), ..run };
+    store.update_run(&end(claimed_run("once-watched"), RunStatus::Failed)).await.unwrap();
+    store.update_run(&end(claimed_run("once-silent"), RunStatus::Failed)).await.unwrap();
+    assert_eq!(notified(store, "once-watched").await, [("failure".to_string(), 1)]);
+    assert_eq!(notified(store, "once-silent").await, []);
+    let payload = &store.list_notifications("once-watched", 1).await.unwrap()[0].payload;
+    assert_eq!(payload["job"], json!({"id": "once-watched", "name": "job once-watched", "labels": {"team": "ops"}}));
+    assert_eq!(payload["run"]["status"], "failed");
+
+    // `[notify]` covers a removed job without its own; a success that ends no streak says nothing.
+    store.set_notify_default(Some(alerts("https://alerts.internal/default")));
+    add_all(store, &[job("once-default", Some(at(-1))), job("once-fine", Some(at(-1)))]).await;
+    let claimed = store.claim_due(at(0), 10, at(30), &LastFire).await.unwrap();
+    for run in claimed {
+        let status = if run.job_id == "once-fine" { RunStatus::Succeeded } else { RunStatus::Failed };
+        store.update_run(&end(run, status)).await.unwrap();
+    }
+    store.set_notify_default(None);
+    assert_eq!(notified(store, "once-default").await, [("failure".to_string(), 1)]);
+    assert_eq!(notified(store, "once-fine").await, []);
+}
 
 pub(crate) async fn notifications_are_claimed_once_under_a_lease(store: &dyn JobStore) {
     use crate::notify::NotifyOn;

@@ -268,6 +268,7 @@ impl JobStore for MemoryStore {
             let plan = planner.plan(&job, load_of(&mut state.runs, &job.id), now);
             inserted.extend(apply_overlap(&mut state, &job.id, &plan, now));
             let FirePlan { runs, next_run_time, .. } = plan;
+            let removed = next_run_time.is_none().then(|| crate::notify::keep_removed_job(&job, default.as_ref()));
             for mut run in runs {
                 let key = (run.job_id.clone(), run.scheduled_time);
                 if state.runs.contains_key(&key) {
@@ -275,6 +276,7 @@ impl JobStore for MemoryStore {
                 }
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
+                    run.removed_job = removed.clone().flatten();
                 }
                 if run.status == RunStatus::Buffered {
                     state.buffering.insert(run.job_id.clone());
@@ -325,6 +327,11 @@ impl JobStore for MemoryStore {
                     state.put(job.clone());
                     if let Some(stored) = state.jobs.get_mut(&run.job_id) {
                         stored.health = health;
+                    }
+                } else if first_outcome {
+                    let default = self.notify_default.get();
+                    for notification in crate::notify::for_outcome_of_removed_job(run, default.as_ref()) {
+                        state.notifications.insert(notification.id.clone(), notification);
                     }
                 }
                 Ok(())

@@ -160,6 +160,7 @@ mod tests {
             timezone: "UTC".to_string(),
             lease_expires_at: None,
             created_at: time,
+            removed_job: None,
         }
     }
 

@@ -166,7 +166,11 @@ where
     let (plain, outcomes): (Vec<&Run>, Vec<&Run>) = outcomes.into_iter().partition(|run| quiet(run));
     save_plain_successes::<D>(transaction, &plain).await?;
     for run in outcomes {
-        let Some((failures, own_notify)) = jobs.get_mut(&run.job_id) else { continue };
+        let Some((failures, own_notify)) = jobs.get_mut(&run.job_id) else {
+            // Its job is gone: a one-shot job is removed by its claim, which left the job on the run if it may notify.
+            insert_notifications::<D>(transaction, &notify::for_outcome_of_removed_job(run, default)).await?;
+            continue;
+        };
         let before = u32::try_from(*failures).unwrap_or(u32::MAX);
         let succeeded = run.status == RunStatus::Succeeded;
         *failures = if succeeded { 0 } else { *failures + 1 };

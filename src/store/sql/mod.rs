@@ -646,6 +646,7 @@ where
         let mut planned = Vec::new();
         let mut finished = Vec::new();
         let mut changed: Vec<Run> = Vec::new();
+        let default = self.notify_default.get();
         for job in &jobs {
             let plan = planner.plan(job, loads.get(&job.id).copied().unwrap_or_default(), now);
             // Before the new rows go in, so a cancel takes only runs that were there before.
@@ -675,9 +676,11 @@ where
                 changed.extend(models(rows)?);
             }
             let FirePlan { runs, next_run_time, .. } = plan;
+            let removed = next_run_time.is_none().then(|| crate::notify::keep_removed_job(job, default.as_ref()));
             for mut run in runs {
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
+                    run.removed_job = removed.clone().flatten();
                 }
                 as_stored::<D::Time>(&mut run);
                 planned.push(run);
@@ -693,7 +696,6 @@ where
         } else {
             D::insert_runs_unless_taken(&mut claim.transaction, planned).await?
         };
-        let default = self.notify_default.get();
         let missed: Vec<_> = inserted
             .iter()
             .filter_map(|run| {
@@ -883,7 +885,8 @@ where
                 }
             }
         };
-        // The label index follows every job written (removed jobs' rows go with them, by the foreign key).
+        // The label index follows every job written (removed jobs' rows go with them: by SQLite's foreign key,
+        // PostgreSQL's statement trigger).
         if let JobWrite::Add { job, .. } | JobWrite::Update(job) = write {
             labels::write_labels::<D>(&mut transaction, &[job]).await?;
         }

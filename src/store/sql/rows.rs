@@ -266,6 +266,7 @@ impl<Time: TimeColumn, Json: JsonColumn, Status: Into<i64>> Record for RunRow<Ti
             response_excerpt: self.response_excerpt,
             executor: self.executor,
             timezone: self.timezone,
+            removed_job: None,
         })
     }
 }
