@@ -163,14 +163,18 @@ two runs of one scenario alone minutes apart; the tables above are the final run
   largest part is index upkeep (a fire's outcome cannot be a heap-only update: its status is in the partial
   indexes' conditions); of apsched's, a quarter is the kernel's loopback TCP and most of the rest is the HTTP
   client and the task runtime, per request as in the bare-reqwest loop.
-- **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`, the database alone,
-  against a single-connection INSERT loop in the same run, 2 652 rows/s): claims of 500 take 11 800 fires/s with
-  one replica and 17 900 with three (4.5× and 6.8× the INSERT loop); claims plus the ledger writes of delivery
-  (running, then the outcome, for existing hourly jobs) 4 500 fires/s with three. That is the fleet's ceiling:
-  replicas add delivery capacity (HTTP and CPU) until the fleet reaches the database's claim-and-record rate R,
-  and no further. A sustained N fires/s needs ⌈N / R⌉ databases, each its own job store (several
-  `[jobstores.*]` in one process, or a fleet each), jobs placed by `jobstore`; measure R with `claim_rate` against
-  the production server. On this 2-core machine, shared with the load, R ≈ 4 500: 10 000 fires/s would need three.
+- **How one PostgreSQL bounds a fleet** (`cargo run --profile profiling --example claim_rate`: the database's share
+  of a fire alone, no HTTP, against a single-connection INSERT loop in the same run, about 3 200 rows/s): claims of
+  500 take 20 100–21 800 fires/s with one replica and 34 400–34 900 with three (6.4–6.8× and 10.6–11.1× the INSERT
+  loop, two runs); claims plus each fire's outcome write, as the scheduler makes them (claims go on while outcomes
+  are written, up to 2 000 fires in hand), 13 600–15 100 fires/s with one replica and 15 400–15 700 with three
+  (4.2–5.0×). Until this session the tool also wrote `running` before each outcome and finished a claim's writes
+  before the next claim, which the scheduler does neither of, and it reported 4 500 fires/s, a third of what one
+  replica's burst reaches through HTTP. The claim-and-record rate R is the fleet's ceiling: replicas add delivery
+  capacity (HTTP and CPU) until the fleet reaches it, and no further. A sustained N fires/s needs ⌈N / R⌉
+  databases, each its own job store (several `[jobstores.*]` in one process, or a fleet each), jobs placed by
+  `jobstore`; measure R with `claim_rate` against the production server. On this 2-core machine, where the tool
+  and the server share the cores, R ≈ 15 000, already reached by one replica (its burst: 14 000–18 300 fires/s).
   In the replicas table the burst does not grow at all on this machine: one replica, the server and the sink
   already fill its two cores, which more replicas only share; lateness stays where one replica has it.
 - **Distributed SQL instead** (CockroachDB, YugabyteDB; on paper, neither runs here): they speak PostgreSQL's
