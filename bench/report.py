@@ -238,6 +238,8 @@ def postgres_targets(results):
                      f"{verdict(pg / limit >= 0.3)}; ≥ 0.2×: {verdict(pg / limit >= 0.2)}), "
                      f"{ratio_against(pg / sqlite, 1.0)} the SQLite burst (target ≥ 1.0×: {verdict(pg / sqlite >= 1.0)}), "
                      f"{ratio_against(pg / aps, 20, 1)} APScheduler 3 (target ≥ 20×: {verdict(pg / aps >= 20)})")
+    if results.get("nginx"):
+        lines.append(f"- burst with nginx as the sink: {nginx_ratios(results['nginx'])}")
     peers = results.get("peers") or {}
     if peers and pg:
         durable = {name: row["per_second"] for name, row in peers["burst"].items() if name != "apsched" and row}
@@ -275,6 +277,15 @@ def postgres_targets(results):
     return lines
 
 
+def rounds_listed(row, jobs):
+    """A burst row's rounds in seconds, each with its count where fewer than `jobs` arrived."""
+    seconds = row.get("rounds_seconds", [row["seconds"]])
+    delivered = row.get("delivered") or [jobs] * len(seconds)
+    delivered = delivered if isinstance(delivered, list) else [delivered]
+    return ", ".join(f"{s:.3f}" + (f" ({count:,} delivered)" if count < jobs else "")
+                     for s, count in zip(seconds, delivered))
+
+
 def burst_section(burst):
     jobs = burst["jobs"]
     lines = [
@@ -290,22 +301,15 @@ def burst_section(burst):
         "|---|---:|---:|---:|---:|---|",
     ]
 
-    def rounds(row):
-        seconds = row.get("rounds_seconds", [row["seconds"]])
-        delivered = row.get("delivered") or [jobs] * len(seconds)
-        delivered = delivered if isinstance(delivered, list) else [delivered]
-        return ", ".join(f"{s:.3f}" + (f" ({count:,} delivered)" if count < jobs else "")
-                         for s, count in zip(seconds, delivered))
-
     aps, limit = burst["apscheduler"]["per_second"], burst["limit"]["per_second"]
     for kind in stores_in(burst):
         row = burst[kind]
         lines.append(f"| {store_name(kind)} | {row['seconds']:.3f} | {fmt(row['per_second'])} | "
-                     f"{row['per_second'] / aps:.1f}× | {row['per_second'] / limit:.2f}× | {rounds(row)} |")
+                     f"{row['per_second'] / aps:.1f}× | {row['per_second'] / limit:.2f}× | {rounds_listed(row, jobs)} |")
     lines.append(f"| APScheduler 3.11.3 (baseline) | {burst['apscheduler']['seconds']:.3f} | {fmt(aps)} | 1× | "
-                 f"{aps / limit:.2f}× | {rounds(burst['apscheduler'])} |")
+                 f"{aps / limit:.2f}× | {rounds_listed(burst['apscheduler'], jobs)} |")
     lines.append(f"| bare tokio + reqwest (limit) | {burst['limit']['seconds']:.3f} | {fmt(limit)} | "
-                 f"{limit / aps:.1f}× | 1× | {rounds(burst['limit'])} |")
+                 f"{limit / aps:.1f}× | 1× | {rounds_listed(burst['limit'], jobs)} |")
     lines.append("")
     for kind in stores_in(burst):
         per_second = burst[kind]["per_second"]
@@ -314,6 +318,39 @@ def burst_section(burst):
                      f"{ratio_against(per_second / limit, TARGETS['burst_vs_limit'])} "
                      f"the limit (target ≥ 0.8×: {verdict(per_second / limit >= TARGETS['burst_vs_limit'])})")
     return lines
+
+
+def nginx_section(nginx):
+    jobs = nginx["jobs"]
+    pg, ab, aps = (nginx[key]["per_second"] for key in ("postgres", "ab", "apscheduler"))
+    lines = [
+        f"### 1b. The burst against nginx: {jobs:,} date jobs on PostgreSQL",
+        "",
+        "Section 1's burst on the PostgreSQL store with nginx as the sink (`return 200` on /hook, each arrival a "
+        "line of its access log), beside the rate nginx takes from `ab -k -c 32` (ApacheBench, a C client that "
+        f"only sends; {nginx['ab'].get('requests', jobs):,} requests a round, its best of {nginx['rounds']} shown) and "
+        "APScheduler 3 delivering to the same nginx, all in this run.",
+        "",
+        "| runner | seconds | fires/s | × APScheduler | × ab's ceiling | rounds (s) |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| apsched, PostgreSQL | {nginx['postgres']['seconds']:.3f} | {fmt(pg)} | {pg / aps:.1f}× | "
+        f"{pg / ab:.2f}× | {rounds_listed(nginx['postgres'], jobs)} |",
+        f"| APScheduler 3.11.3 (baseline) | {nginx['apscheduler']['seconds']:.3f} | {fmt(aps)} | 1× | "
+        f"{aps / ab:.3f}× | {rounds_listed(nginx['apscheduler'], jobs)} |",
+        f"| `ab -k -c 32` (ceiling) | – | {fmt(ab)} | {ab / aps:.1f}× | 1× | "
+        + ", ".join(f"{jobs / s:,.0f}/s" for s in nginx["ab"]["rounds_seconds"]) + " |",
+        "",
+        f"- apsched, PostgreSQL: {nginx_ratios(nginx)}",
+        "",
+    ]
+    return lines
+
+
+def nginx_ratios(nginx):
+    """The burst check of issue 16 against nginx: × APScheduler 3 and × ab's ceiling, each beside its target."""
+    pg, ab, aps = (nginx[key]["per_second"] for key in ("postgres", "ab", "apscheduler"))
+    return (f"{ratio_against(pg / aps, 20, 1)} APScheduler 3 (target ≥ 20×: {verdict(pg / aps >= 20)}), "
+            f"{ratio_against(pg / ab, 0.2)} ab's ceiling (target ≥ 0.2×: {verdict(pg / ab >= 0.2)})")
 
 
 def lateness_row(name, summary, extra=""):
@@ -589,6 +626,8 @@ def markdown(results):
     if "burst" in results:
         lines += burst_section(results["burst"])
         lines.append("")
+    if results.get("nginx"):
+        lines += nginx_section(results["nginx"])
     if "lateness" in results:
         lines += lateness_section(results["lateness"])
     if "idle" in results:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: builds apsched and the bench tools (bench/tools/bench.rs), sets up a virtualenv
-# with APScheduler 3.11.3 outside the repository, runs every scenario against its baselines on one sink, and writes
-# BENCHMARKS.md and the plots under bench/.
+# with APScheduler 3.11.3 outside the repository, runs every scenario against its baselines on one sink (and the
+# burst once more against nginx, with ApacheBench for its ceiling), and writes BENCHMARKS.md and the plots under
+# bench/.
 #
 #   bench/run.sh            the full suite, profiling build (release with debug info; about 10 minutes on 2 cores)
 #   bench/run.sh --quick    small sizes on a debug build, to keep the scripts working (CI); writes to a scratch
@@ -41,6 +42,14 @@ if ! cmp -s bench/peers/package-lock.json "$node_peers/package-lock.json" || [[ 
   (cd "$node_peers" && npm ci --silent --no-audit --no-fund)
 fi
 cp bench/peers/node_peer.js "$node_peers/"
+
+# nginx as a sink and ApacheBench for its ceiling (the burst against nginx), from Debian's packages. RUNLEVEL=1
+# keeps the package from starting a system nginx on port 80: the suite runs its own on 127.0.0.1.
+if ! command -v nginx > /dev/null || ! command -v ab > /dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  RUNLEVEL=1 apt-get install -y -qq nginx-light apache2-utils > /dev/null 2>&1 \
+    || { apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq nginx-light apache2-utils > /dev/null; }
+fi
 
 target=${CARGO_TARGET_DIR:-target}
 # The debug build's directory is target/debug although its profile is called `dev`.

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SINK_PORT = 18700
 API_PORT = 18701
+# nginx as the sink (the burst against nginx); apsched's replicas take API_PORT and the ports after it.
+NGINX_PORT = 18790
 # apsched's delivery pool, APScheduler's thread pool and the bare-reqwest loop all get this many workers.
 WORKERS = 32
 # Loaders and API clients keep this many requests in flight.
@@ -114,6 +116,77 @@ class Sink:
         while int(requests.get(f"{self.url}/count", params={"at_least": count, "wait_ms": 1000}).text) < count:
             if time.time() > deadline:
                 raise RuntimeError(f"the sink got {self.count()} of {count} deliveries in {timeout} s")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+class NginxSink:
+    """nginx answering 200 to each POST on /hook, each arrival a line of its access log (`$msec` and the
+    `apsched-job-id` header): the sink whose ceiling `ab -k -c 32` measures. Same interface as Sink, read from the
+    log (arrival times to the millisecond, which nginx's `$msec` gives)."""
+
+    def __init__(self, workdir, port=NGINX_PORT):
+        self.url = f"http://127.0.0.1:{port}"
+        self.prefix = workdir / "nginx"
+        self.prefix.mkdir()
+        self.arrivals_log = self.prefix / "arrivals.log"
+        self.arrivals_log.touch()
+        temp = " ".join(f"{kind}_temp_path {self.prefix / kind};" for kind in ["client_body", "proxy", "fastcgi",
+                                                                                "uwsgi", "scgi"])
+        config = self.prefix / "nginx.conf"
+        config.write_text(f"""
+daemon off;
+worker_processes auto;
+pid {self.prefix / "nginx.pid"};
+error_log {self.prefix / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    {temp}
+    log_format arrivals '$msec $http_apsched_job_id';
+    access_log off;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location /hook {{ access_log {self.arrivals_log} arrivals; return 200; }}
+    }}
+}}
+""")
+        log = open(self.prefix / "stderr.log", "w")
+        self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(config)], stderr=log)
+        wait_for(lambda: requests.post(f"{self.url}/hook", timeout=1).ok, "nginx")
+        self.offset = 0
+        self.pending = []
+        self.dump()
+
+    def read(self):
+        """Adds the whole lines written since the last read to `pending`."""
+        with open(self.arrivals_log, "rb") as log:
+            log.seek(self.offset)
+            new = log.read()
+        whole = new[: new.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        for line in whole.decode().splitlines():
+            msec, _, job_id = line.partition(" ")
+            self.pending.append((round(float(msec) * 1e6), job_id, None))
+
+    def dump(self):
+        """Arrivals since the last dump: (arrival µs, job id, None)."""
+        self.read()
+        arrivals, self.pending = self.pending, []
+        return arrivals
+
+    def wait_for(self, count, timeout):
+        """Reads the log every 20 ms: a read of what is new, much cheaper than the requests Sink.wait_for avoids."""
+        deadline = time.time() + timeout
+        while True:
+            self.read()
+            if len(self.pending) >= count:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"nginx got {len(self.pending)} of {count} deliveries in {timeout} s")
+            time.sleep(0.02)
 
     def stop(self):
         self.process.terminate()
@@ -240,26 +313,69 @@ class Suite:
         self.results["burst"] = figures
         print(f"burst: {json.dumps(figures)}", file=sys.stderr)
 
-    def burst_round(self, kind, url, jobs):
-        """Seconds from releasing `jobs` date jobs due together to the last delivery."""
+    # 1b. the burst against nginx -----------------------------------------------------------------------------
+    def nginx(self):
+        """The burst of section 1 on PostgreSQL with nginx as the sink, beside what nginx takes from `ab -k -c 32`
+        (its ceiling: a C client that only sends) and APScheduler 3, all in this run: the check of issue 16."""
+        if not self.args.postgres or not shutil.which("nginx") or not shutil.which("ab"):
+            self.results["nginx"] = None
+            return
+        jobs = 500 if self.quick else 10_000
+        rounds = 1 if self.quick else BURST_ROUNDS
+        sink = NginxSink(self.work)
+        try:
+            body = self.work / "body.json"
+            body.write_text("{}")
+            # ab reports its time to the millisecond, and 10 000 requests take about 0.1 s: it sends five times as
+            # many, for a rate to a few per cent.
+            requests_sent = 5 * jobs
+            ceilings = []
+            for _ in range(rounds):
+                output = run(["ab", "-q", "-k", "-c", str(WORKERS), "-n", str(requests_sent), "-p", str(body), "-T",
+                              "application/json", f"{sink.url}/hook"])
+                failed = int(output.split("Failed requests:")[1].split()[0])
+                if failed:
+                    raise RuntimeError(f"ab: {failed} of {requests_sent} requests failed")
+                ceilings.append(requests_sent / float(output.split("Time taken for tests:")[1].split()[0]))
+                sink.wait_for(requests_sent, 60)
+                sink.dump()
+            figures = {"jobs": jobs, "rounds": rounds,
+                       "ab": {**burst_figures(jobs, [jobs / rate for rate in ceilings], best=True),
+                              "requests": requests_sent},
+                       "postgres": burst_figures(jobs, [self.burst_round("postgres", self.args.postgres, jobs, sink)
+                                                        for _ in range(rounds)])}
+            started = self.baseline(["burst", sink.url, str(jobs), str(WORKERS)],
+                                    env={**os.environ, "APSCHED_BENCH_ARRIVALS_LOG": str(sink.arrivals_log)})
+            arrivals = sink.dump()
+            figures["apscheduler"] = burst_figures(jobs, [max(a[0] for a in arrivals) / 1e6 - started["released"]],
+                                                   delivered=[len(arrivals)])
+        finally:
+            sink.stop()
+        self.results["nginx"] = figures
+        print(f"nginx: {json.dumps(figures)}", file=sys.stderr)
+
+    def burst_round(self, kind, url, jobs, sink=None):
+        """Seconds from releasing `jobs` date jobs due together to the last delivery at `sink` (the suite's own by
+        default)."""
+        sink = sink or self.sink
         directory, store = self.fresh_store(kind, url)
         server = Apsched(self.args.apsched, directory, store).start()
         server.post("/v1/scheduler/pause")
         due = now_us() + 1_000_000
-        template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(self.sink),
+        template = {"trigger": {"type": "date", "run_date": iso(due)}, "action": action(sink),
                     "misfire_grace_time": None}
         run([self.args.tool, "add-jobs", server.api, json.dumps(template), "burst-", str(jobs), str(CLIENTS)])
         while now_us() < due:
             time.sleep(0.01)
         released = time.time()
         server.post("/v1/scheduler/resume")
-        self.sink.wait_for(jobs, 300)
-        arrivals = self.sink.dump()
+        sink.wait_for(jobs, 300)
+        arrivals = sink.dump()
         server.stop()
         return max(a[0] for a in arrivals) / 1e6 - released
 
-    def baseline(self, arguments):
-        return run_json([self.args.python, str(BENCH / "apscheduler_baseline.py"), *arguments])
+    def baseline(self, arguments, **kwargs):
+        return run_json([self.args.python, str(BENCH / "apscheduler_baseline.py"), *arguments], **kwargs)
 
     # 2. lateness and 3. idle jobs -----------------------------------------------------------------------------
     def schedule(self, kind, url, active, period, window, idle=0, replicas=1):
@@ -760,7 +876,7 @@ def main():
     parser.add_argument("--postgres")
     parser.add_argument("--peer-python", default=sys.executable, help="a Python with APScheduler 4, asyncpg, aiohttp")
     parser.add_argument("--node-peers", help="a directory with node_peer.js and its node_modules (bench/run.sh)")
-    parser.add_argument("--only", nargs="*", default=["burst", "lateness", "idle", "api", "bulk", "cron", "peers", "replicas", "midnight"])
+    parser.add_argument("--only", nargs="*", default=["burst", "nginx", "lateness", "idle", "api", "bulk", "cron", "peers", "replicas", "midnight"])
     parser.add_argument("--results", default=str(BENCH / "results.json"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the other scenarios' results already in --results (a partial rerun)")
