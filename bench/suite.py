@@ -178,7 +178,8 @@ http {{
         return arrivals
 
     def wait_for(self, count, timeout):
-        """Reads the log every 20 ms: a read of what is new, much cheaper than the requests Sink.wait_for avoids."""
+        """Reads what is new in the log every 20 ms: a small file read, not a request to a server sharing the cores
+        with the runner under test (which is why Sink.wait_for long-polls)."""
         deadline = time.time() + timeout
         while True:
             self.read()
