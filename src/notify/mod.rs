@@ -346,9 +346,16 @@ pub fn for_outcome(
     notifications
 }
 
-/// What a claim that removes `job` (its trigger has finished) keeps of it on the job's runs, for their outcomes'
-/// notifications: the job as claimed, if an outcome may notify.
-pub fn keep_removed_job(job: &Job, default: Option<&NotifySpec>) -> Option<Arc<Job>> {
+/// What a claim keeps of `job` on its runs, for their outcomes' notifications: the job as claimed, if the claim
+/// removes it (its trigger has finished: no `next_run_time`) and an outcome may notify.
+pub fn keep_removed_job(
+    job: &Job,
+    next_run_time: Option<DateTime<Utc>>,
+    default: Option<&NotifySpec>,
+) -> Option<Arc<Job>> {
+    if next_run_time.is_some() {
+        return None;
+    }
     let spec = spec_for(job, default)?;
     (spec.wants(NotifyOn::Failure) || spec.wants(NotifyOn::Recovery)).then(|| Arc::new(job.clone()))
 }

@@ -268,7 +268,7 @@ impl JobStore for MemoryStore {
             let plan = planner.plan(&job, load_of(&mut state.runs, &job.id), now);
             inserted.extend(apply_overlap(&mut state, &job.id, &plan, now));
             let FirePlan { runs, next_run_time, .. } = plan;
-            let removed = next_run_time.is_none().then(|| crate::notify::keep_removed_job(&job, default.as_ref()));
+            let removed = crate::notify::keep_removed_job(&job, next_run_time, default.as_ref());
             for mut run in runs {
                 let key = (run.job_id.clone(), run.scheduled_time);
                 if state.runs.contains_key(&key) {
@@ -276,7 +276,7 @@ impl JobStore for MemoryStore {
                 }
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
-                    run.removed_job = removed.clone().flatten();
+                    run.removed_job = removed.clone();
                 }
                 if run.status == RunStatus::Buffered {
                     state.buffering.insert(run.job_id.clone());

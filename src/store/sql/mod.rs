@@ -676,11 +676,11 @@ where
                 changed.extend(models(rows)?);
             }
             let FirePlan { runs, next_run_time, .. } = plan;
-            let removed = next_run_time.is_none().then(|| crate::notify::keep_removed_job(job, default.as_ref()));
+            let removed = crate::notify::keep_removed_job(job, next_run_time, default.as_ref());
             for mut run in runs {
                 if run.status.is_unfinished() {
                     run.lease_expires_at = Some(lease_until);
-                    run.removed_job = removed.clone().flatten();
+                    run.removed_job = removed.clone();
                 }
                 as_stored::<D::Time>(&mut run);
                 planned.push(run);
